@@ -1,0 +1,263 @@
+"""Settings: one frozen dataclass per chatd.toml section, validated at load.
+
+Every limit the daemon enforces is a field here with its default; chatd.toml repeats
+them with a comment each. Loading rejects unknown keys, wrong types and bad values with a
+`ConfigError` naming the key, so a typo stops start-up instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting is unknown, of the wrong type or out of range; the message names the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSection:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: str = "data"
+    timezone: str = ""  # IANA name; empty means the system's zone
+    uvloop: bool = True
+    shutdown_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSection:
+    history_on_join: int = 20
+    max_sessions_per_user: int = 8
+    history_max: int = 200
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSection:
+    max_line_bytes: int = 4096
+    general_messages_per_window: int = 20
+    general_window_s: float = 3600.0
+    login_timeout_s: float = 60.0
+    max_connections: int = 10000
+    max_connections_per_ip: int = 16
+    send_buffer_bytes: int = 1048576
+    flood_burst: int = 100
+    flood_rate_per_s: float = 50.0
+    login_failures_before_throttle: int = 5
+    login_throttle_s: float = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModerationSection:
+    strikes_to_ban: int = 3
+    ban_duration_s: float = 14400.0
+    strike_window_s: float = 86400.0
+    admins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionSection:
+    delivered_ttl_s: float = 3600.0
+    max_age_s: float = 604800.0
+    sweep_interval_s: float = 60.0
+    general_recipient_idle_s: float = 604800.0
+
+
+@dataclass(frozen=True, slots=True)
+class FilesSection:
+    max_bytes: int = 5242880
+    quota_bytes: int = 52428800
+
+
+@dataclass(frozen=True, slots=True)
+class RoomsSection:
+    link_ttl_s: float = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSection:
+    horizon_s: float = 2592000.0
+    max_pending_per_user: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSection:
+    require_password: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSection:
+    synchronous: str = "full"  # "full": fsync per group commit; "normal": survives kill -9 only
+
+
+@dataclass(frozen=True, slots=True)
+class LogSection:
+    level: str = "info"
+    format: str = "auto"  # "auto": console on a terminal, JSON lines otherwise
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSection:
+    port: int = 0  # 0: no TLS listener
+    host: str = ""  # empty: same as server.host
+    cert: str = ""
+    key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSection:
+    port: int = 0  # 0: no Prometheus endpoint
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerSection = field(default_factory=ServerSection)
+    chat: ChatSection = field(default_factory=ChatSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
+    moderation: ModerationSection = field(default_factory=ModerationSection)
+    retention: RetentionSection = field(default_factory=RetentionSection)
+    files: FilesSection = field(default_factory=FilesSection)
+    rooms: RoomsSection = field(default_factory=RoomsSection)
+    schedule: ScheduleSection = field(default_factory=ScheduleSection)
+    auth: AuthSection = field(default_factory=AuthSection)
+    store: StoreSection = field(default_factory=StoreSection)
+    log: LogSection = field(default_factory=LogSection)
+    tls: TlsSection = field(default_factory=TlsSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+
+    def with_overrides(self, overrides: Mapping[str, object]) -> Config:
+        """Returns a copy with dotted keys (`"server.port"`) replaced, validated."""
+        data: dict[str, dict[str, object]] = {}
+        for dotted, value in overrides.items():
+            section, _, key = dotted.partition(".")
+            data.setdefault(section, {})[key] = value
+        return _merge(self, data)
+
+
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "log.level": _LEVELS,
+    "log.format": ("auto", "json", "console"),
+    "store.synchronous": ("full", "normal"),
+}
+_POSITIVE = {
+    "server.shutdown_timeout_s",
+    "chat.max_sessions_per_user",
+    "chat.history_max",
+    "limits.max_line_bytes",
+    "limits.general_messages_per_window",
+    "limits.general_window_s",
+    "limits.login_timeout_s",
+    "limits.max_connections",
+    "limits.max_connections_per_ip",
+    "limits.send_buffer_bytes",
+    "limits.flood_burst",
+    "limits.flood_rate_per_s",
+    "moderation.strikes_to_ban",
+    "moderation.ban_duration_s",
+    "moderation.strike_window_s",
+    "retention.max_age_s",
+    "retention.sweep_interval_s",
+    "files.max_bytes",
+    "rooms.link_ttl_s",
+    "schedule.horizon_s",
+}
+_PORTS = {"server.port", "tls.port", "metrics.port"}
+
+
+def load(path: str | Path | None) -> Config:
+    """Reads a TOML file into a validated Config; None gives the built-in defaults."""
+    if path is None:
+        return Config()
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    try:
+        return _merge(Config(), data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from e
+
+
+def _merge(base: Config, data: Mapping[str, Any]) -> Config:
+    sections: dict[str, object] = {}
+    known = {f.name: f for f in fields(Config)}
+    for name, table in data.items():
+        if name not in known:
+            raise ConfigError(f"unknown section [{name}]")
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"[{name}] must be a table")
+        current = getattr(base, name)
+        sections[name] = _merge_section(name, current, table)
+    return replace(base, **sections)  # type: ignore[arg-type]
+
+
+def _merge_section(name: str, current: Any, table: Mapping[str, Any]) -> Any:
+    hints = typing.get_type_hints(type(current))
+    allowed = {f.name for f in fields(current)}
+    changes: dict[str, object] = {}
+    for key, value in table.items():
+        dotted = f"{name}.{key}"
+        if key not in allowed:
+            raise ConfigError(f"unknown key {dotted}")
+        changes[key] = _check(dotted, hints[key], value)
+    return dataclasses.replace(current, **changes)
+
+
+def _check(key: str, hint: Any, value: Any) -> object:
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, not {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, not {value!r}")
+        _check_range(key, value)
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} must be a number of seconds, not {value!r}")
+        _check_range(key, value)
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, not {value!r}")
+        choices = _CHOICES.get(key)
+        if choices is not None and value.lower() not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(choices)}, not {value!r}")
+        if key == "server.timezone" and value:
+            _check_timezone(key, value)
+        return value.lower() if choices else value
+    if typing.get_origin(hint) is tuple or isinstance(hint, types.GenericAlias):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} must be a list of strings, not {value!r}")
+        return tuple(value)
+    raise ConfigError(f"{key}: unsupported setting type")  # pragma: no cover
+
+
+def _check_range(key: str, value: float) -> None:
+    if value < 0:
+        raise ConfigError(f"{key} must not be negative, not {value!r}")
+    if key in _POSITIVE and value == 0:
+        raise ConfigError(f"{key} must be greater than 0")
+    if key in _PORTS and value > 65535:
+        raise ConfigError(f"{key} must be a port number (0-65535), not {value!r}")
+
+
+def _check_timezone(key: str, value: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ConfigError(f"{key}: unknown time zone {value!r}") from e

@@ -1,0 +1,54 @@
+"""The core's in-memory state: accounts, sessions, and what each knows of delivery.
+
+Memory is the working copy; the store holds the durable copy (every change the core
+makes is also emitted as a `Change`), and the state is rebuilt from it at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chatd.protocol.events import Mode
+
+
+@dataclass(slots=True, eq=False)
+class Session:
+    """One connection's view in the core. The server subclasses it to add its I/O.
+
+    `live_from` is the first message id this session gets live (earlier ones reached it
+    by replay); `sent_id` is the highest message id known to have been written to it,
+    which is what "received" means for unread replay.
+    """
+
+    id: int
+    peer: str
+    opened: float
+    mode: Mode = Mode.TEXT
+    account: Account | None = None
+    live_from: int = 0
+    sent_id: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class Account:
+    key: str
+    name: str
+    pw_hash: str | None
+    created: float
+    cursor: int = 0  # highest message id received by any session, as last saved
+    saved_cursor: int = 0
+    banned_until: float = 0.0
+    strikes: dict[str, float] = field(default_factory=dict)  # reporter key -> when
+    sessions: list[Session] = field(default_factory=list)
+    private_chats: set[str] = field(default_factory=set)
+    rooms: set[str] = field(default_factory=set)
+    window_start: float = 0.0
+    window_count: int = 0
+
+    def received(self) -> int:
+        """Highest message id this user has received on any session."""
+        best = self.cursor
+        for s in self.sessions:
+            if s.sent_id > best:
+                best = s.sent_id
+        return best

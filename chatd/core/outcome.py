@@ -1,0 +1,80 @@
+"""What handling a command yields: replies, deliveries and durable changes.
+
+The core never does I/O. It returns an Outcome; the server renders and writes the
+events, hands the changes to the store, and releases everything only after the store
+has committed them (so an `OK` for a message means it is on disk).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatd.core.model import Session
+from chatd.protocol.events import Event, Message, Notice
+
+
+@dataclass(frozen=True, slots=True)
+class PutAccount:
+    key: str
+    name: str
+    pw_hash: str | None
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class PutMessage:
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteMessages:
+    ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SetCursor:
+    user: str
+    cursor: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetBan:
+    user: str
+    until: float  # 0: not banned
+
+
+@dataclass(frozen=True, slots=True)
+class SetStrikes:
+    """The whole strike set of a user (reporter key -> when), replacing the old one."""
+
+    user: str
+    strikes: tuple[tuple[str, float], ...]
+
+
+Change = PutAccount | PutMessage | DeleteMessages | SetCursor | SetBan | SetStrikes
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """Slow, pure work (password hashing) the server runs off the event loop; then it
+    calls `resume(result, now)` and treats that Outcome as the command's."""
+
+    work: Callable[[], Any]
+    resume: Callable[[Any, float], Outcome]
+
+
+@dataclass(slots=True)
+class Outcome:
+    replies: list[Event] = field(default_factory=list)
+    pushes: list[tuple[Event, Sequence[Session]]] = field(default_factory=list)
+    broadcasts: list[tuple[Message, Session | None]] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    closes: list[tuple[Session, Notice | None]] = field(default_factory=list)
+    acked: int = 0  # id of a message the acting session sent (its OK counts as received)
+    deferred: Deferred | None = None
+
+    def notify(self, sessions: Sequence[Session], notice: Notice) -> None:
+        if sessions:
+            self.pushes.append((notice, tuple(sessions)))

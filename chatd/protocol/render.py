@@ -1,0 +1,308 @@
+"""Events to bytes, for people (text) or programs (JSON Lines).
+
+`Renderer.render(event, mode)` is called once per event and mode; the server writes the
+same bytes to every session that shares the mode. Text replies that carry items write
+them first, indented by two spaces, then the closing `OK` line (PROTOCOL.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+from chatd.protocol.events import Error, Event, Message, Mode, Notice, Ok, Push
+
+
+def rfc3339(ts: float) -> str:
+    """Unix seconds as RFC 3339 UTC with milliseconds: 2026-11-26T12:00:01.123Z."""
+    ms = round(ts * 1000)
+    dt = datetime.fromtimestamp(ms // 1000, UTC)
+    return f"{dt:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+
+
+def chat_for(message: Message, viewer: str | None) -> str:
+    """How a message's chat reads for `viewer`: `@<the other party>` in private."""
+    if message.to is None:
+        return message.chat
+    if viewer is not None and message.sender.lower() == viewer:
+        return "@" + message.to
+    return "@" + message.sender
+
+
+def message_dict(push: Push) -> dict[str, Any]:
+    m = push.message
+    d: dict[str, Any] = {
+        "type": "message",
+        "id": m.id,
+        "chat": chat_for(m, push.viewer),
+        "from": m.sender,
+        "text": m.text,
+        "ts": rfc3339(m.ts),
+        "reply_to": m.reply_to,
+        "replay": push.replay,
+    }
+    if m.to is not None:
+        d["to"] = m.to
+    if m.file is not None:
+        f = m.file
+        d["file"] = {"id": f.id, "name": f.name, "size": f.size, "sha256": f.sha256}
+    return d
+
+
+def _obj(o: object) -> object:
+    if isinstance(o, Push):
+        return message_dict(o)
+    raise TypeError(f"cannot encode {type(o).__name__}")
+
+
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_obj)
+
+
+class Renderer:
+    """Renders events; holds the time zone used for the HH:MM:SS of text lines."""
+
+    __slots__ = ("_tz",)
+
+    def __init__(self, tz: tzinfo | None = None) -> None:
+        self._tz = tz
+
+    def render(self, event: Event, mode: Mode) -> bytes:
+        if mode is Mode.JSON:
+            return self.json(event)
+        return self.text(event)
+
+    # JSON Lines -------------------------------------------------------------------
+
+    def json(self, event: Event) -> bytes:
+        if isinstance(event, Push):
+            obj: dict[str, Any] = message_dict(event)
+        elif isinstance(event, Ok):
+            obj = {"type": "ok", "cmd": event.cmd, **event.fields}
+        elif isinstance(event, Error):
+            obj = {
+                "type": "error",
+                "cmd": event.cmd,
+                "code": str(event.code),
+                "message": event.message,
+            }
+            if event.retry_after is not None:
+                obj["retry_after"] = event.retry_after
+        elif isinstance(event, Notice):
+            obj = {"type": "notice", "event": event.event, **event.fields}
+        else:  # pragma: no cover - every Event subclass is handled above
+            raise TypeError(type(event).__name__)
+        return (_json.encode(obj) + "\n").encode()
+
+    # Text -------------------------------------------------------------------------
+
+    def text(self, event: Event) -> bytes:
+        if isinstance(event, Push):
+            return (self.message_line(event) + "\n").encode()
+        if isinstance(event, Ok):
+            return self._ok_text(event).encode()
+        if isinstance(event, Error):
+            retry = f" (retry in {event.retry_after}s)" if event.retry_after is not None else ""
+            return f"ERR {event.code} {event.message}{retry}\n".encode()
+        if isinstance(event, Notice):
+            return f"* {notice_text(event)}\n".encode()
+        raise TypeError(type(event).__name__)  # pragma: no cover
+
+    def clock(self, ts: float) -> str:
+        return f"{datetime.fromtimestamp(ts, self._tz):%H:%M:%S}"
+
+    def message_line(self, push: Push) -> str:
+        """`HH:MM:SS [id] chat <sender> text`, with reply and file markers."""
+        m = push.message
+        parts = [self.clock(m.ts), f"[{m.id}]", chat_for(m, push.viewer), f"<{m.sender}>"]
+        if m.reply_to is not None:
+            parts.append(f"(re [{m.reply_to}])")
+        if m.file is not None:
+            parts.append(f"[file {m.file.id} {m.file.name} {m.file.size} bytes]")
+        if m.text:
+            parts.append(m.text)
+        return " ".join(parts)
+
+    def _ok_text(self, ok: Ok) -> str:
+        layout = _TEXT_OK.get(ok.name)
+        items, summary = layout(self, ok.fields) if layout else ((), "")
+        head = "".join(f"  {item}\n" for item in items)
+        return f"{head}OK {summary}\n" if summary else f"{head}OK\n"
+
+
+# Text layouts of OK replies, one per canonical command: (items, closing summary). ------
+
+_Layout = Callable[[Renderer, Mapping[str, Any]], tuple[Iterable[str], str]]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _lines(r: Renderer, pushes: Sequence[Push]) -> list[str]:
+    return [r.message_line(p) for p in pushes]
+
+
+def _help(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
+    cmds = f["commands"]
+    items = [f"{c['usage']:<44} {c['summary']}" for c in cmds]
+    return items, _plural(len(cmds), "command")
+
+
+def _login(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
+    new = " (new account)" if f["new"] else ""
+    return (), f"welcome {f['user']}{new}, {f['unread']} unread"
+
+
+def _sent(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
+    return (), f"sent [{f['id']}]"
+
+
+def _comment(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
+    return (), f"sent [{f['id']}] re [{f['reply_to']}]"
+
+
+def _ban(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
+    until = f["banned_until"]
+    tail = f", banned until {until}" if until else ""
+    return (), f"{f['user']} has {_plural(f['strikes'], 'strike')}{tail}"
+
+
+def _who(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
+    users = f["users"]
+    items = [f"{u['name']} ({_plural(u['sessions'], 'session')})" for u in users]
+    where = f" in {f['room']}" if f.get("room") else " online"
+    return items, f"{_plural(len(users), 'user')}{where}"
+
+
+def _status(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
+    s = f["server"]
+    items = [f"server chatd {s['version']}, up {s['uptime_s']}s, {s['online']} online"]
+    if "user" in f:
+        items.append(f"you are {f['user']} with {_plural(f['sessions'], 'session')}")
+        items += [f"{c['chat']}: {c['unread']} unread, last [{c['last_id']}]" for c in f["chats"]]
+    return items, "status"
+
+
+def _history(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
+    msgs = f["messages"]
+    return _lines(r, msgs), f"{_plural(len(msgs), 'message')} in {f['chat']}"
+
+
+def _thread(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
+    comments = f["comments"]
+    return _lines(r, [f["message"], *comments]), f"thread [{f['message'].message.id}], " + (
+        _plural(len(comments), "comment")
+    )
+
+
+def _schedule(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
+    return (), f"scheduled {f['schedule_id']} at {f['at']}"
+
+
+def _scheduled(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
+    rows = f["scheduled"]
+    items = [f"{s['schedule_id']} at {s['at']}: {s['command']}" for s in rows]
+    return items, f"{_plural(len(rows), 'scheduled message')}"
+
+
+def _cancel(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
+    return (), f"cancelled {f['schedule_id']}"
+
+
+def _upload(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
+    fi = f["file"]
+    return (), f"sent [{f['id']}] file {fi['id']} {fi['name']} {fi['size']} {fi['sha256']}"
+
+
+def _room(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
+    if "members" in f:
+        return list(f["members"]), f"{_plural(len(f['members']), 'member')} in {f['room']}"
+    if "link" in f:
+        return (), f"link {f['link']} for {f['room']} expires {f['expires']}"
+    if "status" in f:
+        return (), f"{f['status']}: asked to join {f['room']}"
+    if "user" in f:
+        return (), f"{f['room']} {f['user']}"
+    return (), f"{f['room']}"
+
+
+def _rooms(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
+    rooms = f["rooms"]
+    items = [f"{x['room']} (owner {x['owner']}, {_plural(x['members'], 'member')})" for x in rooms]
+    return items, _plural(len(rooms), "room")
+
+
+def _stats(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
+    return [f"{k} {v}" for k, v in f.items()], "stats"
+
+
+def _fixed(summary: str) -> _Layout:
+    return lambda r, f: ((), summary)
+
+
+def _user(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
+    return (), f["user"]
+
+
+_TEXT_OK: dict[str, _Layout] = {
+    "help": _help,
+    "mode": lambda r, f: ((), f"mode {f['mode']}"),
+    "ping": _fixed("pong"),
+    "login": _login,
+    "passwd": _fixed("password set"),
+    "send_all": _sent,
+    "send": _sent,
+    "ban": _ban,
+    "who": _who,
+    "status": _status,
+    "history": _history,
+    "comment": _comment,
+    "thread": _thread,
+    "schedule": _schedule,
+    "scheduled": _scheduled,
+    "cancel": _cancel,
+    "upload": _upload,
+    "room": _room,
+    "join": _room,
+    "rooms": _rooms,
+    "unban": _user,
+    "kick": _user,
+    "announce": _fixed("announced"),
+    "stats": _stats,
+    "quit": _fixed("bye"),
+}
+
+
+# Notices for people. ---------------------------------------------------------------
+
+_NOTICE_TEXT: dict[str, str] = {
+    "warned": "{by} reported you: {strikes} of {limit} strikes",
+    "banned": "you are banned from sending until {until}",
+    "unbanned": "your ban was lifted",
+    "shutdown": "the server is shutting down",
+    "slow-consumer": "closing: you stopped reading and {pending} bytes piled up",
+    "login-timeout": "closing: no login within {timeout_s}s",
+    "kicked": "you were kicked by {by}",
+    "announce": "announcement from {from}: {text}",
+    "invited": "{by} added you to {room}",
+    "join-request": "{user} asks to join {room}: room approve {room} {user}",
+    "joined": "{user} joined {room}",
+    "left": "{user} left {room}",
+    "denied": "your request to join {room} was denied",
+    "removed": "you were removed from {room}",
+    "scheduled-sent": "scheduled {schedule_id} sent as [{id}]",
+    "scheduled-failed": "scheduled {schedule_id} dropped: {reason}",
+}
+
+
+def notice_text(notice: Notice) -> str:
+    template = _NOTICE_TEXT.get(notice.event)
+    if template is not None:
+        try:
+            return template.format_map(notice.fields)
+        except (KeyError, IndexError, ValueError):
+            pass
+    extra = " ".join(f"{k}={v}" for k, v in notice.fields.items())
+    return f"{notice.event} {extra}".rstrip()

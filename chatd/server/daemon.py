@@ -1,0 +1,182 @@
+"""The daemon: wires config, store, core and hub together and owns the event loop's
+side of things — listeners, connection limits, periodic work, signals, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from chatd import __version__
+from chatd.config import Config
+from chatd.core.chat import Chat
+from chatd.core.outcome import Outcome
+from chatd.protocol.events import Notice
+from chatd.protocol.render import Renderer
+from chatd.server.connection import Connection
+from chatd.server.hub import Hub
+from chatd.store.base import Store
+from chatd.store.sqlite import SqliteStore
+
+log = structlog.get_logger("chatd.daemon")
+
+CURSOR_SAVE_INTERVAL_S = 1.0
+
+
+class Daemon:
+    """One chatd process. `start()` listens; `stop()` drains and closes cleanly."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        store: Store | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.version = __version__
+        self._store = store
+        self._connections: set[Connection] = set()
+        self._per_ip: Counter[str] = Counter()
+        self._session_ids = 0
+        self._servers: list[asyncio.Server] = []
+        self._timers: list[asyncio.TimerHandle] = []
+        self._stopped = asyncio.Event()
+        self._all_closed = asyncio.Event()
+        self._all_closed.set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self.port = 0
+
+    # Life cycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.loop = asyncio.get_running_loop()
+        store = self._store or SqliteStore(cfg.server.data_dir, synchronous=cfg.store.synchronous)
+        self._store = store
+        snapshot = store.load()
+        self.chat = Chat(cfg, snapshot, started=self.clock())
+        tz = ZoneInfo(cfg.server.timezone) if cfg.server.timezone else None
+        self.renderer = Renderer(tz)
+        self.hub = Hub(self.loop, self.chat, store, self.renderer, self.clock)
+        self.workers = concurrent.futures.ThreadPoolExecutor(2, "chatd-work")
+        server = await self.loop.create_server(
+            lambda: Connection(self), cfg.server.host, cfg.server.port, backlog=4096
+        )
+        self._servers.append(server)
+        self.port = server.sockets[0].getsockname()[1]
+        self._every(CURSOR_SAVE_INTERVAL_S, self._save_cursors)
+        log.info(
+            "server.listening",
+            host=cfg.server.host,
+            port=self.port,
+            accounts=len(self.chat.accounts),
+            messages=len(self.chat.messages),
+        )
+
+    async def serve_forever(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self._on_signal, sig)
+        await self._stopped.wait()
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("server.signal", signal=sig.name)
+        task = asyncio.ensure_future(self.stop())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        """Stop accepting, tell every session, commit everything, close, within the
+        configured shutdown timeout."""
+        if self._stopping:
+            return
+        self._stopping = True
+        for server in self._servers:
+            server.close()
+        for timer in self._timers:
+            timer.cancel()
+        notice = Notice("shutdown", {})
+        for conn in list(self._connections):
+            if conn.peer is not None:
+                self.hub.apply(conn.peer, Outcome(closes=[(conn.peer, notice)]))
+        self.hub.changes(self.chat.save_cursors())
+        deadline = self.config.server.shutdown_timeout_s
+        try:
+            await asyncio.wait_for(self._drain_all(), deadline)
+        except TimeoutError:
+            log.warning("server.shutdown_timeout", connections=len(self._connections))
+            for conn in list(self._connections):
+                if conn.peer is not None and conn.peer.transport is not None:
+                    conn.peer.transport.abort()
+            await asyncio.wait_for(self.hub.drain(), deadline)
+        self.hub.close()
+        self.workers.shutdown(wait=False)
+        assert self._store is not None
+        self._store.close()
+        log.info("server.stopped")
+        self._stopped.set()
+
+    async def _drain_all(self) -> None:
+        await self.hub.drain()
+        await self._all_closed.wait()
+        await self.hub.drain()
+
+    # Connections -----------------------------------------------------------------
+
+    def admit(self, ip: str) -> str | None:
+        """Why a new connection from `ip` is refused, or None to accept it."""
+        limits = self.config.limits
+        if self._stopping:
+            return "the server is shutting down"
+        if len(self._connections) >= limits.max_connections:
+            return f"the server is full ({limits.max_connections} connections)"
+        if self._per_ip[ip] >= limits.max_connections_per_ip:
+            return f"too many connections from {ip} (at most {limits.max_connections_per_ip})"
+        return None
+
+    def next_session_id(self) -> int:
+        self._session_ids += 1
+        return self._session_ids
+
+    def opened(self, conn: Connection) -> None:
+        self._connections.add(conn)
+        self._all_closed.clear()
+        self._per_ip[conn.ip] += 1
+
+    def closed(self, conn: Connection) -> None:
+        self._connections.discard(conn)
+        if not self._connections:
+            self._all_closed.set()
+        self._per_ip[conn.ip] -= 1
+        if self._per_ip[conn.ip] <= 0:
+            del self._per_ip[conn.ip]
+        assert conn.peer is not None
+        self.hub.apply(None, self.chat.close(conn.peer, self.clock()))
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    # Periodic work ---------------------------------------------------------------
+
+    def _every(self, interval: float, fn: Callable[[], None]) -> None:
+        def tick() -> None:
+            try:
+                fn()
+            except Exception:
+                log.exception("timer.failed", timer=fn.__name__)
+            self._timers[index] = self.loop.call_later(interval, tick)
+
+        index = len(self._timers)
+        self._timers.append(self.loop.call_later(interval, tick))
+
+    def _save_cursors(self) -> None:
+        self.hub.changes(self.chat.save_cursors())

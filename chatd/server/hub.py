@@ -1,0 +1,281 @@
+"""Output: group commit, then fan-out of rendered bytes, once per event-loop turn.
+
+Everything the core emits while a batch is open lands in that batch: replies and pushes
+per session, broadcast messages per chat topic, and the durable changes. At the end of
+the loop turn the batch is sealed and committed on the writer thread; only when the
+commit returns are its bytes written, so no one ever sees a message that could vanish
+in a crash. While a commit runs, the next batch keeps filling (group commit).
+
+The hot path is the topic release: each broadcast message is rendered once per mode,
+the batch's messages are joined once, and every subscribed session gets the same bytes
+in one `transport.write`. No per-recipient rendering, allocation, log call or await.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from chatd.core.chat import Chat
+from chatd.core.model import Session
+from chatd.core.outcome import Change, Outcome
+from chatd.protocol.events import Event, Message, Mode, Notice, Push
+from chatd.protocol.render import Renderer
+from chatd.store.base import Store
+
+log = structlog.get_logger("chatd.hub")
+
+
+@dataclass(slots=True, eq=False)
+class Peer(Session):
+    """A session with its transport and write-side bookkeeping."""
+
+    transport: asyncio.Transport | None = None
+    written_id: int = 0  # highest message id handed to the transport
+    paused: bool = False  # the transport holds unsent bytes (see set_write_buffer_limits)
+    buffer_limit: int = 0
+    closing: bool = False
+    on_closed: Callable[[], None] | None = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    chunks: list[bytes] = field(default_factory=list)
+    top_id: int = 0
+
+
+@dataclass(slots=True)
+class _Batch:
+    changes: list[Change] = field(default_factory=list)
+    direct: dict[Peer, _Pending] = field(default_factory=dict)
+    topics: dict[str, list[tuple[Message, Session | None]]] = field(default_factory=dict)
+    closes: list[Peer] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.changes or self.direct or self.topics or self.closes)
+
+
+class Hub:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        chat: Chat,
+        store: Store,
+        renderer: Renderer,
+        clock: Callable[[], float],
+    ) -> None:
+        self._loop = loop
+        self._chat = chat
+        self._store = store
+        self._renderer = renderer
+        self._clock = clock
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, "chatd-store")
+        self._open = _Batch()
+        self._inflight: _Batch | None = None
+        self._turn_scheduled = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.commits = 0
+        self.slow_consumers = 0
+
+    # Input side: what the core produced ------------------------------------------
+
+    def apply(self, peer: Peer | None, out: Outcome) -> None:
+        """Queues an outcome for the open batch; `peer` is the acting session."""
+        batch = self._open
+        if out.changes:
+            batch.changes.extend(out.changes)
+        if peer is not None:
+            for event in out.replies:
+                self._direct(batch, peer, event, self._renderer.render(event, peer.mode))
+            if out.acked:
+                pending = batch.direct.get(peer)
+                if pending is not None and out.acked > pending.top_id:
+                    pending.top_id = out.acked
+        for event, sessions in out.pushes:
+            self._push(batch, event, sessions)
+        for msg, sender in out.broadcasts:
+            batch.topics.setdefault(msg.chat, []).append((msg, sender))
+        for session, notice in out.closes:
+            assert isinstance(session, Peer)
+            self._close_later(batch, session, notice)
+        self._schedule()
+
+    def changes(self, changes: list[Change]) -> None:
+        if changes:
+            self._open.changes.extend(changes)
+            self._schedule()
+
+    def _direct(self, batch: _Batch, peer: Peer, event: Event, data: bytes) -> None:
+        if peer.closing:
+            return
+        pending = batch.direct.get(peer)
+        if pending is None:
+            pending = batch.direct[peer] = _Pending()
+        pending.chunks.append(data)
+        if isinstance(event, Push) and event.message.id > pending.top_id:
+            pending.top_id = event.message.id
+
+    def _push(self, batch: _Batch, event: Event, sessions: Sequence[Session]) -> None:
+        rendered: dict[Mode, bytes] = {}
+        for s in sessions:
+            assert isinstance(s, Peer)
+            data = rendered.get(s.mode)
+            if data is None:
+                data = rendered[s.mode] = self._renderer.render(event, s.mode)
+            self._direct(batch, s, event, data)
+
+    def _close_later(self, batch: _Batch, peer: Peer, notice: Notice | None) -> None:
+        if peer.closing:
+            return
+        if notice is not None:
+            self._direct(batch, peer, notice, self._renderer.render(notice, peer.mode))
+        peer.closing = True
+        self.changes(self._chat.close(peer, self._clock()).changes)
+        batch.closes.append(peer)
+
+    # The pipeline ------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        if not self._turn_scheduled:
+            self._turn_scheduled = True
+            self._idle.clear()
+            self._loop.call_soon(self._turn_end)
+
+    def _turn_end(self) -> None:
+        self._turn_scheduled = False
+        if self._inflight is not None:
+            return  # the commit in flight calls back; the open batch keeps growing
+        batch = self._open
+        if batch.empty():
+            self._idle.set()
+            return
+        self._open = _Batch()
+        if not batch.changes:
+            self._release(batch)
+            self._turn_end()
+            return
+        self._inflight = batch
+        self._commit(batch)
+
+    def _commit(self, batch: _Batch) -> None:
+        fut = self._loop.run_in_executor(self._writer, self._store.commit, batch.changes)
+        fut.add_done_callback(lambda f: self._committed(batch, f))
+
+    def _committed(self, batch: _Batch, fut: asyncio.Future[None]) -> None:
+        error = fut.exception()
+        if error is not None:
+            # Nothing of this batch was acknowledged; keep it and try again, so that
+            # a full disk stalls replies instead of losing acknowledged messages.
+            log.error("store.commit_failed", error=str(error), changes=len(batch.changes))
+            self._loop.call_later(1.0, self._commit, batch)
+            return
+        self.commits += 1
+        self._inflight = None
+        self._release(batch)
+        self._turn_end()
+
+    async def drain(self) -> None:
+        """Waits until every queued change is committed and its output written."""
+        while not self._idle.is_set() or self._inflight is not None:
+            await self._idle.wait()
+            await asyncio.sleep(0)
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+
+    # Output side: writing a committed batch ------------------------------------------
+
+    def _release(self, batch: _Batch) -> None:
+        dropped: list[Peer] = []
+        for peer, pending in batch.direct.items():
+            self._write(peer, b"".join(pending.chunks), pending.top_id, dropped)
+        for topic, items in batch.topics.items():
+            self._fan_out(topic, items, dropped)
+        for peer in batch.closes:
+            if peer.transport is not None:
+                peer.transport.close()
+        for peer in dropped:
+            self._drop_slow(peer)
+
+    def _fan_out(
+        self, topic: str, items: list[tuple[Message, Session | None]], dropped: list[Peer]
+    ) -> None:
+        subscribers = self._chat.topics.get(topic)
+        if not subscribers:
+            return
+        render = self._renderer.render
+        first_id = items[0][0].id
+        top_id = items[-1][0].id
+        senders = {s for _, s in items if s is not None}
+        blobs: dict[Mode, bytes] = {}
+        parts: dict[Mode, list[bytes]] = {}
+        for peer in subscribers:
+            assert isinstance(peer, Peer)
+            mode = peer.mode
+            if peer in senders or peer.live_from > first_id:
+                # Rare: this session sent some of these, or logged in mid-batch.
+                mine = parts.get(mode)
+                if mine is None:
+                    mine = parts[mode] = [render(Push(m), mode) for m, _ in items]
+                data = b"".join(
+                    mine[i]
+                    for i, (m, s) in enumerate(items)
+                    if s is not peer and m.id >= peer.live_from
+                )
+                if data:
+                    self._write(peer, data, top_id, dropped)
+                continue
+            blob = blobs.get(mode)
+            if blob is None:
+                mine = parts.get(mode)
+                if mine is None:
+                    mine = parts[mode] = [render(Push(m), mode) for m, _ in items]
+                blob = blobs[mode] = b"".join(mine)
+            transport = peer.transport
+            if transport is None:
+                continue
+            transport.write(blob)
+            peer.written_id = top_id
+            if peer.paused:
+                if transport.get_write_buffer_size() > peer.buffer_limit:
+                    dropped.append(peer)
+            else:
+                peer.sent_id = top_id
+
+    def _write(self, peer: Peer, data: bytes, top_id: int, dropped: list[Peer]) -> None:
+        transport = peer.transport
+        if transport is None:
+            return
+        transport.write(data)
+        if top_id > peer.written_id:
+            peer.written_id = top_id
+        if peer.paused:
+            if transport.get_write_buffer_size() > peer.buffer_limit:
+                dropped.append(peer)
+        elif peer.written_id > peer.sent_id:
+            peer.sent_id = peer.written_id
+
+    def _drop_slow(self, peer: Peer) -> None:
+        """A reader that stopped reading: close it, never wait for it. What it had
+        not received stays unread and is replayed at its next login."""
+        if peer.closing or peer.transport is None:
+            return
+        self.slow_consumers += 1
+        transport = peer.transport
+        log.warning(
+            "session.slow_consumer",
+            session=peer.id,
+            user=peer.account.name if peer.account else None,
+            buffered=transport.get_write_buffer_size(),
+        )
+        notice = Notice("slow-consumer", {"pending": transport.get_write_buffer_size()})
+        transport.write(self._renderer.render(notice, peer.mode))
+        peer.closing = True
+        self.changes(self._chat.close(peer, self._clock()).changes)
+        transport.close()
+        self._loop.call_later(2.0, transport.abort)

@@ -1,0 +1,26 @@
+"""The persistence interface: load the state once, then commit batches of changes.
+
+`commit` is called from one writer thread, one batch at a time, and returns only when
+the batch is durable; the server holds back every reply that depends on the batch
+until then (group commit). Backends: sqlite (default), memory (tests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from chatd.core.outcome import Change
+from chatd.core.snapshot import Snapshot
+
+
+class StoreError(Exception):
+    """The store cannot load or commit; the message says why."""
+
+
+class Store(Protocol):
+    def load(self) -> Snapshot: ...
+
+    def commit(self, changes: Sequence[Change]) -> None: ...
+
+    def close(self) -> None: ...
