@@ -71,7 +71,7 @@ typedef struct {
 
 /* options */
 static int o_proto = P_CHATD, o_port = 0, o_clients = 5, o_senders = 1, o_inflight = 8;
-static int o_pairs = 10, o_window = 200, o_server_pid = 0, o_pad = 0;
+static int o_pairs = 10, o_window = 8, o_server_pid = 0, o_pad = 0;
 static double o_duration = 1.0, o_rate = 1000.0, o_timeout = 120.0, o_settle = 0.5;
 static const char *o_scenario = "fanout";
 static const char *o_prefix = "u";
@@ -634,6 +634,15 @@ int main(int argc, char **argv) {
     double srv1 = server_cpu_s(), gen1 = self_cpu_s();
     settle();
     int complete = n_ready == N;
+    if (!complete) {
+        int cnt[S_DEAD + 1] = {0};
+        for (int i = 0; i < N; i++) cnt[C[i].state]++;
+        fprintf(stderr,
+                "loadgen: setup incomplete: %d ready, %d connecting, %d awaiting greeting, "
+                "%d awaiting login reply, %d awaiting join, %d failed, %d not started\n",
+                cnt[S_READY], cnt[S_CONNECTING], cnt[S_GREET], cnt[S_LOGIN], cnt[S_JOIN],
+                cnt[S_DEAD], cnt[S_FREE]);
+    }
     uint64_t max_ok = 0, max_ready = 0;
     for (int i = 0; i < N; i++) {
         if (C[i].state != S_READY) continue;

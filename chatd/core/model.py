@@ -52,3 +52,17 @@ class Account:
             if s.sent_id > best:
                 best = s.sent_id
         return best
+
+
+@dataclass(slots=True, eq=False)
+class Room:
+    """A private room. `key` is `#` + the lower-cased name, which is also its chat key
+    and topic; members map user key -> when they joined."""
+
+    key: str
+    name: str
+    owner: str
+    created: float
+    members: dict[str, float] = field(default_factory=dict)
+    links: dict[str, float] = field(default_factory=dict)  # token -> expires
+    requests: dict[str, float] = field(default_factory=dict)  # user key -> when asked

@@ -53,7 +53,109 @@ class SetStrikes:
     strikes: tuple[tuple[str, float], ...]
 
 
-Change = PutAccount | PutMessage | DeleteMessages | SetCursor | SetBan | SetStrikes
+@dataclass(frozen=True, slots=True)
+class PutRoom:
+    key: str
+    name: str
+    owner: str
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRoom:
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class PutMember:
+    room: str
+    user: str
+    since: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteMember:
+    room: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class PutLink:
+    token: str
+    room: str
+    expires: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteLinks:
+    """Revokes one link (`token`) or every link of a room (`token` None)."""
+
+    room: str
+    token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PutJoinRequest:
+    room: str
+    user: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteJoinRequest:
+    room: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class PutSchedule:
+    id: int
+    user: str
+    at: float
+    command: str  # the wrapped command line, parsed again when it fires
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteSchedule:
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PutFile:
+    id: int
+    sha256: str
+    name: str
+    size: int
+    owner: str
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteFile:
+    id: int
+
+
+Change = (
+    PutAccount
+    | PutMessage
+    | DeleteMessages
+    | SetCursor
+    | SetBan
+    | SetStrikes
+    | PutRoom
+    | DeleteRoom
+    | PutMember
+    | DeleteMember
+    | PutLink
+    | DeleteLinks
+    | PutJoinRequest
+    | DeleteJoinRequest
+    | PutSchedule
+    | DeleteSchedule
+    | PutFile
+    | DeleteFile
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,63 @@ class AccountRow:
 
 
 @dataclass(frozen=True, slots=True)
+class RoomRow:
+    key: str
+    name: str
+    owner: str
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    room: str
+    user: str
+    since: float
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRow:
+    token: str
+    room: str
+    expires: float
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequestRow:
+    room: str
+    user: str
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRow:
+    id: int
+    user: str
+    at: float
+    command: str
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
+class FileRow:
+    id: int
+    sha256: str
+    name: str
+    size: int
+    owner: str
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     accounts: tuple[AccountRow, ...] = ()
-    messages: tuple[Message, ...] = ()  # oldest first
+    messages: tuple[Message, ...] = ()  # oldest first; file messages carry their FileInfo
     next_id: int = 1
+    rooms: tuple[RoomRow, ...] = ()
+    members: tuple[MemberRow, ...] = ()
+    links: tuple[LinkRow, ...] = ()
+    requests: tuple[JoinRequestRow, ...] = ()
+    schedules: tuple[ScheduleRow, ...] = ()
+    next_schedule_id: int = 1
+    files: tuple[FileRow, ...] = ()
+    next_file_id: int = 1

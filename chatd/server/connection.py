@@ -128,6 +128,8 @@ class Connection(asyncio.Protocol):
             out = chat.handle(peer, cmd, d.clock())
             deferred = out.deferred
             hub.apply(peer, out)
+            if out.changes:
+                d.rearm()
             if deferred is not None:
                 self._defer(deferred, list(items)[n + 1 :])
                 return

@@ -54,6 +54,8 @@ class Daemon:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.port = 0
+        self._wake_at: float | None = None
+        self._wake_handle: asyncio.TimerHandle | None = None
 
     # Life cycle ------------------------------------------------------------------
 
@@ -74,6 +76,7 @@ class Daemon:
         self._servers.append(server)
         self.port = server.sockets[0].getsockname()[1]
         self._every(CURSOR_SAVE_INTERVAL_S, self._save_cursors)
+        self.tick()
         log.info(
             "server.listening",
             host=cfg.server.host,
@@ -103,6 +106,8 @@ class Daemon:
             server.close()
         for timer in self._timers:
             timer.cancel()
+        if self._wake_handle is not None:
+            self._wake_handle.cancel()
         notice = Notice("shutdown", {})
         for conn in list(self._connections):
             if conn.peer is not None:
@@ -180,3 +185,28 @@ class Daemon:
 
     def _save_cursors(self) -> None:
         self.hub.changes(self.chat.save_cursors())
+
+    def tick(self) -> None:
+        """Runs the core's due work (schedules, retention) and sleeps until the next.
+
+        Tests with a fake clock move it and call this directly."""
+        self._wake_at = self._wake_handle = None
+        if self._stopping:
+            return
+        try:
+            self.hub.apply(None, self.chat.tick(self.clock()))
+        except Exception:
+            log.exception("timer.failed", timer="tick")
+        self.rearm()
+
+    def rearm(self) -> None:
+        """Re-aims the wake-up timer at the core's next due time, if that moved."""
+        wake = self.chat.next_wakeup()
+        if wake == self._wake_at or self._stopping:
+            return
+        if self._wake_handle is not None:
+            self._wake_handle.cancel()
+        self._wake_at = wake
+        self._wake_handle = (
+            None if wake is None else self.loop.call_later(max(0.0, wake - self.clock()), self.tick)
+        )

@@ -1,20 +1,25 @@
-"""A store that keeps the durable state in dicts: for unit tests and throwaway servers."""
+"""A store that keeps the durable state in dicts: for unit tests and throwaway servers.
+
+It applies the same changes as the SQLite store, so a core rebuilt from `load()` after
+some commits sees what a restarted server would.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
 
-from chatd.core.outcome import (
-    Change,
-    DeleteMessages,
-    PutAccount,
-    PutMessage,
-    SetBan,
-    SetCursor,
-    SetStrikes,
+from chatd.core import outcome as o
+from chatd.core.snapshot import (
+    AccountRow,
+    FileRow,
+    JoinRequestRow,
+    LinkRow,
+    MemberRow,
+    RoomRow,
+    ScheduleRow,
+    Snapshot,
 )
-from chatd.core.snapshot import AccountRow, Snapshot
 from chatd.protocol.events import Message
 
 
@@ -22,7 +27,13 @@ class MemoryStore:
     def __init__(self) -> None:
         self.accounts: dict[str, AccountRow] = {}
         self.messages: dict[int, Message] = {}
-        self.next_id = 1
+        self.rooms: dict[str, RoomRow] = {}
+        self.members: dict[tuple[str, str], MemberRow] = {}
+        self.links: dict[str, LinkRow] = {}
+        self.requests: dict[tuple[str, str], JoinRequestRow] = {}
+        self.schedules: dict[int, ScheduleRow] = {}
+        self.files: dict[int, FileRow] = {}
+        self.next_id = self.next_schedule_id = self.next_file_id = 1
         self.commits = 0
 
     def load(self) -> Snapshot:
@@ -30,29 +41,72 @@ class MemoryStore:
             accounts=tuple(self.accounts.values()),
             messages=tuple(self.messages[i] for i in sorted(self.messages)),
             next_id=self.next_id,
+            rooms=tuple(self.rooms.values()),
+            members=tuple(self.members.values()),
+            links=tuple(self.links.values()),
+            requests=tuple(self.requests.values()),
+            schedules=tuple(sorted(self.schedules.values(), key=lambda s: (s.at, s.id))),
+            next_schedule_id=self.next_schedule_id,
+            files=tuple(self.files.values()),
+            next_file_id=self.next_file_id,
         )
 
-    def commit(self, changes: Sequence[Change]) -> None:
+    def commit(self, changes: Sequence[o.Change]) -> None:
         self.commits += 1
         for ch in changes:
-            if isinstance(ch, PutAccount):
-                old = self.accounts.get(ch.key)
-                row = AccountRow(ch.key, ch.name, ch.pw_hash, ch.created)
-                self.accounts[ch.key] = (
-                    replace(old, name=ch.name, pw_hash=ch.pw_hash) if old else row
+            self._apply(ch)
+
+    def _apply(self, ch: o.Change) -> None:
+        match ch:
+            case o.PutAccount(key, name, pw_hash, created):
+                old = self.accounts.get(key)
+                self.accounts[key] = (
+                    replace(old, name=name, pw_hash=pw_hash)
+                    if old
+                    else AccountRow(key, name, pw_hash, created)
                 )
-            elif isinstance(ch, PutMessage):
-                self.messages[ch.message.id] = ch.message
-                self.next_id = max(self.next_id, ch.message.id + 1)
-            elif isinstance(ch, DeleteMessages):
-                for i in ch.ids:
+            case o.PutMessage(message):
+                self.messages[message.id] = message
+                self.next_id = max(self.next_id, message.id + 1)
+            case o.DeleteMessages(ids):
+                for i in ids:
                     self.messages.pop(i, None)
-            elif isinstance(ch, SetCursor):
-                self._update(ch.user, cursor=ch.cursor)
-            elif isinstance(ch, SetBan):
-                self._update(ch.user, banned_until=ch.until)
-            elif isinstance(ch, SetStrikes):
-                self._update(ch.user, strikes=ch.strikes)
+            case o.SetCursor(user, cursor):
+                row = self.accounts.get(user)
+                if row is not None:
+                    self.accounts[user] = replace(row, cursor=max(row.cursor, cursor))
+            case o.SetBan(user, until):
+                self._update(user, banned_until=until)
+            case o.SetStrikes(user, strikes):
+                self._update(user, strikes=strikes)
+            case o.PutRoom(key, name, owner, created):
+                self.rooms[key] = RoomRow(key, name, owner, created)
+            case o.DeleteRoom(key):
+                self.rooms.pop(key, None)
+            case o.PutMember(room, user, since):
+                self.members[room, user] = MemberRow(room, user, since)
+            case o.DeleteMember(room, user):
+                self.members.pop((room, user), None)
+            case o.PutLink(token, room, expires):
+                self.links[token] = LinkRow(token, room, expires)
+            case o.DeleteLinks(room, token):
+                for t, link in list(self.links.items()):
+                    if link.room == room and token in (None, t):
+                        del self.links[t]
+            case o.PutJoinRequest(room, user, ts):
+                self.requests[room, user] = JoinRequestRow(room, user, ts)
+            case o.DeleteJoinRequest(room, user):
+                self.requests.pop((room, user), None)
+            case o.PutSchedule(ident, user, at, command, created):
+                self.schedules[ident] = ScheduleRow(ident, user, at, command, created)
+                self.next_schedule_id = max(self.next_schedule_id, ident + 1)
+            case o.DeleteSchedule(ident):
+                self.schedules.pop(ident, None)
+            case o.PutFile(ident, sha256, name, size, owner, created):
+                self.files[ident] = FileRow(ident, sha256, name, size, owner, created)
+                self.next_file_id = max(self.next_file_id, ident + 1)
+            case o.DeleteFile(ident):
+                self.files.pop(ident, None)
 
     def _update(self, user: str, **values: object) -> None:
         row = self.accounts.get(user)

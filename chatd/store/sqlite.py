@@ -16,15 +16,36 @@ from typing import Any
 
 from chatd.core.outcome import (
     Change,
+    DeleteFile,
+    DeleteJoinRequest,
+    DeleteLinks,
+    DeleteMember,
     DeleteMessages,
+    DeleteRoom,
+    DeleteSchedule,
     PutAccount,
+    PutFile,
+    PutJoinRequest,
+    PutLink,
+    PutMember,
     PutMessage,
+    PutRoom,
+    PutSchedule,
     SetBan,
     SetCursor,
     SetStrikes,
 )
-from chatd.core.snapshot import AccountRow, Snapshot
-from chatd.protocol.events import Message
+from chatd.core.snapshot import (
+    AccountRow,
+    FileRow,
+    JoinRequestRow,
+    LinkRow,
+    MemberRow,
+    RoomRow,
+    ScheduleRow,
+    Snapshot,
+)
+from chatd.protocol.events import FileInfo, Message
 from chatd.store.base import StoreError
 
 DB_NAME = "chatd.sqlite3"
@@ -47,11 +68,24 @@ MIGRATIONS: tuple[str, ...] = (
         text TEXT NOT NULL,
         ts REAL NOT NULL,
         reply_to INTEGER,
-        recipient TEXT
+        recipient TEXT,
+        file_id INTEGER
     );
     CREATE INDEX messages_by_chat ON messages (chat, id);
+    CREATE TABLE rooms (key TEXT PRIMARY KEY, name TEXT NOT NULL, owner TEXT NOT NULL,
+                        created REAL NOT NULL);
+    CREATE TABLE members (room TEXT NOT NULL, user TEXT NOT NULL, since REAL NOT NULL,
+                          PRIMARY KEY (room, user));
+    CREATE TABLE links (token TEXT PRIMARY KEY, room TEXT NOT NULL, expires REAL NOT NULL);
+    CREATE TABLE join_requests (room TEXT NOT NULL, user TEXT NOT NULL, ts REAL NOT NULL,
+                                PRIMARY KEY (room, user));
+    CREATE TABLE schedules (id INTEGER PRIMARY KEY, user TEXT NOT NULL, at REAL NOT NULL,
+                            command TEXT NOT NULL, created REAL NOT NULL);
+    CREATE TABLE files (id INTEGER PRIMARY KEY, sha256 TEXT NOT NULL, name TEXT NOT NULL,
+                        size INTEGER NOT NULL, owner TEXT NOT NULL, created REAL NOT NULL);
+    CREATE INDEX files_by_sha256 ON files (sha256);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-    INSERT INTO meta VALUES ('next_id', 1);
+    INSERT INTO meta VALUES ('next_id', 1), ('next_schedule_id', 1), ('next_file_id', 1);
     """,
 )
 
@@ -63,8 +97,8 @@ _WRITES: dict[type, tuple[str, Callable[[Any], Sequence[Any]]]] = {
         lambda c: (c.key, c.name, c.pw_hash, c.created),
     ),
     PutMessage: (
-        "INSERT OR REPLACE INTO messages (id, chat, sender, text, ts, reply_to, recipient) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO messages (id, chat, sender, text, ts, reply_to, recipient, "
+        "file_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         lambda c: (
             c.message.id,
             c.message.chat,
@@ -73,6 +107,7 @@ _WRITES: dict[type, tuple[str, Callable[[Any], Sequence[Any]]]] = {
             c.message.ts,
             c.message.reply_to,
             c.message.to,
+            c.message.file.id if c.message.file else None,
         ),
     ),
     SetCursor: (
@@ -84,6 +119,53 @@ _WRITES: dict[type, tuple[str, Callable[[Any], Sequence[Any]]]] = {
         "UPDATE accounts SET strikes = ? WHERE key = ?",
         lambda c: (json.dumps(c.strikes), c.user),
     ),
+    PutRoom: (
+        "INSERT OR REPLACE INTO rooms (key, name, owner, created) VALUES (?, ?, ?, ?)",
+        lambda c: (c.key, c.name, c.owner, c.created),
+    ),
+    DeleteRoom: ("DELETE FROM rooms WHERE key = ?", lambda c: (c.key,)),
+    PutMember: (
+        "INSERT OR REPLACE INTO members (room, user, since) VALUES (?, ?, ?)",
+        lambda c: (c.room, c.user, c.since),
+    ),
+    DeleteMember: (
+        "DELETE FROM members WHERE room = ? AND user = ?",
+        lambda c: (c.room, c.user),
+    ),
+    PutLink: (
+        "INSERT OR REPLACE INTO links (token, room, expires) VALUES (?, ?, ?)",
+        lambda c: (c.token, c.room, c.expires),
+    ),
+    DeleteLinks: (
+        "DELETE FROM links WHERE room = ? AND (? IS NULL OR token = ?)",
+        lambda c: (c.room, c.token, c.token),
+    ),
+    PutJoinRequest: (
+        "INSERT OR REPLACE INTO join_requests (room, user, ts) VALUES (?, ?, ?)",
+        lambda c: (c.room, c.user, c.ts),
+    ),
+    DeleteJoinRequest: (
+        "DELETE FROM join_requests WHERE room = ? AND user = ?",
+        lambda c: (c.room, c.user),
+    ),
+    PutSchedule: (
+        "INSERT OR REPLACE INTO schedules (id, user, at, command, created) VALUES (?, ?, ?, ?, ?)",
+        lambda c: (c.id, c.user, c.at, c.command, c.created),
+    ),
+    DeleteSchedule: ("DELETE FROM schedules WHERE id = ?", lambda c: (c.id,)),
+    PutFile: (
+        "INSERT OR REPLACE INTO files (id, sha256, name, size, owner, created) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        lambda c: (c.id, c.sha256, c.name, c.size, c.owner, c.created),
+    ),
+    DeleteFile: ("DELETE FROM files WHERE id = ?", lambda c: (c.id,)),
+}
+
+# Counters kept in meta so ids are never reused, even after every row is deleted.
+_COUNTERS: dict[type, tuple[str, Callable[[Any], int]]] = {
+    PutMessage: ("next_id", lambda c: c.message.id),
+    PutSchedule: ("next_schedule_id", lambda c: c.id),
+    PutFile: ("next_file_id", lambda c: c.id),
 }
 
 
@@ -134,16 +216,46 @@ class SqliteStore:
                 "SELECT key, name, pw_hash, created, cursor, banned_until, strikes FROM accounts"
             )
         )
+        files = tuple(
+            FileRow(*row)
+            for row in db.execute("SELECT id, sha256, name, size, owner, created FROM files")
+        )
+        info = {f.id: FileInfo(f.id, f.name, f.size, f.sha256) for f in files}
         messages = tuple(
-            Message(i, chat, sender, text, ts, reply_to, to)
-            for i, chat, sender, text, ts, reply_to, to in db.execute(
-                "SELECT id, chat, sender, text, ts, reply_to, recipient FROM messages ORDER BY id"
+            Message(i, chat, sender, text, ts, reply_to, to, info.get(fid) if fid else None)
+            for i, chat, sender, text, ts, reply_to, to, fid in db.execute(
+                "SELECT id, chat, sender, text, ts, reply_to, recipient, file_id "
+                "FROM messages ORDER BY id"
             )
         )
-        (next_id,) = db.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        next_id = meta["next_id"]
         if messages:
             next_id = max(next_id, messages[-1].id + 1)
-        return Snapshot(accounts, messages, next_id)
+        return Snapshot(
+            accounts=accounts,
+            messages=messages,
+            next_id=next_id,
+            rooms=tuple(
+                RoomRow(*r) for r in db.execute("SELECT key, name, owner, created FROM rooms")
+            ),
+            members=tuple(
+                MemberRow(*r) for r in db.execute("SELECT room, user, since FROM members")
+            ),
+            links=tuple(LinkRow(*r) for r in db.execute("SELECT token, room, expires FROM links")),
+            requests=tuple(
+                JoinRequestRow(*r) for r in db.execute("SELECT room, user, ts FROM join_requests")
+            ),
+            schedules=tuple(
+                ScheduleRow(*r)
+                for r in db.execute(
+                    "SELECT id, user, at, command, created FROM schedules ORDER BY at, id"
+                )
+            ),
+            next_schedule_id=meta["next_schedule_id"],
+            files=files,
+            next_file_id=meta["next_file_id"],
+        )
 
     def commit(self, changes: Sequence[Change]) -> None:
         """One transaction for the whole batch; runs of one change type go through
@@ -151,7 +263,7 @@ class SqliteStore:
         db = self._db
         try:
             db.execute("BEGIN")
-            top = 0
+            tops: dict[str, int] = {}
             run: list[Sequence[Any]] = []
             kind: type | None = None
             for ch in changes:
@@ -164,13 +276,16 @@ class SqliteStore:
                     self._flush(kind, run)
                     kind, run = type(ch), []
                 run.append(_WRITES[type(ch)][1](ch))
-                if isinstance(ch, PutMessage) and ch.message.id > top:
-                    top = ch.message.id
+                counter = _COUNTERS.get(type(ch))
+                if counter is not None:
+                    name, ident = counter[0], counter[1](ch)
+                    if ident >= tops.get(name, 0):
+                        tops[name] = ident + 1
             self._flush(kind, run)
-            if top:
-                db.execute(
-                    "UPDATE meta SET value = max(value, ?) WHERE key = 'next_id'", (top + 1,)
-                )
+            db.executemany(
+                "UPDATE meta SET value = max(value, ?) WHERE key = ?",
+                [(top, name) for name, top in tops.items()],
+            )
             db.execute("COMMIT")
         except sqlite3.Error as e:
             if db.in_transaction:

@@ -1,0 +1,193 @@
+"""Accounts and sessions: help, mode, ping, quit, status, login, passwd."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from typing import Any
+
+from chatd import __version__
+from chatd.core import passwords
+from chatd.core.model import Account, Session
+from chatd.core.names import key, valid_name
+from chatd.core.outcome import (
+    Deferred,
+    Outcome,
+    PutAccount,
+    SetCursor,
+)
+from chatd.core.state import ChatState, Refused, account_of, log, msg_id, ok
+from chatd.protocol import commands as c
+from chatd.protocol.events import GENERAL, Code, Mode, Ok, Push
+
+_NAME_RULE = "names are 1-32 characters of A-Z a-z 0-9 _ . -"
+
+
+class AccountCommands(ChatState):
+    def cmd_help(self, s: Session, cmd: c.Help, now: float) -> Outcome:
+        """help [command]: the command table, or one row of it."""
+        specs: Iterable[c.Spec] = c.COMMANDS.values()
+        if cmd.topic is not None:
+            spec = c.lookup(cmd.topic)
+            if spec is None:
+                raise Refused(Code.BAD_ARGS, f"no command {cmd.topic!r}; help lists them")
+            specs = (spec,)
+        rows = [{"name": x.name, "usage": x.usage, "summary": x.summary} for x in specs]
+        return ok("help", cmd, commands=rows)
+
+    def cmd_mode(self, s: Session, cmd: c.SetMode, now: float) -> Outcome:
+        """mode text|json: the reply already comes in the new mode."""
+        s.mode = Mode(cmd.mode)
+        return ok("mode", cmd, mode=cmd.mode)
+
+    def cmd_ping(self, s: Session, cmd: c.Ping, now: float) -> Outcome:
+        """ping: keep-alive."""
+        return ok("ping", cmd)
+
+    def cmd_quit(self, s: Session, cmd: c.Quit, now: float) -> Outcome:
+        """quit: OK bye, then the server closes the connection."""
+        out = ok("quit", cmd)
+        out.closes.append((s, None))
+        return out
+
+    def cmd_status(self, s: Session, cmd: c.Status, now: float) -> Outcome:
+        """status: server state; after login also the user's chats and unread counts."""
+        fields: dict[str, Any] = {
+            "server": {
+                "version": __version__,
+                "uptime_s": int(now - self.started),
+                "online": len(self.online),
+            }
+        }
+        acct = s.account
+        if acct is not None:
+            received = acct.received()
+            chats = []
+            for chat in self._chats_of(acct):
+                msgs = self.chats.get(chat, [])
+                unread = len(msgs) - bisect.bisect_right(msgs, received, key=msg_id)
+                chats.append(
+                    {
+                        "chat": self._display(chat, acct),
+                        "unread": unread,
+                        "last_id": msgs[-1].id if msgs else 0,
+                    }
+                )
+            fields.update(user=acct.name, sessions=len(acct.sessions), chats=chats)
+        return ok("status", cmd, **fields)
+
+    def cmd_login(self, s: Session, cmd: c.Login, now: float) -> Outcome:
+        """login <name> [password]: the first login creates the account."""
+        if s.account is not None:
+            raise Refused(Code.ALREADY_LOGGED_IN, f"already logged in as {s.account.name}")
+        if not valid_name(cmd.name):
+            raise Refused(Code.BAD_NAME, _NAME_RULE)
+        acct = self.accounts.get(key(cmd.name))
+        password = cmd.password
+        if acct is None:
+            if password is None:
+                if self.config.auth.require_password:
+                    raise Refused(
+                        Code.BAD_PASSWORD, "this server needs a password: login <name> <password>"
+                    )
+                return self._attach(s, self._create(cmd.name, None, now), cmd, now, new=True)
+            return Outcome(
+                deferred=Deferred(
+                    lambda: passwords.hash_password(password),
+                    lambda hashed, t: self._login_new(s, cmd, hashed, t),
+                )
+            )
+        self._check_sessions(acct)
+        if acct.pw_hash is None:
+            return self._attach(s, acct, cmd, now)
+        if password is None:
+            raise Refused(
+                Code.BAD_PASSWORD, f"{acct.name} has a password: login {acct.name} <password>"
+            )
+        stored = acct.pw_hash
+        return Outcome(
+            deferred=Deferred(
+                lambda: passwords.verify_password(password, stored),
+                lambda ok, t: self._login_checked(s, cmd, bool(ok), t),
+            )
+        )
+
+    def _login_new(self, s: Session, cmd: c.Login, hashed: str, now: float) -> Outcome:
+        if s.account is not None or key(cmd.name) in self.accounts:
+            return self.cmd_login(s, cmd, now)  # someone took the name meanwhile: verify
+        return self._attach(s, self._create(cmd.name, hashed, now), cmd, now, new=True)
+
+    def _login_checked(self, s: Session, cmd: c.Login, ok: bool, now: float) -> Outcome:
+        if not ok:
+            log.info("user.login_failed", user=cmd.name, session=s.id, peer=s.peer)
+            raise Refused(Code.BAD_PASSWORD, "wrong password")
+        acct = self.accounts.get(key(cmd.name))
+        if s.account is not None or acct is None:
+            return self.cmd_login(s, cmd, now)
+        self._check_sessions(acct)
+        return self._attach(s, acct, cmd, now)
+
+    def _check_sessions(self, acct: Account) -> None:
+        limit = self.config.chat.max_sessions_per_user
+        if len(acct.sessions) >= limit:
+            raise Refused(
+                Code.TOO_MANY_SESSIONS, f"{acct.name} already has {limit} sessions; quit one"
+            )
+
+    def _create(self, name: str, pw_hash: str | None, now: float) -> Account:
+        acct = Account(key(name), name, pw_hash, now, cursor=self.next_id - 1)
+        acct.saved_cursor = acct.cursor
+        self.accounts[acct.key] = acct
+        log.info("user.created", user=name, password=pw_hash is not None)
+        return acct
+
+    def _attach(
+        self, s: Session, acct: Account, cmd: c.Login, now: float, *, new: bool = False
+    ) -> Outcome:
+        out = Outcome()
+        if new:
+            out.changes.append(PutAccount(acct.key, acct.name, acct.pw_hash, acct.created))
+            out.changes.append(SetCursor(acct.key, acct.cursor))
+            n = self.config.chat.history_on_join
+            replay = self.chats[GENERAL][-n:] if n else []
+        else:
+            replay = list(self._unread(acct, acct.received()))
+        s.account = acct
+        s.live_from = self.next_id
+        acct.sessions.append(s)
+        self.online[acct.key] = acct
+        for topic in (GENERAL, *acct.rooms):
+            self.topics.setdefault(topic, set()).add(s)
+        out.replies.append(
+            Ok("login", cmd.verb, {"user": acct.name, "new": new, "unread": len(replay)})
+        )
+        out.replies.extend(Push(m, acct.key, True) for m in replay)
+        log.info("user.login", user=acct.name, session=s.id, new=new, unread=len(replay))
+        return out
+
+    # Sending ----------------------------------------------------------------------
+
+    def cmd_passwd(self, s: Session, cmd: c.Passwd, now: float) -> Outcome:
+        """passwd <new> [old]: sets a password, or changes it given the old one."""
+        acct = account_of(s)
+        stored, old, new = acct.pw_hash, cmd.old, cmd.new
+        if stored is not None and old is None:
+            raise Refused(Code.BAD_PASSWORD, "give your current password: passwd <new> <old>")
+
+        def work() -> str | None:
+            if stored is not None and not passwords.verify_password(old or "", stored):
+                return None
+            return passwords.hash_password(new)
+
+        def resume(hashed: str | None, t: float) -> Outcome:
+            if hashed is None:
+                raise Refused(Code.BAD_PASSWORD, "wrong current password")
+            acct.pw_hash = hashed
+            out = ok("passwd", cmd)
+            out.changes.append(PutAccount(acct.key, acct.name, hashed, acct.created))
+            log.info("user.password_set", user=acct.name)
+            return out
+
+        return Outcome(deferred=Deferred(work, resume))
+
+    # Helpers ----------------------------------------------------------------------

@@ -1,0 +1,98 @@
+"""Messages: send_all, send, who, history."""
+
+from __future__ import annotations
+
+import bisect
+
+from chatd.core.model import Account, Session
+from chatd.core.names import dm_key
+from chatd.core.outcome import (
+    Outcome,
+    PutMessage,
+)
+from chatd.core.state import ChatState, Refused, account_of, log, msg_id, ok, retry_after
+from chatd.protocol import commands as c
+from chatd.protocol.events import GENERAL, Code, Message, Push
+from chatd.protocol.render import rfc3339
+
+
+class MessagingCommands(ChatState):
+    def cmd_send_all(self, s: Session, cmd: c.SendAll, now: float) -> Outcome:
+        """send_all <text>: a message to #general, rate-limited per user."""
+        acct = account_of(s)
+        self._check_not_banned(acct, now)
+        self._count_general(acct, now)
+        msg = self._post(GENERAL, acct.name, cmd.text, now)
+        return self._sent("send_all", cmd, s, msg, broadcast=True)
+
+    def cmd_send(self, s: Session, cmd: c.Send, now: float) -> Outcome:
+        """send <user|@user|#room> <text>: a private message, or to a room."""
+        acct = account_of(s)
+        if cmd.target.lower() == GENERAL:
+            return self.cmd_send_all(s, c.SendAll(cmd.text, verb=cmd.verb), now)
+        if cmd.target.startswith("#"):
+            raise Refused(Code.NO_SUCH_CHAT, f"no room {cmd.target}")
+        other = self._user(cmd.target.removeprefix("@"))
+        self._check_not_banned(acct, now)
+        chat = dm_key(acct.key, other.key)
+        msg = self._post(chat, acct.name, cmd.text, now, to=other.name)
+        out = self._sent("send", cmd, s, msg, broadcast=False)
+        if other is not acct:
+            out.pushes.append((Push(msg, other.key), tuple(other.sessions)))
+        mine = tuple(x for x in acct.sessions if x is not s)
+        if mine:
+            out.pushes.append((Push(msg, acct.key), mine))
+        return out
+
+    def _sent(
+        self, name: str, cmd: c.Command, s: Session, msg: Message, *, broadcast: bool
+    ) -> Outcome:
+        out = ok(name, cmd, id=msg.id, ts=rfc3339(msg.ts))
+        out.changes.append(PutMessage(msg))
+        out.acked = msg.id
+        if broadcast:
+            out.broadcasts.append((msg, s))
+        log.info("message.sent", user=msg.sender, chat=msg.chat, id=msg.id)
+        return out
+
+    def _count_general(self, acct: Account, now: float) -> None:
+        """Fixed window: N messages per window, the window starting at its first message."""
+        lim = self.config.limits
+        if now >= acct.window_start + lim.general_window_s:
+            acct.window_start, acct.window_count = now, 0
+        if acct.window_count >= lim.general_messages_per_window:
+            wait = acct.window_start + lim.general_window_s - now
+            raise Refused(
+                Code.RATE_LIMITED,
+                f"at most {lim.general_messages_per_window} messages to {GENERAL} per "
+                f"{lim.general_window_s:g}s",
+                retry_after(wait),
+            )
+        acct.window_count += 1
+
+    # Moderation -------------------------------------------------------------------
+
+    def cmd_who(self, s: Session, cmd: c.Who, now: float) -> Outcome:
+        """who [#room]: users online, or a room's members."""
+        if cmd.room is not None and cmd.room.lower() != GENERAL:
+            raise Refused(Code.NO_SUCH_CHAT, f"no room {cmd.room}")
+        users = [
+            {"name": a.name, "sessions": len(a.sessions)}
+            for a in sorted(self.online.values(), key=lambda a: a.key)
+        ]
+        return ok("who", cmd, users=users)
+
+    def cmd_history(self, s: Session, cmd: c.History, now: float) -> Outcome:
+        """history <chat> [n] [before <id>]: earlier messages, oldest first."""
+        acct = account_of(s)
+        chat = self._resolve_chat(acct, cmd.chat)
+        n = min(cmd.count or 20, self.config.chat.history_max)
+        msgs = self.chats.get(chat, [])
+        end = len(msgs) if cmd.before is None else bisect.bisect_left(msgs, cmd.before, key=msg_id)
+        page = msgs[max(0, end - n) : end]
+        return ok(
+            "history",
+            cmd,
+            chat=self._display(chat, acct),
+            messages=[Push(m, acct.key) for m in page],
+        )

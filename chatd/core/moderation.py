@@ -1,0 +1,115 @@
+"""Moderation: complaints and strikes, bans, and the admin commands."""
+
+from __future__ import annotations
+
+import re
+
+from chatd.core.model import Account, Session
+from chatd.core.outcome import (
+    Outcome,
+    SetBan,
+    SetStrikes,
+)
+from chatd.core.state import ChatState, Refused, account_of, log, ok, retry_after
+from chatd.protocol import commands as c
+from chatd.protocol.events import GENERAL, Code, Notice, Ok
+from chatd.protocol.render import rfc3339
+
+_DURATION = re.compile(r"(\d+)([smhd]?)")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ModerationCommands(ChatState):
+    def cmd_ban(self, s: Session, cmd: c.Ban, now: float) -> Outcome:
+        """ban <user> [reason] (alias report): one strike per distinct reporter; admins
+        ban at once with ban <user> [duration] [reason]."""
+        acct = account_of(s)
+        target = self._user(cmd.user)
+        if target is acct:
+            raise Refused(Code.BAD_ARGS, "you cannot report yourself")
+        mod = self.config.moderation
+        out = Outcome()
+        if self.is_admin(acct):
+            duration = mod.ban_duration_s
+            first = cmd.rest.split(None, 1)[0] if cmd.rest else ""
+            m = _DURATION.fullmatch(first)
+            if m:
+                duration = float(int(m.group(1)) * _UNITS[m.group(2)])
+            self._ban(target, now + duration, now, out, by=acct.name)
+        else:
+            window = mod.strike_window_s
+            target.strikes = {r: t for r, t in target.strikes.items() if now - t < window}
+            if acct.key not in target.strikes:
+                target.strikes[acct.key] = now
+                log.info(
+                    "user.reported", user=target.name, by=acct.name, strikes=len(target.strikes)
+                )
+                out.notify(
+                    target.sessions,
+                    Notice("warned", {"strikes": len(target.strikes), "limit": mod.strikes_to_ban}),
+                )
+            strikes = len(target.strikes)
+            out.changes.append(SetStrikes(target.key, tuple(target.strikes.items())))
+            if strikes >= mod.strikes_to_ban and target.banned_until <= now:
+                self._ban(target, now + mod.ban_duration_s, now, out, by=None)
+        strikes = len(target.strikes)
+        until = rfc3339(target.banned_until) if target.banned_until > now else None
+        out.replies.append(
+            Ok("ban", cmd.verb, {"user": target.name, "strikes": strikes, "banned_until": until})
+        )
+        return out
+
+    def _ban(
+        self, target: Account, until: float, now: float, out: Outcome, *, by: str | None
+    ) -> None:
+        target.banned_until = until
+        out.changes.append(SetBan(target.key, until))
+        out.notify(
+            target.sessions,
+            Notice("banned", {"until": rfc3339(until), "retry_after": retry_after(until - now)}),
+        )
+        log.info("user.banned", user=target.name, until=rfc3339(until), by=by)
+
+    def cmd_unban(self, s: Session, cmd: c.Unban, now: float) -> Outcome:
+        """unban <user>: admin; lifts a ban and clears strikes."""
+        target = self._user(cmd.user)
+        target.banned_until = 0.0
+        target.strikes.clear()
+        out = ok("unban", cmd, user=target.name)
+        out.changes += [SetBan(target.key, 0.0), SetStrikes(target.key, ())]
+        out.notify(target.sessions, Notice("unbanned", {}))
+        log.info("user.unbanned", user=target.name, by=account_of(s).name)
+        return out
+
+    def cmd_kick(self, s: Session, cmd: c.Kick, now: float) -> Outcome:
+        """kick <user>: admin; closes all of that user's sessions with a notice."""
+        target = self._user(cmd.user)
+        out = ok("kick", cmd, user=target.name)
+        notice = Notice("kicked", {"by": account_of(s).name})
+        out.closes.extend((x, notice) for x in target.sessions)
+        log.info("user.kicked", user=target.name, by=account_of(s).name)
+        return out
+
+    def cmd_announce(self, s: Session, cmd: c.Announce, now: float) -> Outcome:
+        """announce <text>: admin; a notice to every session online."""
+        out = ok("announce", cmd)
+        out.notify(
+            tuple(self.topics[GENERAL]),
+            Notice("announce", {"from": account_of(s).name, "text": cmd.text}),
+        )
+        return out
+
+    def cmd_stats(self, s: Session, cmd: c.Stats, now: float) -> Outcome:
+        """stats: admin; counters of the chat state."""
+        return ok(
+            "stats",
+            cmd,
+            accounts=len(self.accounts),
+            users_online=len(self.online),
+            sessions=len(self.topics[GENERAL]),
+            messages_stored=len(self.messages),
+            last_message_id=self.next_id - 1,
+            uptime_s=int(now - self.started),
+        )
+
+    # Reading ----------------------------------------------------------------------

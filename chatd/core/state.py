@@ -1,0 +1,172 @@
+"""State shared by every feature of the core, and the helpers they all use.
+
+Each feature (accounts, messaging, moderation, rooms, threads, schedules, files,
+retention) is a mixin over ChatState in its own module, with one `cmd_<verb>` method
+per command; `chat.Chat` puts them together.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import structlog
+
+from chatd.config import Config
+from chatd.core.model import Account, Room, Session
+from chatd.core.names import dm_key, key
+from chatd.core.outcome import (
+    Outcome,
+)
+from chatd.core.snapshot import Snapshot
+from chatd.protocol import commands as c
+from chatd.protocol.events import GENERAL, Code, Message, Ok
+from chatd.protocol.render import rfc3339
+
+log = structlog.get_logger("chatd.core")
+
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_NAME_RULE = "names are 1-32 characters of A-Z a-z 0-9 _ . -"
+
+
+class Refused(Exception):
+    """A command refused with a stable error code; becomes `ERR <code> <message>`."""
+
+    def __init__(self, code: Code, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+
+
+def retry_after(seconds: float) -> int:
+    """Whole seconds to wait, rounded up, never 0 while something is still refused."""
+    return max(1, math.ceil(seconds))
+
+
+class ChatState:
+    """All chat state; features read and change it through these attributes."""
+
+    def __init__(self, config: Config, snapshot: Snapshot, *, started: float) -> None:
+        self.config = config
+        self.started = started
+        self.accounts: dict[str, Account] = {}
+        self.online: dict[str, Account] = {}
+        self.chats: dict[str, list[Message]] = {GENERAL: []}
+        self.messages: dict[int, Message] = {}
+        self.topics: dict[str, set[Session]] = {GENERAL: set()}
+        self.rooms: dict[str, Room] = {}
+        self.next_id = snapshot.next_id
+        for row in snapshot.accounts:
+            self.accounts[row.key] = Account(
+                key=row.key,
+                name=row.name,
+                pw_hash=row.pw_hash,
+                created=row.created,
+                cursor=row.cursor,
+                saved_cursor=row.cursor,
+                banned_until=row.banned_until,
+                strikes=dict(row.strikes),
+            )
+        for m in snapshot.messages:
+            self._remember(m)
+            self.next_id = max(self.next_id, m.id + 1)
+
+    # Sessions ---------------------------------------------------------------------
+
+    def is_admin(self, acct: Account | None) -> bool:
+        """Admins are named in the config and must have a password."""
+        return (
+            acct is not None
+            and acct.pw_hash is not None
+            and acct.key in {key(n) for n in self.config.moderation.admins}
+        )
+
+    # Before login -----------------------------------------------------------------
+
+    def _post(
+        self,
+        chat: str,
+        sender: str,
+        text: str,
+        now: float,
+        *,
+        to: str | None = None,
+        reply_to: int | None = None,
+    ) -> Message:
+        msg = Message(self.next_id, chat, sender, text, now, reply_to=reply_to, to=to)
+        self.next_id += 1
+        self._remember(msg)
+        return msg
+
+    def _remember(self, m: Message) -> None:
+        self.messages[m.id] = m
+        self.chats.setdefault(m.chat, []).append(m)
+        if m.to is not None:
+            for party in m.chat[1:].split("|"):
+                acct = self.accounts.get(party)
+                if acct is not None:
+                    acct.private_chats.add(m.chat)
+
+    def _check_not_banned(self, acct: Account, now: float) -> None:
+        if acct.banned_until > now:
+            raise Refused(
+                Code.BANNED,
+                f"you are banned from sending until {rfc3339(acct.banned_until)}",
+                retry_after(acct.banned_until - now),
+            )
+
+    def _user(self, name: str) -> Account:
+        acct = self.accounts.get(key(name.removeprefix("@")))
+        if acct is None:
+            raise Refused(Code.NO_SUCH_USER, f"no user {name}")
+        return acct
+
+    def _chats_of(self, acct: Account) -> list[str]:
+        return [GENERAL, *sorted(acct.private_chats), *sorted(acct.rooms)]
+
+    def _unread(self, acct: Account, after: int) -> Iterator[Message]:
+        """Messages of the user's chats with id > after, oldest first."""
+        slices = []
+        for chat in self._chats_of(acct):
+            msgs = self.chats.get(chat)
+            if msgs:
+                i = bisect.bisect_right(msgs, after, key=msg_id)
+                if i < len(msgs):
+                    slices.append(msgs[i:])
+        if len(slices) == 1:
+            return iter(slices[0])
+        return heapq.merge(*slices, key=msg_id)
+
+    def _resolve_chat(self, acct: Account, name: str) -> str:
+        """A chat name as typed (#general, #room, @user, user) to its chat key."""
+        lowered = name.lower()
+        if lowered == GENERAL or (lowered == "general" and "general" not in self.accounts):
+            return GENERAL
+        if name.startswith("#"):
+            raise Refused(Code.NO_SUCH_CHAT, f"no room {name}")
+        other = self._user(name)
+        return dm_key(acct.key, other.key)
+
+    def _display(self, chat: str, viewer: Account) -> str:
+        if not chat.startswith("@"):
+            return chat
+        a, _, b = chat[1:].partition("|")
+        other = self.accounts.get(b if a == viewer.key else a)
+        return "@" + (other.name if other else b)
+
+
+def msg_id(m: Message) -> int:
+    return m.id
+
+
+def account_of(s: Session) -> Account:
+    assert s.account is not None, "handle() checks login first"
+    return s.account
+
+
+def ok(name: str, cmd: c.Command, **fields: Any) -> Outcome:
+    return Outcome(replies=[Ok(name, cmd.verb, fields)])
