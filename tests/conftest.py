@@ -9,6 +9,7 @@ For kill -9 tests, `spawn_server` runs `run_server.py` in a child process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -138,10 +139,8 @@ class Client:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
 
 
 @dataclass
@@ -233,8 +232,17 @@ def spawn(data_dir: Path, *args: str, port: int | None = None) -> Child:
     port = port or free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "run_server.py"), "--port", str(port),
-         "--data-dir", str(data_dir), "--log-level", "warning", *args],
+        [
+            sys.executable,
+            str(ROOT / "run_server.py"),
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--log-level",
+            "warning",
+            *args,
+        ],
         cwd=data_dir.parent,
         env=env,
         stdout=subprocess.PIPE,
@@ -247,7 +255,8 @@ def spawn(data_dir: Path, *args: str, port: int | None = None) -> Child:
                 return Child(proc, port, data_dir)
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "died")
+                err = proc.stderr.read().decode() if proc.stderr else "died"
+                raise RuntimeError(err) from None
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("server did not start")

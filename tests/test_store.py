@@ -1,0 +1,106 @@
+"""The SQLite store: schema, group commit, and a faithful reload."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from chatd.core import outcome as o
+from chatd.core.snapshot import Snapshot
+from chatd.protocol.events import FileInfo, Message
+from chatd.store.base import StoreError
+from chatd.store.memory import MemoryStore
+from chatd.store.sqlite import DB_NAME, MIGRATIONS, SqliteStore
+
+CHANGES: list[o.Change] = [
+    o.PutAccount("alice", "Alice", "scrypt$x", 1.0),
+    o.PutAccount("bob", "bob", None, 2.0),
+    o.SetCursor("alice", 3),
+    o.SetCursor("alice", 2),  # cursors never move back
+    o.PutFile(1, "ab" * 32, "cat.png", 10, "alice", 3.0),
+    o.PutMessage(Message(1, "#general", "Alice", "hi", 3.0)),
+    o.PutMessage(Message(2, "@alice|bob", "Alice", "psst", 4.0, to="bob")),
+    o.PutMessage(
+        Message(
+            3, "#general", "bob", "", 5.0, reply_to=1, file=FileInfo(1, "cat.png", 10, "ab" * 32)
+        )
+    ),
+    o.SetBan("bob", 99.0),
+    o.SetStrikes("bob", (("alice", 5.0),)),
+    o.PutRoom("#dev", "dev", "alice", 6.0),
+    o.PutMember("#dev", "alice", 6.0),
+    o.PutLink("tok", "#dev", 100.0),
+    o.PutJoinRequest("#dev", "bob", 7.0),
+    o.PutSchedule(4, "alice", 50.0, "send_all later", 7.0),
+    o.PutMessage(Message(9, "#general", "Alice", "gone", 8.0)),
+    o.DeleteMessages((9,)),
+]
+
+
+def snapshot_after(store: SqliteStore | MemoryStore) -> Snapshot:
+    store.commit(CHANGES)
+    return store.load()
+
+
+def test_sqlite_reload_matches_memory(tmp_path: Path) -> None:
+    sqlite = SqliteStore(tmp_path)
+    snap = snapshot_after(sqlite)
+    sqlite.close()
+    reopened = SqliteStore(tmp_path).load()
+    mem = snapshot_after(MemoryStore())
+    assert reopened == snap
+    assert sorted(reopened.accounts, key=lambda a: a.key) == sorted(
+        mem.accounts, key=lambda a: a.key
+    )
+    assert reopened.messages == mem.messages
+    assert (reopened.rooms, reopened.members, reopened.links, reopened.requests) == (
+        mem.rooms,
+        mem.members,
+        mem.links,
+        mem.requests,
+    )
+    assert reopened.schedules == mem.schedules
+
+
+def test_ids_are_never_reused_after_deletion(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path)
+    snap = snapshot_after(store)
+    assert snap.next_id == 10  # message 9 was deleted, its id stays taken
+    assert snap.next_schedule_id == 5 and snap.next_file_id == 2
+    assert snap.accounts[0].cursor == 3
+
+
+def test_schema_is_versioned_in_wal_mode(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path)
+    assert store.schema_version == len(MIGRATIONS)
+    store.close()
+    db = sqlite3.connect(tmp_path / DB_NAME)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    db.close()
+    with pytest.raises(StoreError, match="newer"):
+        SqliteStore(tmp_path)
+
+
+def test_a_failed_batch_rolls_back_whole(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path)
+    store.commit([o.PutMessage(Message(1, "#general", "a", "one", 1.0))])
+    store._db.execute(
+        "CREATE TRIGGER no_two BEFORE INSERT ON messages WHEN NEW.id = 3 "
+        "BEGIN SELECT RAISE(ABORT, 'boom'); END"
+    )
+    with pytest.raises(StoreError):
+        store.commit(
+            [
+                o.PutMessage(Message(2, "#general", "a", "two", 2.0)),
+                o.PutMessage(Message(3, "#general", "a", "three", 3.0)),
+            ]
+        )
+    assert [m.id for m in store.load().messages] == [1]
+
+
+def test_unwritable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match="cannot open"):
+        SqliteStore(blocker / "data")
