@@ -8,6 +8,7 @@ feature; this class puts them together and adds dispatch, session close and time
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,8 @@ from chatd.core.state import Refused, log
 from chatd.core.threads import ThreadCommands
 from chatd.protocol import commands as c
 from chatd.protocol.events import GENERAL, Code, Error
+
+Handler = Callable[[Session, Any, float], Outcome]
 
 
 class Chat(
@@ -48,37 +51,54 @@ class Chat(
 
     def handle(self, s: Session, cmd: c.Command, now: float) -> Outcome:
         """Runs one command for a session; every refusal becomes an ERR reply."""
-        spec = c.lookup(cmd.verb)
-        assert spec is not None, cmd.verb
-        method: Callable[[Session, Any, float], Outcome] | None = getattr(
-            self, "cmd_" + spec.name, None
-        )
-
-        def run() -> Outcome:
-            if method is None:
-                raise Refused(Code.UNKNOWN_COMMAND, f"{spec.name} is not available yet")
+        spec, method = self._dispatch[cmd.verb]
+        try:
             if s.account is None and not spec.before_login:
                 raise Refused(Code.NOT_LOGGED_IN, "log in first: login <name> [password]")
             if spec.admin and not self.is_admin(s.account):
                 raise Refused(Code.FORBIDDEN, f"{spec.name} is for admins only")
-            return method(s, cmd, now)
-
-        return self._guard(cmd.verb, run)
-
-    def _guard(self, verb: str, run: Callable[[], Outcome]) -> Outcome:
-        try:
-            out = run()
+            if method is None:
+                raise Refused(Code.UNKNOWN_COMMAND, f"{spec.name} is not available yet")
+            out = method(s, cmd, now)
         except Refused as e:
-            return Outcome(replies=[Error(e.code, e.message, verb, e.retry_after)])
+            return Outcome(replies=[Error(e.code, e.message, cmd.verb, e.retry_after)])
         except Exception:
-            log.exception("command.failed", cmd=verb)
-            return Outcome(replies=[Error(Code.INTERNAL, "internal error; logged", verb)])
+            return self._failed(cmd.verb)
         if out.deferred is not None:
-            inner = out.deferred.resume
-            out.deferred = Deferred(
-                out.deferred.work, lambda result, t: self._guard(verb, lambda: inner(result, t))
-            )
+            self._guard_resume(cmd.verb, out)
         return out
+
+    def _failed(self, verb: str) -> Outcome:
+        log.exception("command.failed", cmd=verb)
+        return Outcome(replies=[Error(Code.INTERNAL, "internal error; logged", verb)])
+
+    def _guard_resume(self, verb: str, out: Outcome) -> None:
+        """Deferred work resumes later; its refusals and crashes become replies too."""
+        assert out.deferred is not None
+        work, resume = out.deferred.work, out.deferred.resume
+
+        def guarded(result: Any, now: float) -> Outcome:
+            try:
+                after = resume(result, now)
+            except Refused as e:
+                return Outcome(replies=[Error(e.code, e.message, verb, e.retry_after)])
+            except Exception:
+                return self._failed(verb)
+            if after.deferred is not None:
+                self._guard_resume(verb, after)
+            return after
+
+        out.deferred = Deferred(work, guarded)
+
+    @functools.cached_property
+    def _dispatch(self) -> dict[str, tuple[c.Spec, Handler | None]]:
+        """Verb or alias -> its table row and handler, resolved once."""
+        table: dict[str, tuple[c.Spec, Handler | None]] = {}
+        for verb in (*c.COMMANDS, *c.ALIASES):
+            spec = c.lookup(verb)
+            assert spec is not None
+            table[verb] = (spec, getattr(self, "cmd_" + spec.name, None))
+        return table
 
     def close(self, s: Session, now: float) -> Outcome:
         """A connection ended: detach the session and save what it received."""

@@ -7,6 +7,7 @@ them first, indented by two spaces, then the closing `OK` line (PROTOCOL.md).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
@@ -15,11 +16,18 @@ from typing import Any
 from chatd.protocol.events import Error, Event, Message, Mode, Notice, Ok, Push
 
 
+@functools.lru_cache(maxsize=4)
+def _utc_second(second: int) -> str:
+    return f"{datetime.fromtimestamp(second, UTC):%Y-%m-%dT%H:%M:%S}"
+
+
 def rfc3339(ts: float) -> str:
-    """Unix seconds as RFC 3339 UTC with milliseconds: 2026-11-26T12:00:01.123Z."""
+    """Unix seconds as RFC 3339 UTC with milliseconds: 2026-11-26T12:00:01.123Z.
+
+    Formatting a datetime costs more than the rest of a message's rendering, and a busy
+    second has thousands of messages, so the seconds part is cached."""
     ms = round(ts * 1000)
-    dt = datetime.fromtimestamp(ms // 1000, UTC)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+    return f"{_utc_second(ms // 1000)}.{ms % 1000:03d}Z"
 
 
 def chat_for(message: Message, viewer: str | None) -> str:
@@ -63,10 +71,11 @@ _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_obj
 class Renderer:
     """Renders events; holds the time zone used for the HH:MM:SS of text lines."""
 
-    __slots__ = ("_tz",)
+    __slots__ = ("_clock", "_tz")
 
     def __init__(self, tz: tzinfo | None = None) -> None:
         self._tz = tz
+        self._clock = functools.lru_cache(maxsize=4)(self._format_clock)
 
     def render(self, event: Event, mode: Mode) -> bytes:
         if mode is Mode.JSON:
@@ -110,7 +119,11 @@ class Renderer:
         raise TypeError(type(event).__name__)  # pragma: no cover
 
     def clock(self, ts: float) -> str:
-        return f"{datetime.fromtimestamp(ts, self._tz):%H:%M:%S}"
+        """HH:MM:SS in the server's zone (cached per second, like rfc3339)."""
+        return self._clock(int(ts))
+
+    def _format_clock(self, second: int) -> str:
+        return f"{datetime.fromtimestamp(second, self._tz):%H:%M:%S}"
 
     def message_line(self, push: Push) -> str:
         """`HH:MM:SS [id] chat <sender> text`, with reply and file markers."""
