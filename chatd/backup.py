@@ -100,6 +100,24 @@ def backup(
     return report
 
 
+def backup_data_dir(
+    data_dir: Path,
+    dest: Path,
+    *,
+    pages_per_step: int = PAGES_PER_STEP,
+    progress: Callable[[int, int], None] | None = None,
+) -> BackupReport:
+    """`backup` of a whole data directory (`chatd.sqlite3` and `files/`), for the CLI."""
+    data_dir = Path(data_dir)
+    return backup(
+        data_dir / DB_NAME,
+        data_dir / FILES_NAME,
+        dest,
+        pages_per_step=pages_per_step,
+        progress=progress,
+    )
+
+
 def _prepare_dest(dest: Path, files_dir: Path) -> bool:
     """Makes `dest` ready; returns whether it was created (so a failure can remove it)."""
     resolved = dest.resolve()

@@ -160,6 +160,16 @@ async def test_watchdog_idle_without_watchdog_usec(systemd: socket.socket) -> No
     notifier.close()
 
 
+async def test_status_only_without_watchdog_usec(systemd: socket.socket) -> None:
+    notifier = Notifier.from_env()
+    watchdog = Watchdog(notifier, status=lambda: "7 sessions online")
+    assert watchdog.period_s == 10.0
+    watchdog.start()  # the first tick runs at once
+    watchdog.stop()
+    assert recv(systemd) == ["STATUS=7 sessions online"]  # no WATCHDOG=1 when not asked for
+    notifier.close()
+
+
 def test_listen_fds_without_activation() -> None:
     assert listen_fds({}) == []
 
