@@ -251,6 +251,11 @@ class Hub:
         transport = peer.transport
         if transport is None:
             return
+        base = self._chat.config.limits.send_buffer_bytes
+        if len(data) > base:
+            # A long unread replay or history page is not a slow reader: allow it on top
+            # of the usual limit until the transport drains (resume_writing resets it).
+            peer.buffer_limit = max(peer.buffer_limit, len(data) + base)
         transport.write(data)
         if top_id > peer.written_id:
             peer.written_id = top_id
