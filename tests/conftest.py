@@ -160,7 +160,8 @@ class Server:
         """A connected, logged-in client whose login reply (and replay) was read."""
         c = await self.connect()
         if mode == "json":
-            assert (await c.cmd("mode json")).startswith("{")
+            await c.send("mode json\n")
+            assert (await c.obj())["mode"] == "json"
             o = await c.jcmd(f"login {name} {password}".strip())
             assert o["type"] == "ok", o
             for _ in range(o["unread"]):

@@ -94,3 +94,9 @@ def test_every_command_has_a_usage_and_a_summary() -> None:
     for spec in c.COMMANDS.values():
         assert spec.usage.split()[0] == spec.name
         assert spec.summary
+
+
+def test_schedule_cannot_nest_schedules() -> None:
+    with pytest.raises(c.ParseError) as e:
+        c.parse("schedule +1m " * 600 + "send_all x")
+    assert e.value.code is Code.BAD_ARGS

@@ -61,6 +61,7 @@ class Chat(
                 raise Refused(Code.UNKNOWN_COMMAND, f"{spec.name} is not available yet")
             out = method(s, cmd, now)
         except Refused as e:
+            log.info("command.failed", cmd=cmd.verb, code=str(e.code), session=s.id)
             return Outcome(replies=[Error(e.code, e.message, cmd.verb, e.retry_after)])
         except Exception:
             return self._failed(cmd.verb)
@@ -69,7 +70,7 @@ class Chat(
         return out
 
     def _failed(self, verb: str) -> Outcome:
-        log.exception("command.failed", cmd=verb)
+        log.exception("command.failed", cmd=verb, code=str(Code.INTERNAL))
         return Outcome(replies=[Error(Code.INTERNAL, "internal error; logged", verb)])
 
     def _guard_resume(self, verb: str, out: Outcome) -> None:
@@ -81,6 +82,7 @@ class Chat(
             try:
                 after = resume(result, now)
             except Refused as e:
+                log.info("command.failed", cmd=verb, code=str(e.code))
                 return Outcome(replies=[Error(e.code, e.message, verb, e.retry_after)])
             except Exception:
                 return self._failed(verb)
@@ -107,6 +109,7 @@ class Chat(
         if acct is None:
             return out
         s.account = None
+        acct.last_seen = now
         acct.sessions.remove(s)
         for topic in (GENERAL, *acct.rooms):
             self.topics.get(topic, set()).discard(s)

@@ -313,6 +313,8 @@ def _p_schedule(verb: str, rest: str) -> Command:
     when, line = _split2(rest)
     if not when or not line:
         raise ValueError
+    if line.split(None, 1)[0].lower() not in ("send_all", "send", "comment"):
+        raise ValueError("only send_all, send and comment can be scheduled")
     inner = parse(line)
     if not isinstance(inner, SendAll | Send | Comment):
         raise ValueError("only send_all, send and comment can be scheduled")

@@ -28,13 +28,18 @@ class FrameError:
 
 
 class _Telnet:
-    """Strips telnet commands (IAC …) from a byte stream, across segment boundaries."""
+    """Strips telnet commands (IAC …) from a byte stream, across segment boundaries.
 
-    __slots__ = ("_state",)
+    A subnegotiation (IAC SB … IAC SE) longer than `max_sb` bytes is abandoned, so
+    binary junk that happens to contain IAC SB cannot make the connection deaf."""
+
+    __slots__ = ("_max_sb", "_sb_len", "_state")
 
     # States: 0 data, 1 after IAC, 2 after IAC WILL/WONT/DO/DONT, 3 in SB, 4 IAC in SB.
-    def __init__(self) -> None:
+    def __init__(self, max_sb: int = 1024) -> None:
         self._state = 0
+        self._sb_len = 0
+        self._max_sb = max_sb
 
     def strip(self, data: bytes) -> bytes:
         if self._state == 0 and IAC not in data:
@@ -54,6 +59,7 @@ class _Telnet:
                     state = 2
                 elif b == _SB:
                     state = 3
+                    self._sb_len = 0
                 else:
                     state = 0
             elif state == 2:
@@ -61,6 +67,11 @@ class _Telnet:
             elif state == 3:
                 if b == IAC:
                     state = 4
+                else:
+                    self._sb_len += 1
+                    if self._sb_len > self._max_sb:
+                        state = 0
+                        out.append(b)
             else:  # state 4
                 state = 0 if b == _SE else 3
         self._state = state
