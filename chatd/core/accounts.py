@@ -16,7 +16,7 @@ from chatd.core.outcome import (
     PutAccount,
     SetCursor,
 )
-from chatd.core.state import ChatState, Refused, account_of, log, msg_id, ok
+from chatd.core.state import ChatState, Refused, account_of, log, msg_id, ok, retry_after
 from chatd.protocol import commands as c
 from chatd.protocol.events import GENERAL, Code, Mode, Ok, Push
 
@@ -104,6 +104,11 @@ class AccountCommands(ChatState):
             raise Refused(
                 Code.BAD_PASSWORD, f"{acct.name} has a password: login {acct.name} <password>"
             )
+        wait = self.login_throttle.check(_throttle_keys(s, acct.key), now)
+        if wait > 0:
+            raise Refused(
+                Code.RATE_LIMITED, "too many failed logins; try again later", retry_after(wait)
+            )
         stored = acct.pw_hash
         return Outcome(
             deferred=Deferred(
@@ -119,8 +124,10 @@ class AccountCommands(ChatState):
 
     def _login_checked(self, s: Session, cmd: c.Login, ok: bool, now: float) -> Outcome:
         if not ok:
+            self.login_throttle.failed(_throttle_keys(s, key(cmd.name)), now)
             log.info("user.login_failed", user=cmd.name, session=s.id, peer=s.peer)
             raise Refused(Code.BAD_PASSWORD, "wrong password")
+        self.login_throttle.succeeded(_throttle_keys(s, key(cmd.name))[1])
         acct = self.accounts.get(key(cmd.name))
         if s.account is not None or acct is None:
             return self.cmd_login(s, cmd, now)
@@ -154,6 +161,7 @@ class AccountCommands(ChatState):
             replay = list(self._unread(acct, acct.received()))
         s.account = acct
         s.live_from = self.next_id
+        acct.last_seen = now
         acct.sessions.append(s)
         self.online[acct.key] = acct
         for topic in (GENERAL, *acct.rooms):
@@ -162,6 +170,7 @@ class AccountCommands(ChatState):
             Ok("login", cmd.verb, {"user": acct.name, "new": new, "unread": len(replay)})
         )
         out.replies.extend(Push(m, acct.key, True) for m in replay)
+        out.replies.extend(self._login_notices(acct))
         log.info("user.login", user=acct.name, session=s.id, new=new, unread=len(replay))
         return out
 
@@ -191,3 +200,8 @@ class AccountCommands(ChatState):
         return Outcome(deferred=Deferred(work, resume))
 
     # Helpers ----------------------------------------------------------------------
+
+
+def _throttle_keys(s: Session, user_key: str) -> tuple[str, str]:
+    """Failed logins count per address and per account (LoginThrottle)."""
+    return f"ip:{s.peer}", f"user:{user_key}"

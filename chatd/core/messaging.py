@@ -31,7 +31,10 @@ class MessagingCommands(ChatState):
         if cmd.target.lower() == GENERAL:
             return self.cmd_send_all(s, c.SendAll(cmd.text, verb=cmd.verb), now)
         if cmd.target.startswith("#"):
-            raise Refused(Code.NO_SUCH_CHAT, f"no room {cmd.target}")
+            room = self._member_room(acct, cmd.target)
+            self._check_not_banned(acct, now)
+            msg = self._post(room.key, acct.name, cmd.text, now)
+            return self._sent("send", cmd, s, msg, broadcast=True)
         other = self._user(cmd.target.removeprefix("@"))
         self._check_not_banned(acct, now)
         chat = dm_key(acct.key, other.key)
@@ -75,7 +78,11 @@ class MessagingCommands(ChatState):
     def cmd_who(self, s: Session, cmd: c.Who, now: float) -> Outcome:
         """who [#room]: users online, or a room's members."""
         if cmd.room is not None and cmd.room.lower() != GENERAL:
-            raise Refused(Code.NO_SUCH_CHAT, f"no room {cmd.room}")
+            room = self._member_room(account_of(s), cmd.room)
+            members = sorted(room.members.items(), key=lambda kv: (kv[1], kv[0]))
+            accts = [a for a in (self.accounts.get(k) for k, _ in members) if a is not None]
+            users = [{"name": a.name, "sessions": len(a.sessions)} for a in accts]
+            return ok("who", cmd, room=room.key, users=users)
         users = [
             {"name": a.name, "sessions": len(a.sessions)}
             for a in sorted(self.online.values(), key=lambda a: a.key)

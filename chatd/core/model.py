@@ -44,6 +44,9 @@ class Account:
     rooms: set[str] = field(default_factory=set)
     window_start: float = 0.0
     window_count: int = 0
+    # When the user was last known online (memory only: derived at start-up from the
+    # stored messages and cursor, then kept by login and the retention sweep).
+    last_seen: float = 0.0
 
     def received(self) -> int:
         """Highest message id this user has received on any session."""

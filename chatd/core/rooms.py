@@ -1,12 +1,364 @@
 """Private rooms: room create/invite/link/unlink/approve/deny/leave/kick/members, rooms,
-join (issue 5)."""
+join (issue 5).
+
+A room's key (`#` + lower-cased name) is its chat key and its hub topic: the topic holds
+the online sessions of its members, so a message to the room is one broadcast. Every
+change here keeps three views in step: `Room.members`, `Account.rooms` (which drives
+unread replay and the topics a login subscribes) and `topics[room.key]`.
+
+Decisions (docs/conversations.md): an owner who leaves hands the room to the member who
+joined longest ago; the last member to leave deletes the room with its messages, links
+and requests, so a later room of the same name starts empty.
+"""
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from chatd.core.model import Account, Room, Session
+from chatd.core.names import RESERVED_ROOMS, key, valid_name
+from chatd.core.outcome import (
+    DeleteJoinRequest,
+    DeleteLinks,
+    DeleteMember,
+    DeleteMessages,
+    DeleteRoom,
+    Outcome,
+    PutJoinRequest,
+    PutLink,
+    PutMember,
+    PutRoom,
+)
 from chatd.core.snapshot import Snapshot
-from chatd.core.state import ChatState
+from chatd.core.state import ChatState, Refused, account_of, log, ok
+from chatd.protocol import commands as c
+from chatd.protocol.events import Code, Notice, Ok, Push
+from chatd.protocol.render import rfc3339
+
+_LINK_BYTES = 18  # 144 random bits: unguessable, and 24 characters to paste
 
 
 class RoomCommands(ChatState):
+    if TYPE_CHECKING:  # FileCommands' rule, found through Chat's MRO at run time
+
+        def forget_files(self, message_ids: Iterable[int], out: Outcome) -> None: ...
+
     def load_rooms(self, snapshot: Snapshot) -> None:
         """Rebuilds rooms, members, links and join requests from the store."""
+        self.link_rooms: dict[str, str] = {}  # join link token -> room key
+        for row in snapshot.rooms:
+            self.rooms[row.key] = Room(row.key, row.name, row.owner, row.created)
+            self.topics.setdefault(row.key, set())
+        for m in snapshot.members:
+            room = self.rooms.get(m.room)
+            acct = self.accounts.get(m.user)
+            if room is not None and acct is not None:
+                room.members[acct.key] = m.since
+                acct.rooms.add(room.key)
+        for link in snapshot.links:
+            room = self.rooms.get(link.room)
+            if room is not None:
+                room.links[link.token] = link.expires
+                self.link_rooms[link.token] = room.key
+        for req in snapshot.requests:
+            room = self.rooms.get(req.room)
+            if room is not None and req.user in self.accounts:
+                room.requests[req.user] = req.ts
+
+    # Commands ----------------------------------------------------------------------
+
+    def cmd_room(self, s: Session, cmd: c.Room, now: float) -> Outcome:
+        """room create|invite|link|unlink|approve|deny|leave|kick|members <#room> [user]:
+        one verb for every room action; each is a method below."""
+        acct = account_of(s)
+        match cmd.action:
+            case "create":
+                return self._room_create(s, acct, cmd, now)
+            case "invite":
+                return self._room_invite(s, acct, cmd, now)
+            case "link":
+                return self._room_link(acct, cmd, now)
+            case "unlink":
+                return self._room_unlink(acct, cmd)
+            case "approve" | "deny":
+                return self._room_answer(s, acct, cmd, now)
+            case "leave":
+                return self._room_leave(s, acct, cmd)
+            case "kick":
+                return self._room_kick(s, acct, cmd)
+            case "members":
+                room = self._member_room(acct, cmd.room)
+                return ok("room", cmd, room=room.key, members=self._member_names(room))
+        raise Refused(Code.BAD_ARGS, f"usage: {c.COMMANDS['room'].usage}")  # pragma: no cover
+
+    def cmd_rooms(self, s: Session, cmd: c.Rooms, now: float) -> Outcome:
+        """rooms: the rooms you belong to, with their owner and member count."""
+        acct = account_of(s)
+        rows = []
+        for rk in sorted(acct.rooms):
+            room = self.rooms[rk]
+            owner = self.accounts.get(room.owner)
+            rows.append(
+                {
+                    "room": room.key,
+                    "owner": owner.name if owner else room.owner,
+                    "members": len(room.members),
+                }
+            )
+        return ok("rooms", cmd, rooms=rows)
+
+    def cmd_join(self, s: Session, cmd: c.Join, now: float) -> Outcome:
+        """join <link>: asks the owner to let you in; they answer with room approve|deny."""
+        acct = account_of(s)
+        token = cmd.link.rsplit("/", 1)[-1]  # tolerate a link pasted with a prefix
+        room = self.rooms.get(self.link_rooms.get(token, ""))
+        if room is None or room.links.get(token, 0.0) <= now:
+            raise Refused(Code.NO_SUCH_CHAT, "that join link is unknown, revoked or expired")
+        if acct.key in room.members:
+            raise Refused(Code.BAD_ARGS, f"you are already a member of {room.key}")
+        out = ok("join", cmd, room=room.key, status="pending")
+        if acct.key not in room.requests:
+            room.requests[acct.key] = now
+            out.changes.append(PutJoinRequest(room.key, acct.key, now))
+            owner = self.accounts.get(room.owner)
+            if owner is not None:
+                out.notify(owner.sessions, self._request_notice(room, acct))
+            log.info("room.join_requested", room=room.key, user=acct.name)
+        return out
+
+    # The room actions --------------------------------------------------------------
+
+    def _room_create(self, s: Session, acct: Account, cmd: c.Room, now: float) -> Outcome:
+        """The creator owns the room and is its first member."""
+        name = cmd.room.removeprefix("#")
+        if not valid_name(name) or key(name) in RESERVED_ROOMS:
+            raise Refused(
+                Code.BAD_NAME,
+                "room names are 1-32 characters of A-Z a-z 0-9 _ . - and not general",
+            )
+        rk = "#" + key(name)
+        if rk in self.rooms:
+            raise Refused(Code.BAD_NAME, f"{rk} is taken; pick another name")
+        room = Room(rk, name, acct.key, now)
+        self.rooms[rk] = room
+        self.topics[rk] = set()
+        out = ok("room", cmd, room=rk)
+        out.changes.append(PutRoom(rk, name, acct.key, now))
+        joined = Notice("joined", {"room": rk, "user": acct.name})
+        self._admit(room, acct, now, out, notice=joined, actor=s)
+        log.info("room.created", room=rk, owner=acct.name)
+        return out
+
+    def _room_invite(self, s: Session, acct: Account, cmd: c.Room, now: float) -> Outcome:
+        """The owner adds a member directly; inviting a member again changes nothing."""
+        room = self._owned_room(acct, cmd.room, "invite")
+        target = self._user(self._arg(cmd))
+        out = ok("room", cmd, room=room.key, user=target.name)
+        if target.key not in room.members:
+            invited = Notice("invited", {"room": room.key, "by": acct.name})
+            self._admit(room, target, now, out, notice=invited, actor=s)
+            log.info("room.invited", room=room.key, user=target.name, by=acct.name)
+        return out
+
+    def _room_link(self, acct: Account, cmd: c.Room, now: float) -> Outcome:
+        """A new join link; the room's expired links are dropped on the way."""
+        room = self._owned_room(acct, cmd.room, "make join links for")
+        token = secrets.token_urlsafe(_LINK_BYTES)
+        expires = now + self.config.rooms.link_ttl_s
+        out = ok("room", cmd, room=room.key, link=token, expires=rfc3339(expires))
+        for old, until in list(room.links.items()):
+            if until <= now:
+                self._drop_link(room, old)
+                out.changes.append(DeleteLinks(room.key, old))
+        room.links[token] = expires
+        self.link_rooms[token] = room.key
+        out.changes.append(PutLink(token, room.key, expires))
+        log.info("room.link_created", room=room.key, expires=rfc3339(expires))
+        return out
+
+    def _room_unlink(self, acct: Account, cmd: c.Room) -> Outcome:
+        """Revokes every join link of the room; pending requests stay."""
+        room = self._owned_room(acct, cmd.room, "revoke join links of")
+        for token in list(room.links):
+            self._drop_link(room, token)
+        out = ok("room", cmd, room=room.key)
+        out.changes.append(DeleteLinks(room.key))
+        log.info("room.links_revoked", room=room.key)
+        return out
+
+    def _room_answer(self, s: Session, acct: Account, cmd: c.Room, now: float) -> Outcome:
+        """approve|deny: answers a pending join request and tells the requester."""
+        room = self._owned_room(acct, cmd.room, f"{cmd.action} requests for")
+        target = self._user(self._arg(cmd))
+        if target.key not in room.requests:
+            raise Refused(Code.BAD_ARGS, f"{target.name} has not asked to join {room.key}")
+        del room.requests[target.key]
+        out = ok("room", cmd, room=room.key, user=target.name)
+        out.changes.append(DeleteJoinRequest(room.key, target.key))
+        if cmd.action == "approve":
+            joined = Notice("joined", {"room": room.key, "user": target.name})
+            self._admit(room, target, now, out, notice=joined, actor=s)
+        else:
+            out.notify(target.sessions, Notice("denied", {"room": room.key}))
+        event = "room.approved" if cmd.action == "approve" else "room.denied"
+        log.info(event, room=room.key, user=target.name, by=acct.name)
+        return out
+
+    def _room_leave(self, s: Session, acct: Account, cmd: c.Room) -> Outcome:
+        """A member leaves; an owner hands over the room, the last member deletes it."""
+        room = self._member_room(acct, cmd.room)
+        out = Outcome()
+        self._remove(room, acct, out, actor=s, notice=None)
+        fields = {"room": room.key, "members": self._member_names(room)}
+        out.replies.append(Ok("room", cmd.verb, fields))
+        log.info("room.left", room=room.key, user=acct.name)
+        return out
+
+    def _room_kick(self, s: Session, acct: Account, cmd: c.Room) -> Outcome:
+        """The owner removes a member, who gets a `removed` notice."""
+        room = self._owned_room(acct, cmd.room, "kick from")
+        target = self._user(self._arg(cmd))
+        if target is acct:
+            raise Refused(Code.BAD_ARGS, f"you own {room.key}; use room leave {room.key}")
+        if target.key not in room.members:
+            raise Refused(Code.NOT_A_MEMBER, f"{target.name} is not a member of {room.key}")
+        out = Outcome()
+        removed = Notice("removed", {"room": room.key, "by": acct.name})
+        self._remove(room, target, out, actor=s, notice=removed)
+        fields = {"room": room.key, "user": target.name, "members": self._member_names(room)}
+        out.replies.append(Ok("room", cmd.verb, fields))
+        log.info("room.kicked", room=room.key, user=target.name, by=acct.name)
+        return out
+
+    # Membership --------------------------------------------------------------------
+
+    def _admit(
+        self,
+        room: Room,
+        acct: Account,
+        now: float,
+        out: Outcome,
+        *,
+        notice: Notice | None,
+        actor: Session,
+    ) -> None:
+        """Makes `acct` a member: tells them (`notice`) and the others (`joined`), then
+        replays the room's latest messages to them, as a login would."""
+        others = self._sessions_of(room, but=actor)
+        room.members[acct.key] = now
+        acct.rooms.add(room.key)
+        self.topics.setdefault(room.key, set()).update(acct.sessions)
+        out.changes.append(PutMember(room.key, acct.key, now))
+        if room.requests.pop(acct.key, None) is not None:
+            out.changes.append(DeleteJoinRequest(room.key, acct.key))
+        out.notify(others, Notice("joined", {"room": room.key, "user": acct.name}))
+        mine = tuple(x for x in acct.sessions if x is not actor)
+        if notice is not None:
+            out.notify(mine, notice)
+        n = self.config.chat.history_on_join
+        recent = self.chats.get(room.key, [])[-n:] if n else []
+        if mine and recent:
+            out.pushes.extend((Push(m, acct.key, True), mine) for m in recent)
+
+    def _remove(
+        self, room: Room, acct: Account, out: Outcome, *, actor: Session, notice: Notice | None
+    ) -> None:
+        """Ends a membership; hands over or deletes the room when that was the owner or
+        the last member."""
+        del room.members[acct.key]
+        acct.rooms.discard(room.key)
+        self.topics.get(room.key, set()).difference_update(acct.sessions)
+        out.changes.append(DeleteMember(room.key, acct.key))
+        mine = tuple(x for x in acct.sessions if x is not actor)
+        left = Notice("left", {"room": room.key, "user": acct.name})
+        out.notify(mine, notice or left)
+        if not room.members:
+            self._delete_room(room, out)
+            return
+        out.notify(self._sessions_of(room, but=actor), left)
+        if room.owner == acct.key:
+            self._hand_over(room, out)
+
+    def _hand_over(self, room: Room, out: Outcome) -> None:
+        """The member who joined longest ago becomes the owner, and sees the pending
+        join requests that are now theirs to answer."""
+        heir_key = min(room.members, key=lambda k: (room.members[k], k))
+        heir = self.accounts[heir_key]
+        room.owner = heir.key
+        out.changes.append(PutRoom(room.key, room.name, heir.key, room.created))
+        out.notify(
+            self._sessions_of(room, but=None),
+            Notice("owner", {"room": room.key, "user": heir.name}),
+        )
+        for user in sorted(room.requests, key=lambda u: (room.requests[u], u)):
+            requester = self.accounts.get(user)
+            if requester is not None:
+                out.notify(heir.sessions, self._request_notice(room, requester))
+        log.info("room.owner_changed", room=room.key, owner=heir.name)
+
+    def _delete_room(self, room: Room, out: Outcome) -> None:
+        """An empty room goes entirely: links, requests and its messages too."""
+        for token in list(room.links):
+            self._drop_link(room, token)
+        out.changes.append(DeleteLinks(room.key))
+        for user in room.requests:
+            out.changes.append(DeleteJoinRequest(room.key, user))
+        room.requests.clear()
+        msgs = self.chats.pop(room.key, [])
+        for m in msgs:
+            self.messages.pop(m.id, None)
+        if msgs:
+            ids = tuple(m.id for m in msgs)
+            out.changes.append(DeleteMessages(ids))
+            self.forget_files(ids, out)
+        self.topics.pop(room.key, None)
+        del self.rooms[room.key]
+        out.changes.append(DeleteRoom(room.key))
+        log.info("room.deleted", room=room.key, messages=len(msgs))
+
+    # Helpers -----------------------------------------------------------------------
+
+    def _login_notices(self, acct: Account) -> list[Notice]:
+        """An owner sees the join requests still waiting for them at every login."""
+        notices = super()._login_notices(acct)
+        for rk in sorted(acct.rooms):
+            room = self.rooms[rk]
+            if room.owner != acct.key:
+                continue
+            for user in sorted(room.requests, key=lambda u: (room.requests[u], u)):
+                requester = self.accounts.get(user)
+                if requester is not None:
+                    notices.append(self._request_notice(room, requester))
+        return notices
+
+    def _request_notice(self, room: Room, requester: Account) -> Notice:
+        return Notice("join-request", {"room": room.key, "user": requester.name})
+
+    def _owned_room(self, acct: Account, name: str, what: str) -> Room:
+        room = self._room(name)
+        if room.owner != acct.key:
+            raise Refused(Code.FORBIDDEN, f"only the owner of {room.key} can {what} it")
+        return room
+
+    def _arg(self, cmd: c.Room) -> str:
+        if cmd.user is None:  # pragma: no cover - the parser checks the arity
+            raise Refused(Code.BAD_ARGS, f"usage: {c.COMMANDS['room'].usage}")
+        return cmd.user
+
+    def _member_names(self, room: Room) -> list[str]:
+        """Members in the order they joined (the owner usually first)."""
+        names = []
+        for k in sorted(room.members, key=lambda k: (room.members[k], k)):
+            acct = self.accounts.get(k)
+            names.append(acct.name if acct else k)
+        return names
+
+    def _sessions_of(self, room: Room, *, but: Session | None) -> list[Session]:
+        """Every online session of the room's members, except the acting one."""
+        return [x for x in self.topics.get(room.key, ()) if x is not but]
+
+    def _drop_link(self, room: Room, token: str) -> None:
+        room.links.pop(token, None)
+        self.link_rooms.pop(token, None)

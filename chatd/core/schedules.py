@@ -1,19 +1,220 @@
-"""Scheduled messages: schedule, scheduled, cancel, and firing them on time (issue 5)."""
+"""Scheduled messages: schedule, scheduled, cancel, and firing them on time (issue 5).
+
+A schedule stores the wrapped command line and runs it at its time as its user, through
+the same `cmd_` method a typed command would use, so it obeys every rule a live send
+does (ban, membership, rate limit) as of that moment. Pending schedules sit in a heap
+keyed by due time: `schedules_wakeup()` is its top and `run_due_schedules()` pops only
+what is due, so nothing ever walks all of them. A cancelled entry stays in the heap and
+is skipped when it surfaces (the heap is rebuilt when such leftovers dominate).
+
+Durability: the store row goes in the batch that creates the schedule, and is deleted in
+the batch that carries the message it produced, so a restart neither loses nor repeats
+one. Those that fell due while the server was down go out at the first tick.
+"""
 
 from __future__ import annotations
 
-from chatd.core.outcome import Outcome
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import tzinfo
+from zoneinfo import ZoneInfo
+
+from chatd.core.model import Account, Session
+from chatd.core.outcome import DeleteSchedule, Outcome, PutSchedule
 from chatd.core.snapshot import Snapshot
-from chatd.core.state import ChatState
+from chatd.core.state import ChatState, Refused, account_of, log, ok, retry_after
+from chatd.core.timespec import WhenError, parse_when
+from chatd.protocol import commands as c
+from chatd.protocol.events import GENERAL, Code, Notice, Ok
+from chatd.protocol.render import rfc3339
+
+_LATE_S = 1.0  # fired this much after its time: logged as late (e.g. due while down)
+_STALE_SLACK = 64  # cancelled heap entries tolerated beyond the live ones
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One scheduled command: `command` is the line as typed after `when`."""
+
+    id: int
+    user: str
+    at: float
+    command: str
+    created: float
 
 
 class ScheduleCommands(ChatState):
     def load_schedules(self, snapshot: Snapshot) -> None:
         """Rebuilds the pending schedules from the store."""
+        name = self.config.server.timezone
+        self.schedule_zone: tzinfo | None = ZoneInfo(name) if name else None
+        self.schedules: dict[int, Pending] = {}
+        self.schedules_by_user: dict[str, dict[int, Pending]] = {}
+        self.schedule_heap: list[tuple[float, int]] = []
+        self.next_schedule_id = snapshot.next_schedule_id
+        for row in snapshot.schedules:
+            self._add_schedule(Pending(row.id, row.user, row.at, row.command, row.created))
+            self.next_schedule_id = max(self.next_schedule_id, row.id + 1)
+
+    # Commands ----------------------------------------------------------------------
+
+    def cmd_schedule(self, s: Session, cmd: c.Schedule, now: float) -> Outcome:
+        """schedule <when> <send_all …|send …|comment …>: runs that command later, as
+        you; checked now (time, target, membership) and again when it runs."""
+        acct = account_of(s)
+        try:
+            at = parse_when(cmd.when, now, self.schedule_zone)
+        except WhenError as e:
+            raise Refused(Code.BAD_ARGS, str(e)) from None
+        if at <= now:
+            raise Refused(Code.BAD_ARGS, f"{cmd.when} is not in the future")
+        horizon = self.config.schedule.horizon_s
+        if at > now + horizon:
+            raise Refused(Code.BAD_ARGS, f"{cmd.when} is more than {horizon / 86400:g} days ahead")
+        mine = self.schedules_by_user.get(acct.key, {})
+        cap = self.config.schedule.max_pending_per_user
+        if len(mine) >= cap:
+            first = min((p.at for p in mine.values()), default=now)
+            raise Refused(
+                Code.RATE_LIMITED,
+                f"at most {cap} pending scheduled messages; cancel one or wait",
+                retry_after(first - now),
+            )
+        self._check_schedulable(acct, cmd.inner, at, now)
+        pending = Pending(self.next_schedule_id, acct.key, at, cmd.inner_line, now)
+        self.next_schedule_id += 1
+        self._add_schedule(pending)
+        out = ok("schedule", cmd, schedule_id=pending.id, at=rfc3339(at))
+        out.changes.append(PutSchedule(pending.id, acct.key, at, pending.command, now))
+        log.info("schedule.created", schedule_id=pending.id, user=acct.name, at=rfc3339(at))
+        return out
+
+    def cmd_scheduled(self, s: Session, cmd: c.Scheduled, now: float) -> Outcome:
+        """scheduled: your pending scheduled messages, soonest first."""
+        acct = account_of(s)
+        mine = sorted(self.schedules_by_user.get(acct.key, {}).values(), key=_due)
+        rows = [{"schedule_id": p.id, "at": rfc3339(p.at), "command": p.command} for p in mine]
+        return ok("scheduled", cmd, scheduled=rows)
+
+    def cmd_cancel(self, s: Session, cmd: c.Cancel, now: float) -> Outcome:
+        """cancel <schedule_id>: drops one of your pending scheduled messages."""
+        acct = account_of(s)
+        pending = self.schedules.get(cmd.schedule_id)
+        if pending is None or pending.user != acct.key:
+            raise Refused(Code.NO_SUCH_SCHEDULE, f"no pending scheduled message {cmd.schedule_id}")
+        self._forget_schedule(pending)
+        if len(self.schedule_heap) > 2 * len(self.schedules) + _STALE_SLACK:
+            self.schedule_heap = [(p.at, p.id) for p in self.schedules.values()]
+            heapq.heapify(self.schedule_heap)
+        out = ok("cancel", cmd, schedule_id=pending.id)
+        out.changes.append(DeleteSchedule(pending.id))
+        log.info("schedule.cancelled", schedule_id=pending.id, user=acct.name)
+        return out
+
+    # Timed work --------------------------------------------------------------------
 
     def run_due_schedules(self, now: float, out: Outcome) -> None:
-        """Fires every schedule due at `now` into `out`."""
+        """Fires every schedule due at `now` into `out`, oldest first."""
+        heap = self.schedule_heap
+        while heap and heap[0][0] <= now:
+            _, ident = heapq.heappop(heap)
+            pending = self.schedules.get(ident)
+            if pending is None:
+                continue  # cancelled
+            self._forget_schedule(pending)
+            out.changes.append(DeleteSchedule(ident))
+            self._fire(pending, now, out)
 
     def schedules_wakeup(self) -> float | None:
         """When the next schedule is due."""
-        return None
+        heap = self.schedule_heap
+        while heap and heap[0][1] not in self.schedules:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def _fire(self, pending: Pending, now: float, out: Outcome) -> None:
+        """Runs the stored command as its user. The user's sessions get `scheduled-sent`,
+        then the message like any of their other sessions would; a refusal at this
+        point drops it with `scheduled-failed`."""
+        acct = self.accounts.get(pending.user)
+        if acct is None:  # pragma: no cover - accounts are never deleted
+            return
+        late_s = round(max(0.0, now - pending.at), 3)
+        fields = {"schedule_id": pending.id, "user": acct.name, "late_s": late_s}
+        try:
+            cmd = c.parse(pending.command)
+            spec = c.lookup(cmd.verb)
+            method: Callable[[Session, c.Command, float], Outcome] | None = (
+                getattr(self, "cmd_" + spec.name, None) if spec is not None else None
+            )
+            if method is None or not isinstance(cmd, c.SendAll | c.Send | c.Comment):
+                raise Refused(Code.BAD_ARGS, f"cannot schedule {pending.command!r}")
+            # A session of the user's that is none of their connections: every real
+            # session of theirs gets the message, none gets an OK.
+            inner = method(Session(0, "schedule", now, account=acct), cmd, now)
+        except (Refused, c.ParseError) as e:
+            reason = str(e.code)
+            out.notify(acct.sessions, _failed(pending, reason))
+            log.info("schedule.failed", **fields, reason=reason, detail=e.message)
+            return
+        except Exception:
+            log.exception("schedule.failed", **fields, reason="internal")
+            out.notify(acct.sessions, _failed(pending, str(Code.INTERNAL)))
+            return
+        ident = next((r.fields.get("id") for r in inner.replies if isinstance(r, Ok)), None)
+        out.changes.extend(inner.changes)
+        # The notice first: the hub writes a batch's pushes before its broadcasts, so
+        # this is the order the sender sees for every kind of chat.
+        out.notify(
+            acct.sessions, Notice("scheduled-sent", {"schedule_id": pending.id, "id": ident})
+        )
+        out.pushes.extend(inner.pushes)
+        out.broadcasts.extend(inner.broadcasts)
+        if late_s > _LATE_S:
+            log.warning("schedule.late", **fields, id=ident)
+        else:
+            log.info("schedule.sent", **fields, id=ident)
+
+    # Helpers -----------------------------------------------------------------------
+
+    def _check_schedulable(self, acct: Account, inner: c.Command, at: float, now: float) -> None:
+        """What can be known now about the command's fate at `at`: its target exists
+        and the user may post there, and no ban will still stop it."""
+        if acct.banned_until > at:
+            raise Refused(
+                Code.BANNED,
+                f"you are banned from sending until {rfc3339(acct.banned_until)}",
+                retry_after(acct.banned_until - now),
+            )
+        if isinstance(inner, c.Send):
+            target = inner.target
+            if target.lower() == GENERAL:
+                return
+            if target.startswith("#"):
+                self._member_room(acct, target)
+            else:
+                self._user(target)
+        elif isinstance(inner, c.Comment):
+            self._visible_message(acct, inner.message_id)
+
+    def _add_schedule(self, pending: Pending) -> None:
+        self.schedules[pending.id] = pending
+        self.schedules_by_user.setdefault(pending.user, {})[pending.id] = pending
+        heapq.heappush(self.schedule_heap, (pending.at, pending.id))
+
+    def _forget_schedule(self, pending: Pending) -> None:
+        """Out of the indexes; its heap entry is skipped when it surfaces."""
+        del self.schedules[pending.id]
+        mine = self.schedules_by_user[pending.user]
+        del mine[pending.id]
+        if not mine:
+            del self.schedules_by_user[pending.user]
+
+
+def _due(p: Pending) -> tuple[float, int]:
+    return (p.at, p.id)
+
+
+def _failed(pending: Pending, reason: str) -> Notice:
+    return Notice("scheduled-failed", {"schedule_id": pending.id, "reason": reason})

@@ -10,12 +10,13 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import structlog
 
 from chatd.config import Config
+from chatd.core.flood import LoginThrottle
 from chatd.core.model import Account, Room, Session
 from chatd.core.names import dm_key, key
 from chatd.core.outcome import (
@@ -23,7 +24,7 @@ from chatd.core.outcome import (
 )
 from chatd.core.snapshot import Snapshot
 from chatd.protocol import commands as c
-from chatd.protocol.events import GENERAL, Code, Message, Ok
+from chatd.protocol.events import GENERAL, Code, FileInfo, Message, Notice, Ok
 from chatd.protocol.render import rfc3339
 
 log = structlog.get_logger("chatd.core")
@@ -59,6 +60,10 @@ class ChatState:
         self.messages: dict[int, Message] = {}
         self.topics: dict[str, set[Session]] = {GENERAL: set()}
         self.rooms: dict[str, Room] = {}
+        # The server's own counters (bytes, commits, slow consumers) for `stats`; the
+        # daemon sets it, the core only calls it.
+        self.server_stats: Callable[[], Mapping[str, float]] = dict
+        self._login_throttle = LoginThrottle(0, 0.0, 0.0)
         self.next_id = snapshot.next_id
         for row in snapshot.accounts:
             self.accounts[row.key] = Account(
@@ -74,6 +79,15 @@ class ChatState:
         for m in snapshot.messages:
             self._remember(m)
             self.next_id = max(self.next_id, m.id + 1)
+
+    @property
+    def login_throttle(self) -> LoginThrottle:
+        """Failed logins per address and account, with the current limits (a reload
+        changes them live)."""
+        lim = self.config.limits
+        return self._login_throttle.configure(
+            lim.login_failures_before_throttle, lim.login_throttle_s, lim.login_failures_forget_s
+        )
 
     # Sessions ---------------------------------------------------------------------
 
@@ -96,8 +110,9 @@ class ChatState:
         *,
         to: str | None = None,
         reply_to: int | None = None,
+        file: FileInfo | None = None,
     ) -> Message:
-        msg = Message(self.next_id, chat, sender, text, now, reply_to=reply_to, to=to)
+        msg = Message(self.next_id, chat, sender, text, now, reply_to=reply_to, to=to, file=file)
         self.next_id += 1
         self._remember(msg)
         return msg
@@ -147,9 +162,47 @@ class ChatState:
         if lowered == GENERAL or (lowered == "general" and "general" not in self.accounts):
             return GENERAL
         if name.startswith("#"):
-            raise Refused(Code.NO_SUCH_CHAT, f"no room {name}")
+            return self._member_room(acct, name).key
         other = self._user(name)
         return dm_key(acct.key, other.key)
+
+    # Rooms and visibility (rooms.py owns the commands; sending and history need these)
+
+    def _room(self, name: str) -> Room:
+        """A room by `#name` or `name`, any case; `no-such-chat` if there is none."""
+        room = self.rooms.get("#" + key(name.removeprefix("#")))
+        if room is None:
+            raise Refused(Code.NO_SUCH_CHAT, f"no room #{name.removeprefix('#')}")
+        return room
+
+    def _member_room(self, acct: Account, name: str) -> Room:
+        """A room the user belongs to: only members may read, send or list it."""
+        room = self._room(name)
+        if acct.key not in room.members:
+            raise Refused(Code.NOT_A_MEMBER, f"you are not a member of {room.key}")
+        return room
+
+    def _can_see(self, acct: Account, m: Message) -> bool:
+        """Whether a message is in one of the user's chats."""
+        if m.chat == GENERAL:
+            return True
+        if m.chat.startswith("@"):
+            return acct.key in m.chat[1:].split("|")
+        room = self.rooms.get(m.chat)
+        return room is not None and acct.key in room.members
+
+    def _visible_message(self, acct: Account, ident: int) -> Message:
+        """A message the user can see; any other id reads as missing, so that a private
+        message or a room's message does not reveal that it exists."""
+        m = self.messages.get(ident)
+        if m is None or not self._can_see(acct, m):
+            raise Refused(Code.NO_SUCH_MESSAGE, f"no message {ident}")
+        return m
+
+    def _login_notices(self, acct: Account) -> list[Notice]:
+        """Notices a session gets right after its login reply and replay (features
+        extend this, e.g. rooms: pending join requests for their owner)."""
+        return []
 
     def _display(self, chat: str, viewer: Account) -> str:
         if not chat.startswith("@"):

@@ -1,9 +1,79 @@
-"""Comments and threads: comment, thread (issue 5)."""
+"""Comments and threads: comment, thread (issue 5).
+
+A comment is an ordinary message of the original's chat with `reply_to` set, so it is
+delivered, replayed, paged by history and expired like any other. Threads are one level
+deep: a comment on a comment points at the root, so `thread` is the root plus the
+messages of that chat that reply to it. Only someone who can see a message may comment
+on it or read its thread; to anyone else it does not exist (`no-such-message`).
+"""
 
 from __future__ import annotations
 
-from chatd.core.state import ChatState
+import bisect
+import itertools
+from typing import TYPE_CHECKING
+
+from chatd.core.model import Account, Session
+from chatd.core.outcome import Outcome, PutMessage
+from chatd.core.state import ChatState, account_of, log, msg_id, ok
+from chatd.protocol import commands as c
+from chatd.protocol.events import GENERAL, Message, Push
+from chatd.protocol.render import rfc3339
 
 
 class ThreadCommands(ChatState):
-    pass
+    if TYPE_CHECKING:  # MessagingCommands' rule, found through Chat's MRO at run time
+
+        def _count_general(self, acct: Account, now: float) -> None: ...
+
+    def cmd_comment(self, s: Session, cmd: c.Comment, now: float) -> Outcome:
+        """comment <id> <text>: a comment on a message you can see, posted to its chat
+        under the same rules as a send there (ban, #general rate limit)."""
+        acct = account_of(s)
+        original = self._visible_message(acct, cmd.message_id)
+        root = self._root_of(original)
+        self._check_not_banned(acct, now)
+        chat = original.chat
+        to: str | None = None
+        if chat == GENERAL:
+            self._count_general(acct, now)
+        elif chat.startswith("@"):
+            a, _, b = chat[1:].partition("|")
+            other = self.accounts.get(b if a == acct.key else a)
+            to = other.name if other is not None else original.to
+        msg = self._post(chat, acct.name, cmd.text, now, to=to, reply_to=root.id)
+        out = ok("comment", cmd, id=msg.id, ts=rfc3339(msg.ts), reply_to=root.id)
+        out.changes.append(PutMessage(msg))
+        out.acked = msg.id
+        if to is None:
+            out.broadcasts.append((msg, s))
+        else:
+            for party in {a for a in (self.accounts.get(k) for k in chat[1:].split("|")) if a}:
+                sessions = tuple(x for x in party.sessions if x is not s)
+                if sessions:
+                    out.pushes.append((Push(msg, party.key), sessions))
+        log.info("message.sent", user=acct.name, chat=chat, id=msg.id, reply_to=root.id)
+        return out
+
+    def cmd_thread(self, s: Session, cmd: c.Thread, now: float) -> Outcome:
+        """thread <id>: a message and its comments, oldest first; for a comment, the
+        thread it belongs to."""
+        acct = account_of(s)
+        root = self._root_of(self._visible_message(acct, cmd.message_id))
+        comments = [Push(m, acct.key) for m in self._comments(root)]
+        return ok("thread", cmd, message=Push(root, acct.key), comments=comments)
+
+    def _root_of(self, m: Message) -> Message:
+        """The message a comment belongs under; a comment whose root has expired
+        stands as a root itself."""
+        if m.reply_to is None:
+            return m
+        root = self.messages.get(m.reply_to)
+        return root if root is not None and root.chat == m.chat else m
+
+    def _comments(self, root: Message) -> list[Message]:
+        """Comments on `root`: later messages of its chat that reply to it. A scan from
+        the root on, since comments live in the chat's id-ordered list like any message."""
+        msgs = self.chats.get(root.chat, [])
+        start = bisect.bisect_right(msgs, root.id, key=msg_id)
+        return [m for m in itertools.islice(msgs, start, None) if m.reply_to == root.id]

@@ -1,0 +1,197 @@
+"""Comments and threads: where a comment goes, who may see it, and `thread`."""
+
+from __future__ import annotations
+
+from chatd.protocol.events import Message, Ok, Push
+from tests.conftest import Server
+from tests.test_rooms import Core, jlogin, messages, room_with
+
+# Core -----------------------------------------------------------------------------------
+
+
+def test_comment_on_general_goes_to_general_and_points_at_the_message() -> None:
+    core = Core()
+    alice, bob = core.login("alice"), core.login("bob")
+    first = core.ok(alice, "send_all question?")["id"]
+    out = core.run(bob, f"comment {first} answer!")
+    reply = out.replies[0]
+    assert isinstance(reply, Ok)
+    assert reply.fields["reply_to"] == first and reply.fields["id"] == first + 1
+    assert reply.fields["ts"] == "2027-01-15T08:00:00.000Z"
+    [msg] = messages(core.received(out, alice))
+    assert (msg.chat, msg.sender, msg.text, msg.reply_to) == ("#general", "bob", "answer!", first)
+    assert core.received(out, bob) == []  # the sending session has its OK
+    assert core.store.messages[msg.id].reply_to == first
+
+
+def test_comments_on_comments_point_at_the_root() -> None:
+    core = Core()
+    alice = core.login("alice")
+    root = core.ok(alice, "send_all root")["id"]
+    c1 = core.ok(alice, f"comment {root} one")["id"]
+    c2 = core.ok(alice, f"comment {c1} two")
+    assert c2["reply_to"] == root
+    thread = core.ok(alice, f"thread {c1}")  # a comment's thread is its root's
+    assert thread["message"].message.id == root
+    assert [p.message.text for p in thread["comments"]] == ["one", "two"]
+
+
+def test_thread_lists_only_its_own_comments_oldest_first() -> None:
+    core = Core()
+    alice, bob = core.login("alice"), core.login("bob")
+    a = core.ok(alice, "send_all a")["id"]
+    b = core.ok(alice, "send_all b")["id"]
+    core.ok(bob, f"comment {a} a1")
+    core.ok(bob, f"comment {b} b1")
+    core.ok(alice, "send_all unrelated")
+    core.ok(alice, f"comment {a} a2")
+    thread = core.ok(bob, f"thread {a}")
+    assert isinstance(thread["message"], Push) and thread["message"].message.text == "a"
+    assert [p.message.text for p in thread["comments"]] == ["a1", "a2"]
+    lonely = core.ok(bob, "send_all lonely")["id"]
+    assert core.ok(bob, f"thread {lonely}")["comments"] == []
+
+
+def test_private_messages_are_invisible_to_outsiders() -> None:
+    core = Core()
+    alice, bob, carol = core.login("alice"), core.login("bob"), core.login("carol")
+    secret = core.ok(alice, "send bob secret")["id"]
+    missing = secret + 100
+    assert core.err(carol, f"comment {secret} peek") == "no-such-message"
+    assert core.err(carol, f"comment {missing} peek") == "no-such-message"
+    # the same answer, word for word, for a message that exists and one that does not
+    assert str(core.run(carol, f"thread {secret}").replies[0]).replace(str(secret), "N") == str(
+        core.run(carol, f"thread {missing}").replies[0]
+    ).replace(str(missing), "N")
+
+    alice2 = core.login("alice")
+    out = core.run(bob, f"comment {secret} got it")
+    [to_alice] = [e for e in core.received(out, alice) if isinstance(e, Push)]
+    assert to_alice.message.to == "alice" and to_alice.message.reply_to == secret
+    assert to_alice.viewer == "alice"
+    assert core.received(out, alice2) == [to_alice]
+    assert core.received(out, carol) == []
+    assert to_alice.message.chat == "@alice|bob"
+    thread = core.ok(alice, f"thread {secret}")
+    assert [p.message.text for p in thread["comments"]] == ["got it"]
+
+
+def test_room_comments_stay_in_the_room() -> None:
+    core = Core()
+    alice, bob = room_with(core, "alice", "bob")
+    carol = core.login("carol")
+    post = core.ok(alice, "send #dev plan")["id"]
+    assert core.err(carol, f"comment {post} me too") == "no-such-message"
+    assert core.err(carol, f"thread {post}") == "no-such-message"
+    out = core.run(bob, f"comment {post} agreed")
+    [msg] = messages(core.received(out, alice))
+    assert msg.chat == "#dev" and msg.reply_to == post
+    assert core.received(out, carol) == []
+    core.ok(alice, "room kick #dev bob")
+    assert core.err(bob, f"comment {post} wait") == "no-such-message"
+
+
+def test_comments_count_against_the_general_rate_limit() -> None:
+    core = Core(limits__general_messages_per_window=2)
+    alice, bob = core.login("alice"), core.login("bob")
+    first = core.ok(alice, "send_all one")["id"]
+    core.ok(alice, f"comment {first} two")
+    assert core.err(alice, f"comment {first} three") == "rate-limited"
+    assert core.err(alice, "send_all four") == "rate-limited"  # the comment counted
+    assert core.ok(bob, f"comment {first} bob has his own window")["reply_to"] == first
+
+
+def test_banned_users_cannot_comment() -> None:
+    core = Core(moderation__strikes_to_ban=1)
+    alice, bob = core.login("alice"), core.login("bob")
+    first = core.ok(alice, "send_all hi")["id"]
+    core.ok(alice, "ban bob")
+    assert core.err(bob, f"comment {first} hey") == "banned"
+    assert core.ok(bob, f"thread {first}")["comments"] == []  # reading stays allowed
+
+
+def test_comments_survive_a_restart() -> None:
+    core = Core()
+    alice = core.login("alice")
+    root = core.ok(alice, "send_all root")["id"]
+    core.ok(alice, f"comment {root} kept")
+    core.restart()
+    alice = core.login("alice")
+    thread = core.ok(alice, f"thread {root}")
+    assert [p.message.text for p in thread["comments"]] == ["kept"]
+
+
+def test_a_comment_whose_root_expired_stands_alone() -> None:
+    core = Core()
+    alice = core.login("alice")
+    root = core.ok(alice, "send_all root")["id"]
+    c1 = core.ok(alice, f"comment {root} orphan")["id"]
+    gone: Message = core.chat.messages.pop(root)
+    core.chat.chats["#general"].remove(gone)
+    assert core.err(alice, f"thread {root}") == "no-such-message"
+    assert core.ok(alice, f"thread {c1}")["message"].message.id == c1
+    assert core.ok(alice, f"comment {c1} still")["reply_to"] == c1
+
+
+# End to end ---------------------------------------------------------------------------------
+
+
+async def test_comments_and_threads_over_tcp(server: Server) -> None:
+    alice = await jlogin(server, "alice")
+    bob = await jlogin(server, "bob")
+    posted = await alice.jcmd("send_all lunch?")
+    assert (await bob.obj())["text"] == "lunch?"
+
+    reply = await bob.jcmd(f"comment {posted['id']} yes")
+    assert reply["type"] == "ok" and reply["cmd"] == "comment"
+    assert reply["reply_to"] == posted["id"] and reply["id"] > posted["id"]
+    assert reply["ts"].endswith("Z")
+    got = await alice.obj()
+    assert got["type"] == "message" and got["reply_to"] == posted["id"]
+    assert (got["chat"], got["from"], got["text"]) == ("#general", "bob", "yes")
+
+    nested = await alice.jcmd(f"comment {reply['id']} great")
+    assert nested["reply_to"] == posted["id"]
+    await bob.obj()
+
+    thread = await bob.jcmd(f"thread {reply['id']}")
+    assert thread["message"]["id"] == posted["id"] and thread["message"]["reply_to"] is None
+    assert [(m["from"], m["text"]) for m in thread["comments"]] == [
+        ("bob", "yes"),
+        ("alice", "great"),
+    ]
+    missing = await bob.jcmd("thread 999")
+    assert missing["type"] == "error" and missing["code"] == "no-such-message"
+
+
+async def test_private_comment_visibility_over_tcp(server: Server) -> None:
+    alice = await jlogin(server, "alice")
+    bob = await jlogin(server, "bob")
+    carol = await jlogin(server, "carol")
+    secret = await alice.jcmd("send bob the code is 42")
+    await bob.obj()
+    for line in (f"comment {secret['id']} nosy", f"thread {secret['id']}"):
+        err = await carol.jcmd(line)
+        assert err["code"] == "no-such-message" and "42" not in err["message"]
+    reply = await bob.jcmd(f"comment {secret['id']} thanks")
+    got = await alice.obj()
+    assert (got["chat"], got["to"], got["reply_to"]) == ("@bob", "alice", secret["id"])
+    assert got["id"] == reply["id"]
+    assert await carol.silent()
+
+
+async def test_comments_are_replayed_like_messages(server: Server) -> None:
+    alice = await server.login("alice")
+    bob = await jlogin(server, "bob")
+    posted = await bob.jcmd("send_all hello")
+    await alice.line()
+    await alice.close()
+    await bob.jcmd(f"comment {posted['id']} anyone?")
+    alice = await server.connect()
+    await alice.send("login alice\n")
+    assert (await alice.line()).startswith("OK welcome alice, 1 unread")
+    assert f"(re [{posted['id']}]) anyone?" in await alice.line()
+    await alice.send(f"thread {posted['id']}\n")
+    lines = await alice.reply()
+    assert lines[-1] == f"OK thread [{posted['id']}], 1 comment"
+    assert "hello" in lines[0] and "anyone?" in lines[1]
