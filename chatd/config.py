@@ -47,10 +47,11 @@ class LimitsSection:
     max_connections: int = 10000
     max_connections_per_ip: int = 16
     send_buffer_bytes: int = 1048576
-    flood_burst: int = 100
-    flood_rate_per_s: float = 50.0
+    flood_burst: int = 500  # commands at once, then flood_rate_per_s (docs/limits.md)
+    flood_rate_per_s: float = 1000.0
     login_failures_before_throttle: int = 5
     login_throttle_s: float = 3.0
+    login_failures_forget_s: float = 900.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +161,7 @@ _POSITIVE = {
     "limits.send_buffer_bytes",
     "limits.flood_burst",
     "limits.flood_rate_per_s",
+    "limits.login_failures_forget_s",
     "moderation.strikes_to_ban",
     "moderation.ban_duration_s",
     "moderation.strike_window_s",

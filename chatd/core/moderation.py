@@ -15,8 +15,22 @@ from chatd.protocol import commands as c
 from chatd.protocol.events import GENERAL, Code, Notice, Ok
 from chatd.protocol.render import rfc3339
 
-_DURATION = re.compile(r"(\d+)([smhd]?)")
+_DURATION = re.compile(r"(\d{1,9})([smhd]?)", re.IGNORECASE)
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_BAN_S = 3650 * 86400.0  # ten years: "for ever" without overflowing a timestamp
+
+
+def _duration(rest: str, default: float) -> tuple[float, str]:
+    """An admin's `[duration] [reason]`: `90`, `90s`, `30m`, `4h`, `7d`, or none (the
+    configured ban duration); the rest is the reason."""
+    parts = rest.split(None, 1)
+    m = _DURATION.fullmatch(parts[0]) if parts else None
+    if m is None:
+        return default, rest.strip()
+    seconds = float(int(m.group(1)) * _UNITS[m.group(2).lower()])
+    if not 0 < seconds <= MAX_BAN_S:
+        raise Refused(Code.BAD_ARGS, "a ban lasts from 1s to 3650d: ban <user> [duration] [reason]")
+    return seconds, parts[1].strip() if len(parts) > 1 else ""
 
 
 class ModerationCommands(ChatState):
@@ -30,28 +44,10 @@ class ModerationCommands(ChatState):
         mod = self.config.moderation
         out = Outcome()
         if self.is_admin(acct):
-            duration = mod.ban_duration_s
-            first = cmd.rest.split(None, 1)[0] if cmd.rest else ""
-            m = _DURATION.fullmatch(first)
-            if m:
-                duration = float(int(m.group(1)) * _UNITS[m.group(2)])
-            self._ban(target, now + duration, now, out, by=acct.name)
+            duration, reason = _duration(cmd.rest, mod.ban_duration_s)
+            self._ban(target, now + duration, now, out, by=acct.name, reason=reason)
         else:
-            window = mod.strike_window_s
-            target.strikes = {r: t for r, t in target.strikes.items() if now - t < window}
-            if acct.key not in target.strikes:
-                target.strikes[acct.key] = now
-                log.info(
-                    "user.reported", user=target.name, by=acct.name, strikes=len(target.strikes)
-                )
-                out.notify(
-                    target.sessions,
-                    Notice("warned", {"strikes": len(target.strikes), "limit": mod.strikes_to_ban}),
-                )
-            strikes = len(target.strikes)
-            out.changes.append(SetStrikes(target.key, tuple(target.strikes.items())))
-            if strikes >= mod.strikes_to_ban and target.banned_until <= now:
-                self._ban(target, now + mod.ban_duration_s, now, out, by=None)
+            self._strike(acct, target, cmd.rest, now, out)
         strikes = len(target.strikes)
         until = rfc3339(target.banned_until) if target.banned_until > now else None
         out.replies.append(
@@ -59,16 +55,58 @@ class ModerationCommands(ChatState):
         )
         return out
 
+    def _strike(self, by: Account, target: Account, reason: str, now: float, out: Outcome) -> None:
+        """One strike per distinct reporter; strikes older than the window no longer
+        count; a user with `strikes_to_ban` current strikes who is not banned is banned.
+        (Strikes are not cleared by a ban: while three reports from the last window
+        stand, the next report after the ban ends bans again.)"""
+        mod = self.config.moderation
+        window = mod.strike_window_s
+        before = target.strikes
+        target.strikes = {r: t for r, t in before.items() if now - t < window}
+        changed = len(target.strikes) != len(before)
+        if by.key not in target.strikes:
+            target.strikes[by.key] = now
+            changed = True
+            log.info(
+                "user.reported",
+                user=target.name,
+                by=by.name,
+                strikes=len(target.strikes),
+                reason=reason or None,
+            )
+            out.notify(
+                target.sessions,
+                Notice(
+                    "warned",
+                    {"by": by.name, "strikes": len(target.strikes), "limit": mod.strikes_to_ban},
+                ),
+            )
+        if changed:
+            out.changes.append(SetStrikes(target.key, tuple(target.strikes.items())))
+        if len(target.strikes) >= mod.strikes_to_ban and target.banned_until <= now:
+            self._ban(target, now + mod.ban_duration_s, now, out, by=None, reason="strikes")
+
     def _ban(
-        self, target: Account, until: float, now: float, out: Outcome, *, by: str | None
+        self,
+        target: Account,
+        until: float,
+        now: float,
+        out: Outcome,
+        *,
+        by: str | None,
+        reason: str,
     ) -> None:
         target.banned_until = until
         out.changes.append(SetBan(target.key, until))
-        out.notify(
-            target.sessions,
-            Notice("banned", {"until": rfc3339(until), "retry_after": retry_after(until - now)}),
-        )
-        log.info("user.banned", user=target.name, until=rfc3339(until), by=by)
+        fields: dict[str, object] = {
+            "until": rfc3339(until),
+            "retry_after": retry_after(until - now),
+        }
+        if reason:
+            fields["reason"] = reason
+        out.notify(target.sessions, Notice("banned", fields))
+        log.info("user.banned", user=target.name, until=rfc3339(until), by=by, reason=reason)
 
     def cmd_unban(self, s: Session, cmd: c.Unban, now: float) -> Outcome:
         """unban <user>: admin; lifts a ban and clears strikes."""
@@ -100,10 +138,11 @@ class ModerationCommands(ChatState):
         return out
 
     def cmd_stats(self, s: Session, cmd: c.Stats, now: float) -> Outcome:
-        """stats: admin; counters of the chat state."""
+        """stats: admin; counters of the chat state, and the server's if it gave any."""
         return ok(
             "stats",
             cmd,
+            **self.server_stats(),
             accounts=len(self.accounts),
             users_online=len(self.online),
             sessions=len(self.topics[GENERAL]),

@@ -1,0 +1,136 @@
+"""Pure rate-limiting arithmetic: a token bucket (per-connection flood guard) and the
+failed-login throttle. No clock of their own: every call takes `now`, so the tests drive
+them with plain numbers and the server passes the loop's monotonic time or its clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class TokenBucket:
+    """`capacity` tokens, refilled at `rate` per second; a command costs one.
+
+    The flood guard of a connection: a client may send `capacity` commands at once (a
+    paste, a script's burst), then `rate` per second on average. Time running backwards
+    (it never should: the server passes monotonic time) refills nothing.
+    """
+
+    __slots__ = ("_stamp", "_tokens", "capacity", "rate")
+
+    def __init__(self, capacity: float, rate: float, now: float) -> None:
+        if capacity < 1 or rate <= 0:
+            raise ValueError("a bucket needs capacity >= 1 and rate > 0")
+        self.capacity = float(capacity)
+        self.rate = float(rate)
+        self._tokens = self.capacity
+        self._stamp = now
+
+    def _refill(self, now: float) -> None:
+        if now > self._stamp:
+            self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+
+    def tokens(self, now: float) -> float:
+        """Tokens available at `now`."""
+        self._refill(now)
+        return self._tokens
+
+    def take(self, now: float, n: float = 1.0) -> bool:
+        """Spends `n` tokens if there are that many; False (and spends nothing) if not."""
+        self._refill(now)
+        if self._tokens >= n:
+            self._tokens -= n
+            return True
+        return False
+
+    def wait(self, now: float, n: float = 1.0) -> float:
+        """Seconds until `n` tokens are available (0 if they are now); `n` is capped at
+        the capacity, so the answer is always finite."""
+        self._refill(now)
+        missing = min(n, self.capacity) - self._tokens
+        return max(0.0, missing / self.rate)
+
+
+@dataclass(slots=True)
+class _Failures:
+    count: int
+    last: float  # last failure, or last try let through while throttled
+
+
+class LoginThrottle:
+    """Failed password checks per key (`ip:<address>`, `user:<name>`).
+
+    After `free` failures a key is throttled: one try per `interval` seconds, so a
+    password cannot be guessed at line rate from one address or against one account,
+    whatever the number of connections. A try let through while throttled takes the
+    slot at once (before the slow hash runs), so parallel connections do not each get
+    one. A key's failures are forgotten `memory` seconds after its last one; a correct
+    password clears the account's key (not the address's: logging in to one's own
+    account must not reset an address that is guessing others).
+    """
+
+    __slots__ = ("_keys", "free", "interval", "memory")
+
+    def __init__(self, free: int, interval: float, memory: float) -> None:
+        self._keys: dict[str, _Failures] = {}
+        self.configure(free, interval, memory)
+
+    def configure(self, free: int, interval: float, memory: float) -> LoginThrottle:
+        """Sets the limits (they may change while running: a config reload)."""
+        self.free = free
+        self.interval = interval
+        self.memory = memory
+        return self
+
+    def _get(self, key: str, now: float) -> _Failures | None:
+        f = self._keys.get(key)
+        if f is not None and now - f.last >= self.memory:
+            del self._keys[key]
+            return None
+        return f
+
+    def check(self, keys: Iterable[str], now: float) -> float:
+        """Seconds to wait before a password may be tried for these keys (0: go on).
+
+        A go-ahead for a throttled key counts as its one try of this interval."""
+        keys = tuple(keys)
+        wait = 0.0
+        throttled: list[_Failures] = []
+        for key in keys:
+            f = self._get(key, now)
+            if f is None or f.count < self.free:
+                continue
+            wait = max(wait, f.last + self.interval - now)
+            throttled.append(f)
+        if wait > 0:
+            return wait
+        for f in throttled:
+            f.last = now
+        return 0.0
+
+    def failed(self, keys: Iterable[str], now: float) -> None:
+        """A wrong password for these keys."""
+        for key in keys:
+            f = self._get(key, now)
+            if f is None:
+                self._keys[key] = _Failures(1, now)
+                if len(self._keys) % 1024 == 0:
+                    self.prune(now)
+            else:
+                f.count += 1
+                f.last = now
+
+    def succeeded(self, key: str) -> None:
+        """A correct password: the account's failures are forgiven."""
+        self._keys.pop(key, None)
+
+    def prune(self, now: float) -> None:
+        """Forgets keys whose last failure is older than `memory` (bounds memory)."""
+        stale = [k for k, f in self._keys.items() if now - f.last >= self.memory]
+        for k in stale:
+            del self._keys[k]
+
+    def __len__(self) -> int:
+        return len(self._keys)
