@@ -1,17 +1,19 @@
 """Command line: `chatd [options]` runs the daemon; `chatd check-config [PATH]` checks a
-config file. Exit codes: 0 clean stop, 2 bad config or arguments, 1 anything else."""
+config file; `chatd backup DEST` copies the data directory while the daemon runs.
+Exit codes: 0 clean stop, 2 bad config or arguments, 1 anything else."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import structlog
 
 from chatd import __version__, logs
+from chatd.backup import BackupError, backup_data_dir
 from chatd.config import Config, ConfigError, load
 from chatd.store.base import StoreError
 
@@ -21,22 +23,32 @@ DEFAULT_CONFIG = Path("chatd.toml")
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
-        return _check_config(args.path)
+        return _check_config(args.path or args.config or DEFAULT_CONFIG)
     try:
-        config = _config(args)
+        path, overrides = _sources(args)
+        config = load(path).with_overrides(overrides)
     except ConfigError as e:
         print(f"chatd: bad config: {e}", file=sys.stderr)
         return 2
+    if args.command == "backup":
+        logs.configure("warning", config.log.format, stream=sys.stderr)
+        return _backup(Path(config.server.data_dir), args.dest)
     logs.configure(config.log.level, config.log.format)
-    return run(config)
+    return run(config, config_path=path, overrides=overrides)
 
 
-def run(config: Config) -> int:
-    """Runs the daemon until SIGTERM/SIGINT; uvloop when enabled and installed."""
+def run(
+    config: Config,
+    *,
+    config_path: Path | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> int:
+    """Runs the daemon until SIGTERM/SIGINT; uvloop when enabled and installed. SIGHUP
+    re-reads `config_path` with the same `overrides` (the command-line flags)."""
     from chatd.server.daemon import Daemon
 
     async def serve() -> None:
-        daemon = Daemon(config)
+        daemon = Daemon(config, config_path=config_path, overrides=overrides)
         await daemon.start()
         await daemon.serve_forever()
 
@@ -51,6 +63,9 @@ def run(config: Config) -> int:
                 uvloop.run(serve())
                 return 0
         asyncio.run(serve())
+    except ConfigError as e:  # found at start-up, e.g. an unreadable TLS key
+        print(f"chatd: bad config: {e}", file=sys.stderr)
+        return 2
     except StoreError as e:
         log.error("server.store_failed", error=str(e))
         return 1
@@ -70,11 +85,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error", "critical"])
     sub = p.add_subparsers(dest="command")
     check = sub.add_parser("check-config", help="validate a config file; exit 0 or 2")
-    check.add_argument("path", nargs="?", type=Path, default=DEFAULT_CONFIG)
+    check.add_argument("path", nargs="?", type=Path, help="default: --config, else ./chatd.toml")
+    backup = sub.add_parser(
+        "backup",
+        help="copy the database and files into DEST while chatd runs (exit 0, 1 or 2)",
+        description="A consistent online copy of the data directory (server.data_dir, or "
+        "--data-dir) into DEST, which must be new or empty. Restore: docs/operations.md.",
+    )
+    backup.add_argument("dest", type=Path, help="new or empty directory for the copy")
+    # Also accepted after the subcommand; SUPPRESS keeps the values given before it.
+    backup.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="as before the subcommand"
+    )
+    backup.add_argument(
+        "--data-dir", default=argparse.SUPPRESS, help="the live data directory to copy"
+    )
     return p
 
 
-def _config(args: argparse.Namespace) -> Config:
+def _sources(args: argparse.Namespace) -> tuple[Path | None, dict[str, object]]:
+    """The config file and command-line overrides: what start-up and reload both read."""
     path = args.config
     if path is None and DEFAULT_CONFIG.exists():
         path = DEFAULT_CONFIG
@@ -88,7 +118,21 @@ def _config(args: argparse.Namespace) -> Config:
         }.items()
         if value is not None
     }
-    return load(path).with_overrides(overrides)
+    return path, overrides
+
+
+def _backup(data_dir: Path, dest: Path) -> int:
+    try:
+        report = backup_data_dir(data_dir, dest)
+    except BackupError as e:
+        print(f"chatd: backup failed: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"{report.dest}: database {report.database_bytes} bytes, "
+        f"{report.files_copied} files ({report.files_bytes} bytes), "
+        f"{report.files_skipped} skipped, {report.seconds:.2f}s"
+    )
+    return 0
 
 
 def _check_config(path: Path) -> int:

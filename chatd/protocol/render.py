@@ -7,9 +7,11 @@ them first, indented by two spaces, then the closing `OK` line (PROTOCOL.md).
 
 from __future__ import annotations
 
+import binascii
 import functools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -78,6 +80,8 @@ class Renderer:
         self._clock = functools.lru_cache(maxsize=4)(self._format_clock)
 
     def render(self, event: Event, mode: Mode) -> bytes:
+        if isinstance(event, Rendered):
+            return event.data
         if mode is Mode.JSON:
             return self.json(event)
         return self.text(event)
@@ -133,15 +137,58 @@ class Renderer:
             parts.append(f"(re [{m.reply_to}])")
         if m.file is not None:
             parts.append(f"[file {m.file.id} {m.file.name} {m.file.size} bytes]")
-        if m.text:
+        if m.text and (m.file is None or m.text != m.file.name):
             parts.append(m.text)
         return " ".join(parts)
 
     def _ok_text(self, ok: Ok) -> str:
+        if ok.name == "download":  # the OK line first, then the data, then `.`
+            f = ok.fields["file"]
+            data = ok.fields.get("data", "")
+            lines = "".join(data[i : i + B64_LINE] + "\n" for i in range(0, len(data), B64_LINE))
+            return f"{_download_head(f)}{lines}.\n"
         layout = _TEXT_OK.get(ok.name)
         items, summary = layout(self, ok.fields) if layout else ((), "")
         head = "".join(f"  {item}\n" for item in items)
         return f"{head}OK {summary}\n" if summary else f"{head}OK\n"
+
+
+# Downloads: big replies, rendered off the event loop. --------------------------------
+
+B64_LINE = 76  # characters per base64 line of a text-mode download
+_B64_CHUNK = 57 * 1024  # bytes per base64 call: 1024 whole lines
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered(Event):
+    """A reply already rendered for its session's mode: a download, rendered by a
+    worker thread (base64 and JSON of 5 MiB take tens of milliseconds)."""
+
+    data: bytes
+
+
+def _download_head(f: Mapping[str, Any]) -> str:
+    return f"OK file {f['id']} {f['name']} {f['size']} {f['sha256']}\n"
+
+
+def download_reply(cmd: str, file: Mapping[str, Any], body: bytes, mode: Mode) -> bytes:
+    """The bytes `render(Ok("download", cmd, {"file": file, "data": b64(body)}), mode)`
+    would give, built in slices so that the worker thread doing it lets the event loop
+    run in between (a binascii call holds the GIL for its whole input)."""
+    view = memoryview(body)
+    chunks = (
+        binascii.b2a_base64(view[i : i + _B64_CHUNK], newline=False)
+        for i in range(0, len(body), _B64_CHUNK)
+    )
+    if mode is Mode.JSON:
+        head = _json.encode({"type": "ok", "cmd": cmd, "file": dict(file)})[:-1]
+        return b"".join([(head + ',"data":"').encode(), *chunks, b'"}\n'])
+    parts = [_download_head(file).encode()]
+    for enc in chunks:
+        parts.append(b"\n".join([enc[j : j + B64_LINE] for j in range(0, len(enc), B64_LINE)]))
+        parts.append(b"\n")
+    parts.append(b".\n")
+    return b"".join(parts)
 
 
 # Text layouts of OK replies, one per canonical command: (items, closing summary). ------
@@ -291,7 +338,7 @@ _TEXT_OK: dict[str, _Layout] = {
 # Notices for people. ---------------------------------------------------------------
 
 _NOTICE_TEXT: dict[str, str] = {
-    "warned": "{by} reported you: {strikes} of {limit} strikes",
+    "warned": "you were reported: {strikes} of {limit} strikes",
     "banned": "you are banned from sending until {until}",
     "unbanned": "your ban was lifted",
     "shutdown": "the server is shutting down",
@@ -305,6 +352,7 @@ _NOTICE_TEXT: dict[str, str] = {
     "left": "{user} left {room}",
     "denied": "your request to join {room} was denied",
     "removed": "you were removed from {room}",
+    "owner": "{user} now owns {room}",
     "scheduled-sent": "scheduled {schedule_id} sent as [{id}]",
     "scheduled-failed": "scheduled {schedule_id} dropped: {reason}",
 }

@@ -15,14 +15,16 @@ from typing import TYPE_CHECKING, cast
 
 import structlog
 
+from chatd.core.flood import TokenBucket
 from chatd.core.outcome import Deferred, Outcome
-from chatd.protocol.commands import ParseError, parse
+from chatd.protocol.commands import Download, ParseError, Upload, parse
 from chatd.protocol.events import Code, Error, Notice
 from chatd.protocol.framing import FrameError, LineFramer
 from chatd.server.hub import Peer
 
 if TYPE_CHECKING:
     from chatd.server.daemon import Daemon
+    from chatd.server.uploads import UploadSession
 
 log = structlog.get_logger("chatd.connection")
 
@@ -36,6 +38,12 @@ class Connection(asyncio.Protocol):
         self._backlog: deque[str | FrameError] = deque()
         self._waiting = False
         self._login_timer: asyncio.TimerHandle | None = None
+        self._bytes_in = daemon.metrics.bytes_in  # resolved once: one add per chunk
+        limits = daemon.config.limits
+        self._flood = TokenBucket(limits.flood_burst, limits.flood_rate_per_s, daemon.loop.time())
+        self._flood_timer: asyncio.TimerHandle | None = None
+        self.flood_holds = 0  # times this connection was paused by the flood guard
+        self._upload: UploadSession | None = None  # upload mode: lines are its data
         self.peer: Peer | None = None
         self.ip = ""
 
@@ -48,6 +56,8 @@ class Connection(asyncio.Protocol):
         self.ip = str(peername[0]) if isinstance(peername, tuple) else "local"
         refusal = d.admit(self.ip)
         if refusal is not None:
+            d.metrics.connections_refused.value += 1
+            d.metrics.error(Code.SERVER_BUSY)
             transport.write(f"ERR {Code.SERVER_BUSY} {refusal}\n".encode())
             transport.close()
             log.info("session.refused", peer=self.ip, reason=refusal)
@@ -67,11 +77,14 @@ class Connection(asyncio.Protocol):
         # everything written, which is when delivered messages count as received.
         transport.set_write_buffer_limits(high=0)
         _keepalive(transport)
-        transport.write(GREETING.format(version=d.version).encode())
+        greeting = GREETING.format(version=d.version).encode()
+        transport.write(greeting)
+        d.metrics.bytes_out.value += len(greeting)
         self._login_timer = d.loop.call_later(limits.login_timeout_s, self._login_timeout)
         log.info("session.opened", session=peer.id, peer=self.ip)
 
     def data_received(self, data: bytes) -> None:
+        self._bytes_in.value += len(data)
         if self.peer is None or self.peer.closing:
             return
         items = self._framer.feed(data)
@@ -89,6 +102,10 @@ class Connection(asyncio.Protocol):
             return
         if self._login_timer is not None:
             self._login_timer.cancel()
+        if self._flood_timer is not None:
+            self._flood_timer.cancel()
+        if self._upload is not None:
+            self._upload.abort()
         if exc is None and not peer.paused:
             peer.sent_id = max(peer.sent_id, peer.written_id)
         peer.transport = None
@@ -114,36 +131,55 @@ class Connection(asyncio.Protocol):
         assert peer is not None
         d = self._daemon
         chat, hub = d.chat, d.hub
-        for n, item in enumerate(items):
+        queue = items if isinstance(items, deque) else deque(items)
+        while queue:
             if peer.closing:
                 return
+            if self._upload is not None:  # upload mode: data lines, exempt from the flood guard
+                if self._upload_lines(queue):
+                    return
+                continue
+            if not self._flood.take(d.loop.time()):
+                self._hold(queue)
+                return
+            item = queue.popleft()
             if isinstance(item, FrameError):
                 hub.apply(peer, _error(item.code, item.message, None))
                 continue
             try:
                 cmd = parse(item)
             except ParseError as e:
+                if e.cmd == "upload":  # its data follows anyway: skip it, answer after `.`
+                    self._upload = d.files.upload(peer, e)
+                    continue
                 hub.apply(peer, _error(e.code, e.message, e.cmd))
                 continue
+            if isinstance(cmd, Upload):
+                self._upload = d.files.upload(peer, cmd)
+                continue
+            if isinstance(cmd, Download):
+                self._wait_for(d.files.download(self, cmd), queue)
+                return
             out = chat.handle(peer, cmd, d.clock())
             deferred = out.deferred
             hub.apply(peer, out)
             if out.changes:
                 d.rearm()
             if deferred is not None:
-                self._defer(deferred, list(items)[n + 1 :])
+                self._defer(deferred, queue)
                 return
         if peer.account is not None and self._login_timer is not None:
             self._login_timer.cancel()
             self._login_timer = None
 
-    def _defer(self, deferred: Deferred, rest: list[str | FrameError]) -> None:
+    def _defer(self, deferred: Deferred, rest: deque[str | FrameError]) -> None:
         """Runs slow work off the loop; this connection's later lines wait for it."""
         self._waiting = True
         self._backlog.extendleft(reversed(rest))
         peer = self.peer
         assert peer is not None and peer.transport is not None
-        peer.transport.pause_reading()
+        if peer.transport.is_reading():
+            peer.transport.pause_reading()
         d = self._daemon
         fut = d.loop.run_in_executor(d.workers, deferred.work)
 
@@ -151,13 +187,80 @@ class Connection(asyncio.Protocol):
             self._waiting = False
             if peer.closing:
                 return
-            d.hub.apply(peer, deferred.resume(f.result(), d.clock()))
+            out = deferred.resume(f.result(), d.clock())
+            d.hub.apply(peer, out)
+            backlog, self._backlog = self._backlog, deque()
+            if out.deferred is not None:  # e.g. the name was taken meanwhile: verify instead
+                self._defer(out.deferred, backlog)
+                return
+            if peer.transport is not None:
+                peer.transport.resume_reading()
+            self._run(backlog)
+
+        fut.add_done_callback(done)
+
+    def _upload_lines(self, queue: deque[str | FrameError]) -> bool:
+        """Gives the upload its data lines from `queue`; True when the connection now
+        waits for the upload to be stored (its `.` came)."""
+        upload = self._upload
+        assert upload is not None
+        if not upload.feed(queue):
+            return False
+        self._upload = None
+        waiter = upload.finish()
+        if waiter is None:
+            return False
+        self._wait_for(waiter, queue)
+        return True
+
+    def _wait_for(self, waiter: asyncio.Future[None], rest: deque[str | FrameError]) -> None:
+        """Holds this connection's later lines, and reading, until `waiter` is done (an
+        upload being stored, a download being read), so replies stay in order."""
+        self._waiting = True
+        self._backlog.extendleft(reversed(rest))
+        rest.clear()
+        peer = self.peer
+        assert peer is not None
+        if peer.transport is not None:
+            peer.transport.pause_reading()
+
+        def done(_: asyncio.Future[None]) -> None:
+            self._waiting = False
+            if peer.closing:
+                return
             if peer.transport is not None:
                 peer.transport.resume_reading()
             backlog, self._backlog = self._backlog, deque()
             self._run(backlog)
 
-        fut.add_done_callback(done)
+        waiter.add_done_callback(done)
+
+    def _hold(self, rest: deque[str | FrameError]) -> None:
+        """Flood guard: over its command budget, a connection is slowed, not refused.
+        Reading pauses (TCP pushes back on the client) until the bucket has refilled
+        for the queued lines, or a tenth of a burst, so no connection keeps the loop
+        busy and the wake-ups stay few."""
+        peer = self.peer
+        assert peer is not None and peer.transport is not None
+        self._waiting = True
+        self.flood_holds += 1
+        rest.extend(self._backlog)
+        self._backlog = rest
+        peer.transport.pause_reading()
+        loop = self._daemon.loop
+        need = min(len(rest), max(1, int(self._flood.capacity) // 10))
+        self._flood_timer = loop.call_later(self._flood.wait(loop.time(), need), self._unhold)
+
+    def _unhold(self) -> None:
+        self._flood_timer = None
+        self._waiting = False
+        peer = self.peer
+        if peer is None or peer.closing:
+            return
+        if peer.transport is not None:
+            peer.transport.resume_reading()
+        backlog, self._backlog = self._backlog, deque()
+        self._run(backlog)
 
     def _login_timeout(self) -> None:
         peer = self.peer
@@ -172,8 +275,13 @@ class Connection(asyncio.Protocol):
     def set_max_line(self, max_line_bytes: int) -> None:
         self._framer.max_line_bytes = max_line_bytes
 
+    def set_flood(self, burst: int, rate_per_s: float) -> None:
+        """New flood-guard limits (a config reload); the tokens held stay."""
+        self._flood.capacity, self._flood.rate = float(burst), float(rate_per_s)
+
 
 def _error(code: Code, message: str, cmd: str | None) -> Outcome:
+    log.info("command.failed", cmd=cmd, code=str(code))
     return Outcome(replies=[Error(code, message, cmd)])
 
 
@@ -182,6 +290,10 @@ def _keepalive(transport: asyncio.Transport) -> None:
     if sock is not None:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            # Find dead peers in ~2 minutes instead of the kernel's default 2 hours.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 6)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass

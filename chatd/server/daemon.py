@@ -8,19 +8,22 @@ import concurrent.futures
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, MutableMapping
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import structlog
 
-from chatd import __version__
-from chatd.config import Config
+from chatd import __version__, logs
+from chatd.config import Config, ConfigError, load
 from chatd.core.chat import Chat
 from chatd.core.outcome import Outcome
-from chatd.protocol.events import Notice
+from chatd.protocol.events import GENERAL, Notice
 from chatd.protocol.render import Renderer
 from chatd.server.connection import Connection
 from chatd.server.hub import Hub
+from chatd.server.ops import Operations, ReloadResult, ServerMetrics, reconcile
+from chatd.server.uploads import Files
 from chatd.store.base import Store
 from chatd.store.sqlite import SqliteStore
 
@@ -38,8 +41,18 @@ class Daemon:
         *,
         clock: Callable[[], float] = time.time,
         store: Store | None = None,
+        config_path: str | Path | None = None,
+        overrides: Mapping[str, object] | None = None,
+        environ: MutableMapping[str, str] | None = None,
     ) -> None:
+        """`config_path` and `overrides` (dotted keys, as from the command line) are
+        what `reload` reads again; `environ` is where systemd's variables are read
+        (default os.environ)."""
         self.config = config
+        self.config_path = config_path
+        self.overrides: dict[str, object] = dict(overrides or {})
+        self.metrics = ServerMetrics()
+        self.ops = Operations(self.metrics, environ)
         self.clock = clock
         self.version = __version__
         self._store = store
@@ -62,19 +75,28 @@ class Daemon:
     async def start(self) -> None:
         cfg = self.config
         self.loop = asyncio.get_running_loop()
+        self.ops.prepare(cfg)  # a bad TLS file fails before the database is opened
         store = self._store or SqliteStore(cfg.server.data_dir, synchronous=cfg.store.synchronous)
         self._store = store
         snapshot = store.load()
         self.chat = Chat(cfg, snapshot, started=self.clock())
+        self.chat.server_stats = self.metrics.snapshot
         tz = ZoneInfo(cfg.server.timezone) if cfg.server.timezone else None
         self.renderer = Renderer(tz)
-        self.hub = Hub(self.loop, self.chat, store, self.renderer, self.clock)
+        self.hub = Hub(self.loop, self.chat, store, self.renderer, self.clock, metrics=self.metrics)
         self.workers = concurrent.futures.ThreadPoolExecutor(2, "chatd-work")
-        server = await self.loop.create_server(
-            lambda: Connection(self), cfg.server.host, cfg.server.port, backlog=4096
+        self.files = Files(self)  # file bodies under data_dir/files, its own I/O thread
+        self.files.start()
+        self.metrics.watch(
+            connections=lambda: len(self._connections),
+            sessions=lambda: len(self.chat.topics.get(GENERAL, ())),
+            users=lambda: len(self.chat.online),
+            messages=lambda: len(self.chat.messages),
+            accounts=lambda: len(self.chat.accounts),
+            slow_consumers=lambda: self.hub.slow_consumers,
         )
-        self._servers.append(server)
-        self.port = server.sockets[0].getsockname()[1]
+        self._servers.extend(await self.ops.listen(cfg, lambda: Connection(self)))
+        self.port = self.ops.port
         self._every(CURSOR_SAVE_INTERVAL_S, self._save_cursors)
         self.tick()
         log.info(
@@ -86,9 +108,51 @@ class Daemon:
         )
 
     async def serve_forever(self) -> None:
+        """Handles signals (SIGHUP: reload) and tells systemd it is ready, until stopped."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self._on_signal, sig)
+        self.loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        self.ops.ready(self.status_text)
         await self._stopped.wait()
+
+    def _on_sighup(self) -> None:
+        log.info("server.signal", signal="SIGHUP")
+        self.reload()
+
+    def status_text(self) -> str:
+        """systemd's STATUS= line."""
+        return (
+            f"{len(self.chat.topics.get(GENERAL, ()))} sessions online, "
+            f"{len(self.chat.online)} users, {len(self._connections)} connections"
+        )
+
+    def reload(self) -> ReloadResult:
+        """Re-reads the config file with the start-up overrides and applies what can
+        change live; a bad file keeps the running config (SIGHUP, `systemctl reload`)."""
+        if self._stopping:
+            return ReloadResult(False, error="shutting down")
+        self.ops.reloading()
+        try:
+            new = load(self.config_path).with_overrides(self.overrides)
+        except ConfigError as e:
+            log.error("config.reload_failed", path=str(self.config_path), error=str(e))
+            self.ops.reloaded(self.config, self.status_text())
+            return ReloadResult(False, error=str(e))
+        cfg, result = reconcile(self.config, new)
+        if result.ignored:
+            log.warning("config.reload_ignored", keys=list(result.ignored), reason="restart")
+        self.config = self.chat.config = cfg
+        logs.set_level(cfg.log.level)
+        for conn in self._connections:
+            conn.set_max_line(cfg.limits.max_line_bytes)
+            conn.set_flood(cfg.limits.flood_burst, cfg.limits.flood_rate_per_s)
+            peer = conn.peer
+            if peer is not None and not peer.paused:  # paused: a raised limit until drained
+                peer.buffer_limit = cfg.limits.send_buffer_bytes
+        self.rearm()
+        log.info("config.reloaded", path=str(self.config_path), applied=list(result.applied))
+        self.ops.reloaded(cfg, self.status_text())
+        return result
 
     def _on_signal(self, sig: signal.Signals) -> None:
         log.info("server.signal", signal=sig.name)
@@ -102,6 +166,7 @@ class Daemon:
         if self._stopping:
             return
         self._stopping = True
+        self.ops.stopping()
         for server in self._servers:
             server.close()
         for timer in self._timers:
@@ -123,15 +188,18 @@ class Daemon:
                     conn.peer.transport.abort()
             await asyncio.wait_for(self.hub.drain(), deadline)
         self.hub.close()
+        self.files.close()
         self.workers.shutdown(wait=False)
         assert self._store is not None
         self._store.close()
+        await self.ops.close()
         log.info("server.stopped")
         self._stopped.set()
 
     async def _drain_all(self) -> None:
         await self.hub.drain()
         await self._all_closed.wait()
+        await self.files.drain()
         await self.hub.drain()
 
     # Connections -----------------------------------------------------------------
@@ -153,6 +221,7 @@ class Daemon:
 
     def opened(self, conn: Connection) -> None:
         self._connections.add(conn)
+        self.metrics.connections_accepted.value += 1
         self._all_closed.clear()
         self._per_ip[conn.ip] += 1
 
@@ -195,6 +264,7 @@ class Daemon:
             return
         try:
             self.hub.apply(None, self.chat.tick(self.clock()))
+            self.files.collect()
         except Exception:
             log.exception("timer.failed", timer="tick")
         self.rearm()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -22,9 +23,10 @@ import structlog
 
 from chatd.core.chat import Chat
 from chatd.core.model import Session
-from chatd.core.outcome import Change, Outcome
-from chatd.protocol.events import Event, Message, Mode, Notice, Push
+from chatd.core.outcome import Change, Outcome, PutMessage
+from chatd.protocol.events import Error, Event, Message, Mode, Notice, Push
 from chatd.protocol.render import Renderer
+from chatd.server.ops import ServerMetrics, chat_kind
 from chatd.store.base import Store
 
 log = structlog.get_logger("chatd.hub")
@@ -67,8 +69,12 @@ class Hub:
         store: Store,
         renderer: Renderer,
         clock: Callable[[], float],
+        *,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self._loop = loop
+        # Counted per batch, per topic or per write, never per recipient (module doc).
+        self._m = metrics if metrics is not None else ServerMetrics()
         self._chat = chat
         self._store = store
         self._renderer = renderer
@@ -91,6 +97,8 @@ class Hub:
             batch.changes.extend(out.changes)
         if peer is not None:
             for event in out.replies:
+                if type(event) is Error:
+                    self._m.error(event.code)
                 self._direct(batch, peer, event, self._renderer.render(event, peer.mode))
             if out.acked:
                 pending = batch.direct.get(peer)
@@ -121,6 +129,8 @@ class Hub:
             pending.top_id = event.message.id
 
     def _push(self, batch: _Batch, event: Event, sessions: Sequence[Session]) -> None:
+        if type(event) is Push and not event.replay:
+            self._m.delivered[chat_kind(event.message.chat)].value += len(sessions)
         rendered: dict[Mode, bytes] = {}
         for s in sessions:
             assert isinstance(s, Peer)
@@ -163,10 +173,16 @@ class Hub:
         self._commit(batch)
 
     def _commit(self, batch: _Batch) -> None:
-        fut = self._loop.run_in_executor(self._writer, self._store.commit, batch.changes)
+        fut = self._loop.run_in_executor(self._writer, self._timed_commit, batch.changes)
         fut.add_done_callback(lambda f: self._committed(batch, f))
 
-    def _committed(self, batch: _Batch, fut: asyncio.Future[None]) -> None:
+    def _timed_commit(self, changes: list[Change]) -> float:
+        """On the writer thread: the commit, and how long it took (observed on the loop)."""
+        started = time.perf_counter()
+        self._store.commit(changes)
+        return time.perf_counter() - started
+
+    def _committed(self, batch: _Batch, fut: asyncio.Future[float]) -> None:
         error = fut.exception()
         if error is not None:
             # Nothing of this batch was acknowledged; keep it and try again, so that
@@ -175,6 +191,11 @@ class Hub:
             self._loop.call_later(1.0, self._commit, batch)
             return
         self.commits += 1
+        m = self._m
+        m.chatd.store_commit_seconds.observe(fut.result())
+        for change in batch.changes:
+            if type(change) is PutMessage:
+                m.sent[chat_kind(change.message.chat)].value += 1
         self._inflight = None
         self._release(batch)
         self._turn_end()
@@ -214,6 +235,7 @@ class Hub:
         senders = {s for _, s in items if s is not None}
         blobs: dict[Mode, bytes] = {}
         parts: dict[Mode, list[bytes]] = {}
+        fast_bytes = 0  # a local add per recipient; the counter is updated once below
         for peer in subscribers:
             assert isinstance(peer, Peer)
             mode = peer.mode
@@ -240,12 +262,17 @@ class Hub:
             if transport is None:
                 continue
             transport.write(blob)
+            fast_bytes += len(blob)
             peer.written_id = top_id
             if peer.paused:
                 if transport.get_write_buffer_size() > peer.buffer_limit:
                     dropped.append(peer)
             else:
                 peer.sent_id = top_id
+        m = self._m
+        m.bytes_out.value += fast_bytes
+        own = sum(1 for _, s in items if s is not None and s in subscribers)
+        m.delivered[chat_kind(topic)].value += len(subscribers) * len(items) - own
 
     def _write(self, peer: Peer, data: bytes, top_id: int, dropped: list[Peer]) -> None:
         transport = peer.transport
@@ -257,6 +284,7 @@ class Hub:
             # of the usual limit until the transport drains (resume_writing resets it).
             peer.buffer_limit = max(peer.buffer_limit, len(data) + base)
         transport.write(data)
+        self._m.bytes_out.value += len(data)
         if top_id > peer.written_id:
             peer.written_id = top_id
         if peer.paused:
@@ -279,7 +307,9 @@ class Hub:
             buffered=transport.get_write_buffer_size(),
         )
         notice = Notice("slow-consumer", {"pending": transport.get_write_buffer_size()})
-        transport.write(self._renderer.render(notice, peer.mode))
+        data = self._renderer.render(notice, peer.mode)
+        transport.write(data)
+        self._m.bytes_out.value += len(data)
         peer.closing = True
         self.changes(self._chat.close(peer, self._clock()).changes)
         transport.close()

@@ -1,0 +1,333 @@
+"""Operations wiring the daemon owns: listeners (plain, TLS, socket activation), the
+systemd notify protocol and watchdog, metrics, and what a reload may change.
+
+Kept apart from daemon.py so the daemon reads as the chat server it is, and so the
+pieces here stay no-ops when nothing asks for them: without NOTIFY_SOCKET nothing is
+sent, without LISTEN_FDS the configured addresses are bound, without `[tls] port` and
+`[metrics] port` no extra listener exists. The counters are always there (they cost
+one attribute add each); only the HTTP endpoint is optional.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable, Iterable, MutableMapping
+from dataclasses import dataclass, fields, replace
+
+import structlog
+
+from chatd.config import Config, ConfigError
+from chatd.protocol.events import GENERAL, Code
+from chatd.server.metrics import ChatdMetrics, Counter, LoopLagProbe, Registry
+from chatd.server.metrics import start_metrics_server as _start_metrics_server
+from chatd.server.systemd import ListenSocket, Notifier, Watchdog, listen_fds
+from chatd.server.tls import load_certificate, server_context
+
+log = structlog.get_logger("chatd.ops")
+
+#: Chat kinds, the `kind` label of the message counters.
+KINDS = ("general", "room", "private")
+BACKLOG = 4096
+#: A TLS client that never answers close_notify holds its connection this long at most.
+TLS_SHUTDOWN_TIMEOUT_S = 5.0
+
+#: Settings read only at start-up: a reload logs them as ignored and keeps the old value.
+#: Listeners and the database are opened once; the renderer's time zone and the log
+#: format are fixed when they are built (loggers are cached with their pipeline).
+RESTART_SECTIONS = frozenset({"tls", "metrics", "store"})
+RESTART_KEYS = frozenset(
+    {
+        "server.host",
+        "server.port",
+        "server.data_dir",
+        "server.timezone",
+        "server.uvloop",
+        "log.format",
+    }
+)
+
+
+def chat_kind(chat: str) -> str:
+    """`general`, `room` or `private` for a chat key (`#general`, `#room`, `@a|b`)."""
+    if chat == GENERAL:
+        return "general"
+    return "private" if chat.startswith("@") else "room"
+
+
+class ServerMetrics:
+    """The daemon's counters, children resolved once so each event is one attribute add.
+
+    Gauges that the daemon already knows (connections, sessions, users online) are read
+    at scrape time through `watch`, so they cost nothing between scrapes.
+    """
+
+    __slots__ = (
+        "_errors",
+        "bytes_in",
+        "bytes_out",
+        "chatd",
+        "connections_accepted",
+        "connections_refused",
+        "delivered",
+        "errors",
+        "registry",
+        "sent",
+    )
+
+    def __init__(self, registry: Registry | None = None) -> None:
+        m = ChatdMetrics.create(registry)
+        reg = m.registry
+        self.chatd = m
+        self.registry = reg
+        self.connections_accepted = m.connections_accepted
+        self.connections_refused = reg.counter(
+            "chatd_connections_refused_total",
+            "Connections refused with server-busy (limits or shutdown).",
+        )
+        self.sent: dict[str, Counter] = {k: m.messages_sent.labels(k) for k in KINDS}
+        delivered = reg.counter_family(
+            "chatd_messages_delivered_total",
+            "Messages written live to sessions (each session counts once), by chat kind.",
+            ("kind",),
+        )
+        self.delivered: dict[str, Counter] = {k: delivered.labels(k) for k in KINDS}
+        self._errors = m.errors
+        self.errors: dict[str, Counter] = {str(c): m.errors.labels(str(c)) for c in Code}
+        self.bytes_in = reg.counter("chatd_bytes_received_total", "Bytes read from clients.")
+        self.bytes_out = reg.counter("chatd_bytes_sent_total", "Bytes written to clients.")
+
+    def error(self, code: str) -> None:
+        """Counts one error reply; codes are a small fixed set (the protocol's tokens)."""
+        counter = self.errors.get(code)
+        if counter is None:
+            counter = self.errors[code] = self._errors.labels(code)
+        counter.value += 1
+
+    def snapshot(self) -> dict[str, float]:
+        """The server's counters as flat names, e.g. for the admin `stats` reply."""
+        out: dict[str, float] = {
+            "connections_accepted": self.connections_accepted.value,
+            "connections_refused": self.connections_refused.value,
+            "bytes_in": self.bytes_in.value,
+            "bytes_out": self.bytes_out.value,
+            "errors": sum(c.value for c in self.errors.values()),
+            "store_commits": self.chatd.store_commit_seconds.count,
+        }
+        for kind in KINDS:
+            out[f"messages_sent_{kind}"] = self.sent[kind].value
+            out[f"messages_delivered_{kind}"] = self.delivered[kind].value
+        return out
+
+    def watch(
+        self,
+        *,
+        connections: Callable[[], float],
+        sessions: Callable[[], float],
+        users: Callable[[], float],
+        messages: Callable[[], float],
+        accounts: Callable[[], float],
+        slow_consumers: Callable[[], float],
+    ) -> None:
+        """Registers the values read at scrape time; call once, when the daemon has them."""
+        reg = self.registry
+        reg.gauge_callback("chatd_connections_open", "Client connections open.", connections)
+        reg.gauge_callback("chatd_sessions_online", "Logged-in sessions.", sessions)
+        reg.gauge_callback("chatd_users_online", "Users with at least one session.", users)
+        reg.gauge_callback("chatd_messages_stored", "Messages held (before retention).", messages)
+        reg.gauge_callback("chatd_accounts", "Accounts registered.", accounts)
+        reg.counter_callback(
+            "chatd_slow_consumers_total",
+            "Sessions closed because they stopped reading (send buffer over its limit).",
+            slow_consumers,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    """What a reload did: `applied` keys are live now, `ignored` ones need a restart."""
+
+    ok: bool
+    applied: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
+    error: str | None = None
+
+
+def changed_keys(old: Config, new: Config) -> list[str]:
+    """Dotted keys whose values differ, in file order."""
+    keys: list[str] = []
+    for section in fields(Config):
+        a, b = getattr(old, section.name), getattr(new, section.name)
+        if a == b:
+            continue
+        keys.extend(
+            f"{section.name}.{f.name}"
+            for f in fields(a)
+            if getattr(a, f.name) != getattr(b, f.name)
+        )
+    return keys
+
+
+def restart_only(key: str) -> bool:
+    return key in RESTART_KEYS or key.partition(".")[0] in RESTART_SECTIONS
+
+
+def reconcile(old: Config, new: Config) -> tuple[Config, ReloadResult]:
+    """The config to run after a reload: `new`, but with restart-only settings kept."""
+    changed = changed_keys(old, new)
+    ignored = [k for k in changed if restart_only(k)]
+    applied = tuple(k for k in changed if not restart_only(k))
+    effective = new
+    for key in ignored:
+        section, _, name = key.partition(".")
+        kept = getattr(old, section)
+        current = getattr(effective, section)
+        effective = replace(effective, **{section: replace(current, **{name: getattr(kept, name)})})
+    return effective, ReloadResult(True, applied, tuple(ignored))
+
+
+class Operations:
+    """Listeners, systemd and metrics for one Daemon; see the module docstring.
+
+    `prepare` (before the store loads, so a bad TLS file fails fast), `listen`, then
+    `ready` once serving; `stopping` when shutdown begins and `close` at its end.
+    """
+
+    def __init__(
+        self, metrics: ServerMetrics, environ: MutableMapping[str, str] | None = None
+    ) -> None:
+        self.metrics = metrics
+        self._environ = environ
+        self.notifier = Notifier(None)
+        self._inherited: list[ListenSocket] = []
+        self._tls: ssl.SSLContext | None = None
+        self._watchdog: Watchdog | None = None
+        self._lag = LoopLagProbe(metrics.chatd.loop_lag_seconds)
+        self._metrics_server: asyncio.Server | None = None
+        self.port = 0
+        self.tls_port = 0
+        self.metrics_port = 0
+
+    def prepare(self, config: Config) -> None:
+        """Reads systemd's environment and builds the TLS context. Raises ConfigError."""
+        self.notifier = Notifier.from_env(self._environ)
+        try:
+            self._inherited = listen_fds(self._environ)
+        except ValueError as e:
+            raise ConfigError(f"socket activation: {e}") from e
+        tls = config.tls
+        if self._named("tls") and not (tls.cert and tls.key):
+            raise ConfigError("a socket named tls was passed, but tls.cert and tls.key are not set")
+        if tls.port or self._named("tls"):
+            self._tls = server_context(tls.cert, tls.key)
+
+    def _named(self, name: str) -> list[ListenSocket]:
+        return [s for s in self._inherited if s.name == name]
+
+    async def listen(
+        self, config: Config, factory: Callable[[], asyncio.Protocol]
+    ) -> list[asyncio.Server]:
+        """Serves the inherited sockets by name (`tls`, `metrics`, anything else is plain),
+        and binds the configured address of each listener that got no socket."""
+        loop = asyncio.get_running_loop()
+        plain = [s for s in self._inherited if s.name not in ("tls", "metrics")]
+        servers = [
+            await loop.create_server(factory, sock=s.sock, backlog=BACKLOG) for s in plain
+        ] or [
+            await loop.create_server(
+                factory, config.server.host, config.server.port, backlog=BACKLOG
+            )
+        ]
+        self.port = _port(servers[0])
+        tls_servers: list[asyncio.Server] = []
+        if self._tls is not None:
+            # asyncio calls connection_made only after the handshake, so the login
+            # timeout does not cover a client that never completes one: this does.
+            timeout = config.limits.login_timeout_s
+            tls_servers = [
+                await loop.create_server(
+                    factory,
+                    sock=s.sock,
+                    backlog=BACKLOG,
+                    ssl=self._tls,
+                    ssl_handshake_timeout=timeout,
+                    ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT_S,
+                )
+                for s in self._named("tls")
+            ] or [
+                await loop.create_server(
+                    factory,
+                    config.tls.host or config.server.host,
+                    config.tls.port,
+                    backlog=BACKLOG,
+                    ssl=self._tls,
+                    ssl_handshake_timeout=timeout,
+                    ssl_shutdown_timeout=TLS_SHUTDOWN_TIMEOUT_S,
+                )
+            ]
+            self.tls_port = _port(tls_servers[0])
+        metrics_sock = self._named("metrics")
+        if config.metrics.port or metrics_sock:
+            self._metrics_server = await _start_metrics_server(
+                config.metrics.host,
+                config.metrics.port,
+                self.metrics.registry.render,
+                sock=metrics_sock[0].sock if metrics_sock else None,
+            )
+            self.metrics_port = _port(self._metrics_server)
+        self._lag.start()
+        log.info(
+            "server.listeners",
+            plain=_addresses(servers),
+            tls=_addresses(tls_servers),
+            metrics=_addresses([self._metrics_server] if self._metrics_server else []),
+            activated=[s.name for s in self._inherited],
+        )
+        return servers + tls_servers
+
+    def ready(self, status: Callable[[], str]) -> None:
+        """READY=1 with a status line, then the watchdog (which refreshes the status)."""
+        self.notifier.ready(status())
+        if self._watchdog is None:
+            self._watchdog = Watchdog(self.notifier, status=status)
+            self._watchdog.start()
+
+    def reloading(self) -> None:
+        self.notifier.reloading()
+
+    def reloaded(self, config: Config, status: str) -> None:
+        """Picks up a renewed certificate at the same paths, then READY=1 (always: after
+        RELOADING=1 systemd waits for it, also when the new file was refused)."""
+        if self._tls is not None:
+            try:
+                load_certificate(self._tls, config.tls.cert, config.tls.key)
+            except ConfigError as e:
+                log.error("tls.reload_failed", error=str(e))
+        self.notifier.ready(status)
+
+    def stopping(self) -> None:
+        self.notifier.stopping()
+
+    async def close(self) -> None:
+        """Ends what `listen`/`ready` started; the watchdog last, so a drain keeps pinging."""
+        self._lag.stop()
+        if self._metrics_server is not None:
+            self._metrics_server.close()
+            await self._metrics_server.wait_closed()
+            self._metrics_server = None
+        if self._watchdog is not None:
+            self._watchdog.stop()
+        self.notifier.close()
+
+
+def _port(server: asyncio.Server) -> int:
+    return int(server.sockets[0].getsockname()[1])
+
+
+def _addresses(servers: Iterable[asyncio.Server]) -> list[str]:
+    out = []
+    for server in servers:
+        for sock in server.sockets:
+            name = sock.getsockname()
+            out.append(f"{name[0]}:{name[1]}" if isinstance(name, tuple) else str(name))
+    return out
