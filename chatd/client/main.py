@@ -1,0 +1,80 @@
+"""`chat` / `run_client.py`: argument parsing and the choice between the two front ends.
+
+A terminal on both stdin and stdout gets the interactive readline client; anything else
+(a pipe, a file, `--command`) the scripted one. Exit codes: 0 fine, 1 a command got
+ERR (scripts), 2 cannot connect or log in (or bad arguments), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+from chatd.client.app import run_interactive, run_scripted
+from chatd.client.connection import Endpoint
+from chatd.client.render import Theme, use_color
+from chatd.client.terminal import history_path, load_history
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    endpoint = Endpoint(args.host, args.port, args.tls or args.cafile is not None, args.cafile)
+    interactive = args.command is None and sys.stdin.isatty() and sys.stdout.isatty()
+    theme = Theme(color=use_color(sys.stdout, os.environ))
+    # For scripts and services; people are asked with getpass instead (no echo, no
+    # shell history).
+    password = os.environ.get("CHATD_PASSWORD") or None
+    try:
+        user = args.user or _ask_name(interactive)
+        if user is None:
+            return 2
+        if interactive:
+            history = history_path(os.environ)
+            load_history(history)
+            return asyncio.run(
+                run_interactive(
+                    endpoint, user, password, theme, retry_base=args.retry_delay, history=history
+                )
+            )
+        return asyncio.run(run_scripted(endpoint, user, password, theme, command=args.command))
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+
+
+def _ask_name(interactive: bool) -> str | None:
+    if not interactive:
+        print("chat: --user NAME is needed when stdin is not a terminal", file=sys.stderr)
+        return None
+    try:
+        name = input("name: ").strip()
+    except EOFError:
+        return None
+    if not name:
+        print("chat: a name is needed", file=sys.stderr)
+        return None
+    return name
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="chat",
+        description="chatd's terminal client. Type /help once connected.",
+        epilog="With stdin not a terminal, each input line is sent as if typed and the "
+        "exit code is 0 if all succeeded, 1 if any got ERR, 2 on connection problems. "
+        "CHATD_PASSWORD supplies a password to scripts.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="server port (default 8000)")
+    p.add_argument("--user", help="your name (asked when not given)")
+    p.add_argument("--tls", action="store_true", help="connect with TLS, verifying the server")
+    p.add_argument("--cafile", help="trust this CA certificate (PEM) for --tls")
+    p.add_argument(
+        "--command", metavar="CMD", help='run one command and exit, e.g. "send bob hi" or "/who"'
+    )
+    # The first reconnect delay (then doubling, up to 30 times it); tests make it short.
+    p.add_argument("--retry-delay", type=float, default=1.0, help=argparse.SUPPRESS)
+    return p
