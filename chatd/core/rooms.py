@@ -56,7 +56,7 @@ class RoomCommands(ChatState):
             acct = self.accounts.get(m.user)
             if room is not None and acct is not None:
                 room.members[acct.key] = m.since
-                acct.rooms.add(room.key)
+                acct.add_room(room.key)
         for link in snapshot.links:
             room = self.rooms.get(link.room)
             if room is not None:
@@ -248,7 +248,7 @@ class RoomCommands(ChatState):
         replays the room's latest messages to them, as a login would."""
         others = self._sessions_of(room, but=actor)
         room.members[acct.key] = now
-        acct.rooms.add(room.key)
+        acct.add_room(room.key)
         self.topics.setdefault(room.key, set()).update(acct.sessions)
         out.changes.append(PutMember(room.key, acct.key, now))
         if room.requests.pop(acct.key, None) is not None:
@@ -268,7 +268,7 @@ class RoomCommands(ChatState):
         """Ends a membership; hands over or deletes the room when that was the owner or
         the last member."""
         del room.members[acct.key]
-        acct.rooms.discard(room.key)
+        acct.drop_room(room.key)
         self.topics.get(room.key, set()).difference_update(acct.sessions)
         out.changes.append(DeleteMember(room.key, acct.key))
         mine = tuple(x for x in acct.sessions if x is not actor)

@@ -124,7 +124,7 @@ class ChatState:
             for party in m.chat[1:].split("|"):
                 acct = self.accounts.get(party)
                 if acct is not None:
-                    acct.private_chats.add(m.chat)
+                    acct.add_private_chat(m.chat)
 
     def _check_not_banned(self, acct: Account, now: float) -> None:
         if acct.banned_until > now:

@@ -27,7 +27,6 @@ class Code(StrEnum):
     NO_SUCH_CHAT = "no-such-chat"
     NO_SUCH_MESSAGE = "no-such-message"
     NO_SUCH_SCHEDULE = "no-such-schedule"
-    NO_SUCH_FILE = "no-such-file"
     NOT_A_MEMBER = "not-a-member"
     FORBIDDEN = "forbidden"
     BANNED = "banned"

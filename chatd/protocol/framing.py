@@ -132,7 +132,8 @@ class LineFramer:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             return FrameError(Code.BAD_ENCODING, "the line is not valid UTF-8")
-        text = text.translate(_C0_TABLE)
+        if not text.isprintable():  # rare: only then can there be C0 characters to drop
+            text = text.translate(_C0_TABLE)
         if not text or text.isspace():
             return None
         return text

@@ -32,10 +32,26 @@ GREETING = "* chatd {version} ready; type help, or login <name> [password]\n"
 
 
 class Connection(asyncio.Protocol):
+    # Slots: ten thousand idle connections are ten thousand of these.
+    __slots__ = (
+        "_backlog",
+        "_bytes_in",
+        "_daemon",
+        "_flood",
+        "_flood_timer",
+        "_framer",
+        "_login_timer",
+        "_upload",
+        "_waiting",
+        "flood_holds",
+        "ip",
+        "peer",
+    )
+
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
         self._framer = LineFramer(daemon.config.limits.max_line_bytes)
-        self._backlog: deque[str | FrameError] = deque()
+        self._backlog: deque[str | FrameError] | None = None  # lines held while waiting
         self._waiting = False
         self._login_timer: asyncio.TimerHandle | None = None
         self._bytes_in = daemon.metrics.bytes_in  # resolved once: one add per chunk
@@ -89,6 +105,7 @@ class Connection(asyncio.Protocol):
             return
         items = self._framer.feed(data)
         if self._waiting:
+            assert self._backlog is not None
             self._backlog.extend(items)
             return
         self._run(items)
@@ -172,30 +189,47 @@ class Connection(asyncio.Protocol):
             self._login_timer.cancel()
             self._login_timer = None
 
-    def _defer(self, deferred: Deferred, rest: deque[str | FrameError]) -> None:
-        """Runs slow work off the loop; this connection's later lines wait for it."""
+    def _park(self, rest: deque[str | FrameError]) -> None:
+        """Stops reading and holds `rest` (and whatever arrives meanwhile) until
+        `_resume`: later lines wait for slow work so replies stay in order."""
         self._waiting = True
-        self._backlog.extendleft(reversed(rest))
+        if self._backlog:
+            rest.extend(self._backlog)
+        self._backlog = rest
         peer = self.peer
-        assert peer is not None and peer.transport is not None
-        if peer.transport.is_reading():
+        if peer is not None and peer.transport is not None and peer.transport.is_reading():
             peer.transport.pause_reading()
+
+    def _take_backlog(self) -> deque[str | FrameError]:
+        backlog, self._backlog = self._backlog or deque(), None
+        return backlog
+
+    def _resume(self) -> None:
+        self._waiting = False
+        peer = self.peer
+        if peer is None or peer.closing:
+            return
+        if peer.transport is not None:
+            peer.transport.resume_reading()
+        self._run(self._take_backlog())
+
+    def _defer(self, deferred: Deferred, rest: deque[str | FrameError]) -> None:
+        """Runs slow pure work (password hashing) off the loop."""
+        self._park(rest)
+        peer = self.peer
+        assert peer is not None
         d = self._daemon
         fut = d.loop.run_in_executor(d.workers, deferred.work)
 
         def done(f: asyncio.Future[object]) -> None:
-            self._waiting = False
             if peer.closing:
                 return
             out = deferred.resume(f.result(), d.clock())
             d.hub.apply(peer, out)
-            backlog, self._backlog = self._backlog, deque()
             if out.deferred is not None:  # e.g. the name was taken meanwhile: verify instead
-                self._defer(out.deferred, backlog)
+                self._defer(out.deferred, self._take_backlog())
                 return
-            if peer.transport is not None:
-                peer.transport.resume_reading()
-            self._run(backlog)
+            self._resume()
 
         fut.add_done_callback(done)
 
@@ -214,53 +248,25 @@ class Connection(asyncio.Protocol):
         return True
 
     def _wait_for(self, waiter: asyncio.Future[None], rest: deque[str | FrameError]) -> None:
-        """Holds this connection's later lines, and reading, until `waiter` is done (an
-        upload being stored, a download being read), so replies stay in order."""
-        self._waiting = True
-        self._backlog.extendleft(reversed(rest))
-        rest.clear()
-        peer = self.peer
-        assert peer is not None
-        if peer.transport is not None:
-            peer.transport.pause_reading()
-
-        def done(_: asyncio.Future[None]) -> None:
-            self._waiting = False
-            if peer.closing:
-                return
-            if peer.transport is not None:
-                peer.transport.resume_reading()
-            backlog, self._backlog = self._backlog, deque()
-            self._run(backlog)
-
-        waiter.add_done_callback(done)
+        """Holds later lines until `waiter` is done (an upload being stored, a download
+        being read)."""
+        self._park(rest)
+        waiter.add_done_callback(lambda _: self._resume())
 
     def _hold(self, rest: deque[str | FrameError]) -> None:
         """Flood guard: over its command budget, a connection is slowed, not refused.
         Reading pauses (TCP pushes back on the client) until the bucket has refilled
         for the queued lines, or a tenth of a burst, so no connection keeps the loop
         busy and the wake-ups stay few."""
-        peer = self.peer
-        assert peer is not None and peer.transport is not None
-        self._waiting = True
         self.flood_holds += 1
-        rest.extend(self._backlog)
-        self._backlog = rest
-        peer.transport.pause_reading()
+        self._park(rest)
         loop = self._daemon.loop
-        need = min(len(rest), max(1, int(self._flood.capacity) // 10))
+        need = min(len(self._backlog or ()), max(1, int(self._flood.capacity) // 10))
         self._flood_timer = loop.call_later(self._flood.wait(loop.time(), need), self._unhold)
 
     def _unhold(self) -> None:
         self._flood_timer = None
-        self._waiting = False
-        peer = self.peer
-        if peer is None or peer.closing:
-            return
-        if peer.transport is not None:
-            peer.transport.resume_reading()
-        backlog, self._backlog = self._backlog, deque()
-        self._run(backlog)
+        self._resume()
 
     def _login_timeout(self) -> None:
         peer = self.peer
