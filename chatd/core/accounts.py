@@ -14,7 +14,6 @@ from chatd.core.outcome import (
     Deferred,
     Outcome,
     PutAccount,
-    SetCursor,
 )
 from chatd.core.state import ChatState, Refused, account_of, log, msg_id, ok, retry_after
 from chatd.protocol import commands as c
@@ -153,8 +152,9 @@ class AccountCommands(ChatState):
     ) -> Outcome:
         out = Outcome()
         if new:
-            out.changes.append(PutAccount(acct.key, acct.name, acct.pw_hash, acct.created))
-            out.changes.append(SetCursor(acct.key, acct.cursor))
+            out.changes.append(
+                PutAccount(acct.key, acct.name, acct.pw_hash, acct.created, acct.cursor)
+            )
             n = self.config.chat.history_on_join
             replay = self.chats[GENERAL][-n:] if n else []
         else:

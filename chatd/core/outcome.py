@@ -17,10 +17,13 @@ from chatd.protocol.events import Event, Message, Notice
 
 @dataclass(frozen=True, slots=True)
 class PutAccount:
+    """Creates an account (with its starting read position) or updates name/password."""
+
     key: str
     name: str
     pw_hash: str | None
     created: float
+    cursor: int = 0  # only used when the account is created
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +178,7 @@ class Outcome:
     changes: list[Change] = field(default_factory=list)
     closes: list[tuple[Session, Notice | None]] = field(default_factory=list)
     acked: int = 0  # id of a message the acting session sent (its OK counts as received)
+    rearm: bool = False  # timed work moved (a schedule added or cancelled): re-aim the timer
     deferred: Deferred | None = None
 
     def notify(self, sessions: Sequence[Session], notice: Notice) -> None:

@@ -87,6 +87,7 @@ class ScheduleCommands(ChatState):
         self._add_schedule(pending)
         out = ok("schedule", cmd, schedule_id=pending.id, at=rfc3339(at))
         out.changes.append(PutSchedule(pending.id, acct.key, at, pending.command, now))
+        out.rearm = True
         log.info("schedule.created", schedule_id=pending.id, user=acct.name, at=rfc3339(at))
         return out
 
@@ -109,6 +110,7 @@ class ScheduleCommands(ChatState):
             heapq.heapify(self.schedule_heap)
         out = ok("cancel", cmd, schedule_id=pending.id)
         out.changes.append(DeleteSchedule(pending.id))
+        out.rearm = True
         log.info("schedule.cancelled", schedule_id=pending.id, user=acct.name)
         return out
 

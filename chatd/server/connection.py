@@ -9,7 +9,6 @@ connection wait; its later lines are held, and reading pauses, until the hash is
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
@@ -92,7 +91,6 @@ class Connection(asyncio.Protocol):
         # Pause at any unsent byte: pause/resume then tell exactly when the kernel took
         # everything written, which is when delivered messages count as received.
         transport.set_write_buffer_limits(high=0)
-        _keepalive(transport)
         greeting = GREETING.format(version=d.version).encode()
         transport.write(greeting)
         d.metrics.bytes_out.value += len(greeting)
@@ -180,7 +178,7 @@ class Connection(asyncio.Protocol):
             out = chat.handle(peer, cmd, d.clock())
             deferred = out.deferred
             hub.apply(peer, out)
-            if out.changes:
+            if out.rearm:
                 d.rearm()
             if deferred is not None:
                 self._defer(deferred, queue)
@@ -289,17 +287,3 @@ class Connection(asyncio.Protocol):
 def _error(code: Code, message: str, cmd: str | None) -> Outcome:
     log.info("command.failed", cmd=cmd, code=str(code))
     return Outcome(replies=[Error(code, message, cmd)])
-
-
-def _keepalive(transport: asyncio.Transport) -> None:
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            # Find dead peers in ~2 minutes instead of the kernel's default 2 hours.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 6)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass

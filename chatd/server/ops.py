@@ -11,9 +11,12 @@ one attribute add each); only the HTTP endpoint is optional.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import structlog
 
@@ -28,7 +31,7 @@ log = structlog.get_logger("chatd.ops")
 
 #: Chat kinds, the `kind` label of the message counters.
 KINDS = ("general", "room", "private")
-BACKLOG = 4096
+BACKLOG = 65535  # the kernel caps it at net.core.somaxconn; a login storm needs the room
 #: A TLS client that never answers close_notify holds its connection this long at most.
 TLS_SHUTDOWN_TIMEOUT_S = 5.0
 
@@ -266,6 +269,9 @@ class Operations:
                 )
             ]
             self.tls_port = _port(tls_servers[0])
+        for server in (*servers, *tls_servers):
+            for sock in server.sockets:
+                _keepalive(sock)
         metrics_sock = self._named("metrics")
         if config.metrics.port or metrics_sock:
             self._metrics_server = await _start_metrics_server(
@@ -331,3 +337,15 @@ def _addresses(servers: Iterable[asyncio.Server]) -> list[str]:
             name = sock.getsockname()
             out.append(f"{name[0]}:{name[1]}" if isinstance(name, tuple) else str(name))
     return out
+
+
+def _keepalive(sock: Any) -> None:
+    """TCP keepalive and no-delay on a listening socket. Linux copies these options to
+    every accepted socket, which saves five syscalls per connection in a login storm.
+    Keepalive finds dead peers in about two minutes instead of the kernel's two hours."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 6)

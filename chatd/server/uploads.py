@@ -126,7 +126,7 @@ class Files:
 
     def apply(self, peer: Peer, out: Outcome) -> None:
         self._d.hub.apply(peer, out)
-        if out.changes:
+        if out.rearm:
             self._d.rearm()
 
     # Bodies ------------------------------------------------------------------------

@@ -58,12 +58,12 @@ class MemoryStore:
 
     def _apply(self, ch: o.Change) -> None:
         match ch:
-            case o.PutAccount(key, name, pw_hash, created):
+            case o.PutAccount(key, name, pw_hash, created, cursor):
                 old = self.accounts.get(key)
                 self.accounts[key] = (
                     replace(old, name=name, pw_hash=pw_hash)
                     if old
-                    else AccountRow(key, name, pw_hash, created)
+                    else AccountRow(key, name, pw_hash, created, cursor)
                 )
             case o.PutMessage(message):
                 self.messages[message.id] = message

@@ -92,9 +92,9 @@ MIGRATIONS: tuple[str, ...] = (
 # One statement per change type, and how a change becomes its parameters.
 _WRITES: dict[type, tuple[str, Callable[[Any], Sequence[Any]]]] = {
     PutAccount: (
-        "INSERT INTO accounts (key, name, pw_hash, created) VALUES (?, ?, ?, ?) "
+        "INSERT INTO accounts (key, name, pw_hash, created, cursor) VALUES (?, ?, ?, ?, ?) "
         "ON CONFLICT (key) DO UPDATE SET name = excluded.name, pw_hash = excluded.pw_hash",
-        lambda c: (c.key, c.name, c.pw_hash, c.created),
+        lambda c: (c.key, c.name, c.pw_hash, c.created, c.cursor),
     ),
     PutMessage: (
         "INSERT OR REPLACE INTO messages (id, chat, sender, text, ts, reply_to, recipient, "
