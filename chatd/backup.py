@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
+from chatd import logs
 
-_log = structlog.get_logger()
+_log = logs.get_logger("chatd.backup")
 
 DB_NAME = "chatd.sqlite3"
 FILES_NAME = "files"

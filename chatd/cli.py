@@ -10,8 +10,6 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import structlog
-
 from chatd import __version__, logs
 from chatd.backup import BackupError, backup_data_dir
 from chatd.config import Config, ConfigError, load
@@ -52,7 +50,7 @@ def run(
         await daemon.start()
         await daemon.serve_forever()
 
-    log = structlog.get_logger("chatd")
+    log = logs.get_logger("chatd")
     try:
         if config.server.uvloop:
             try:

@@ -53,6 +53,44 @@ class _Logger(structlog.BoundLoggerBase):
         return self._at(logging.ERROR, "error", event, kw)
 
 
+class Log:
+    """A module's logger. It drops an event below the current level before structlog
+    sees it: even a cached structlog proxy costs ~1.5 µs per call on the message path."""
+
+    __slots__ = ("_log",)
+
+    def __init__(self, name: str) -> None:
+        self._log = structlog.get_logger(name)
+
+    def debug(self, event: str, **kw: Any) -> None:
+        if _Logger.min_level <= logging.DEBUG:
+            self._log.debug(event, **kw)
+
+    def info(self, event: str, **kw: Any) -> None:
+        if _Logger.min_level <= logging.INFO:
+            self._log.info(event, **kw)
+
+    def warning(self, event: str, **kw: Any) -> None:
+        if _Logger.min_level <= logging.WARNING:
+            self._log.warning(event, **kw)
+
+    def error(self, event: str, **kw: Any) -> None:
+        if _Logger.min_level <= logging.ERROR:
+            self._log.error(event, **kw)
+
+    def critical(self, event: str, **kw: Any) -> None:
+        self._log.critical(event, **kw)
+
+    def exception(self, event: str, **kw: Any) -> None:
+        """An error with the current exception's traceback."""
+        if _Logger.min_level <= logging.ERROR:
+            self._log.exception(event, **kw)
+
+
+def get_logger(name: str) -> Log:
+    return Log(name)
+
+
 def set_level(level: str) -> None:
     """Changes the level of every logger at once (SIGHUP reload)."""
     _Logger.min_level = LEVELS[level]

@@ -13,8 +13,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import structlog
-
+from chatd import logs
 from chatd.config import Config
 from chatd.core.flood import LoginThrottle
 from chatd.core.model import Account, Room, Session
@@ -27,7 +26,7 @@ from chatd.protocol import commands as c
 from chatd.protocol.events import GENERAL, Code, FileInfo, Message, Notice, Ok
 from chatd.protocol.render import rfc3339
 
-log = structlog.get_logger("chatd.core")
+log = logs.get_logger("chatd.core")
 
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _NAME_RULE = "names are 1-32 characters of A-Z a-z 0-9 _ . -"

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-import structlog
+from chatd import logs
 
-log = structlog.get_logger("chatd.blobs")
+log = logs.get_logger("chatd.blobs")
 
 TMP = "tmp"
 _READ_CHUNK = 1 << 20

@@ -12,8 +12,7 @@ import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
-import structlog
-
+from chatd import logs
 from chatd.core.flood import TokenBucket
 from chatd.core.outcome import Deferred, Outcome
 from chatd.protocol.commands import Download, ParseError, Upload, parse
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
     from chatd.server.daemon import Daemon
     from chatd.server.uploads import UploadSession
 
-log = structlog.get_logger("chatd.connection")
+log = logs.get_logger("chatd.connection")
 
 GREETING = "* chatd {version} ready; type help, or login <name> [password]\n"
 

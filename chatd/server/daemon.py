@@ -12,8 +12,6 @@ from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import structlog
-
 from chatd import __version__, logs
 from chatd.config import Config, ConfigError, load
 from chatd.core.chat import Chat
@@ -27,7 +25,7 @@ from chatd.server.uploads import Files
 from chatd.store.base import Store
 from chatd.store.sqlite import SqliteStore
 
-log = structlog.get_logger("chatd.daemon")
+log = logs.get_logger("chatd.daemon")
 
 CURSOR_SAVE_INTERVAL_S = 1.0
 

@@ -19,8 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import structlog
-
+from chatd import logs
 from chatd.core.chat import Chat
 from chatd.core.model import Session
 from chatd.core.outcome import Change, Outcome, PutMessage
@@ -29,7 +28,7 @@ from chatd.protocol.render import Renderer
 from chatd.server.ops import ServerMetrics, chat_kind
 from chatd.store.base import Store
 
-log = structlog.get_logger("chatd.hub")
+log = logs.get_logger("chatd.hub")
 
 
 @dataclass(slots=True, eq=False)

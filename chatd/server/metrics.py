@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-import structlog
+from chatd import logs
 
-_log = structlog.get_logger()
+_log = logs.get_logger("chatd.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Seconds; spans a fast group commit (sub-millisecond) to a disk stall.

@@ -18,8 +18,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-import structlog
-
+from chatd import logs
 from chatd.config import Config, ConfigError
 from chatd.protocol.events import GENERAL, Code
 from chatd.server.metrics import ChatdMetrics, Counter, LoopLagProbe, Registry
@@ -27,7 +26,7 @@ from chatd.server.metrics import start_metrics_server as _start_metrics_server
 from chatd.server.systemd import ListenSocket, Notifier, Watchdog, listen_fds
 from chatd.server.tls import load_certificate, server_context
 
-log = structlog.get_logger("chatd.ops")
+log = logs.get_logger("chatd.ops")
 
 #: Chat kinds, the `kind` label of the message counters.
 KINDS = ("general", "room", "private")

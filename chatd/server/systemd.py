@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 
-import structlog
+from chatd import logs
 
-_log = structlog.get_logger()
+_log = logs.get_logger("chatd.systemd")
 
 LISTEN_FDS_START = 3  # SD_LISTEN_FDS_START: systemd passes sockets from this descriptor on
 

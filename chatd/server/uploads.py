@@ -26,8 +26,7 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
+from chatd import logs
 from chatd.core.files import Body, UploadTicket
 from chatd.core.outcome import Outcome
 from chatd.protocol.commands import Download, ParseError, Upload
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
     from chatd.server.connection import Connection
     from chatd.server.daemon import Daemon
 
-log = structlog.get_logger("chatd.files")
+log = logs.get_logger("chatd.files")
 
 FILES_DIR = "files"
 WRITE_CHUNK = 256 * 1024  # decoded bytes per append
