@@ -18,6 +18,7 @@ import concurrent.futures
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from chatd import logs
 from chatd.core.chat import Chat
@@ -225,7 +226,8 @@ class Hub:
     def _fan_out(
         self, topic: str, items: list[tuple[Message, Session | None]], dropped: list[Peer]
     ) -> None:
-        subscribers = self._chat.topics.get(topic)
+        # Every session the core holds here is one of ours (Peer): no check per recipient.
+        subscribers = cast("set[Peer] | None", self._chat.topics.get(topic))
         if not subscribers:
             return
         render = self._renderer.render
@@ -236,7 +238,6 @@ class Hub:
         parts: dict[Mode, list[bytes]] = {}
         fast_bytes = 0  # a local add per recipient; the counter is updated once below
         for peer in subscribers:
-            assert isinstance(peer, Peer)
             mode = peer.mode
             if peer in senders or peer.live_from > first_id:
                 # Rare: this session sent some of these, or logged in mid-batch.
