@@ -17,7 +17,8 @@
  * the server handles a client's commands in order, so the PONG follows the PRIVMSG).
  *
  * CPU: utime+stime of the server (/proc/PID/stat) and of this process (getrusage) over
- * the measured phase. Build: cc -O2 -o loadgen loadgen.c (the Python runner does it).
+ * the measured phase, and of everything else (/proc/stat) to show a busy machine.
+ * Build: cc -O2 -o loadgen loadgen.c (the Python runner, bench/loadgen.py, does it).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -71,9 +72,11 @@ typedef struct {
 
 /* options */
 static int o_proto = P_CHATD, o_port = 0, o_clients = 5, o_senders = 1, o_inflight = 8;
-static int o_pairs = 10, o_window = 8, o_server_pid = 0, o_pad = 0;
-static double o_duration = 1.0, o_rate = 1000.0, o_timeout = 120.0, o_settle = 0.5;
+static int o_pairs = 10, o_window = 8, o_server_pid = 0, o_join = 1;
+static double o_duration = 1.0, o_rate = 1000.0, o_timeout = 120.0;
 static const char *o_scenario = "fanout";
+enum { K_FANOUT, K_RATE, K_IDLE, K_LOGINS, K_PINGPONG };
+static int kind = -1;
 static const char *o_prefix = "u";
 
 /* state */
@@ -86,7 +89,12 @@ static uint64_t sent_total, acked_total, acked_window, rr_sender;
 static uint64_t pings, rt_done; /* pingpong: sent by the A side, round trips completed */
 static hist_t h_lat, h_ack, h_login;
 static char *rbuf;
-static char pad_text[4096];
+
+static const char USAGE[] =
+    "usage: loadgen --port P [--proto chatd|irc] [--scenario fanout|rate|idle|logins|pingpong]\n"
+    "  [--clients N] [--senders S] [--inflight W] [--duration SEC] [--rate MSG_PER_S]\n"
+    "  [--pairs P] [--window LOGINS_PENDING] [--timeout SETUP_SEC] [--server-pid PID]\n"
+    "  [--prefix NAME_PREFIX] [--no-join]\n";
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -171,6 +179,21 @@ static long server_rss_kib(void) {
         if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
     fclose(f);
     return kb;
+}
+
+/* CPU seconds all CPUs spent busy (not idle, not iowait), from /proc/stat. The softirq
+ * share is also in the stime of the process it interrupted, so busy - server - loadgen
+ * is what other processes (and steal) took. */
+static double host_busy_s(void) {
+    unsigned long long v[8] = {0};
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return 0.0;
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                   &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n != 8) return 0.0;
+    unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+    return (double)busy / (double)sysconf(_SC_CLK_TCK);
 }
 
 static double self_cpu_s(void) {
@@ -291,9 +314,9 @@ static void send_msg(int i) {
     }
     uint64_t t = now_ns();
     if (o_proto == P_CHATD)
-        out(i, "send_all " MARK "%llu%s\n", (unsigned long long)t, pad_text);
+        out(i, "send_all " MARK "%llu\n", (unsigned long long)t);
     else
-        out(i, "PRIVMSG #general :" MARK "%llu%s\r\nPING :b\r\n", (unsigned long long)t, pad_text);
+        out(i, "PRIVMSG #general :" MARK "%llu\r\nPING :b\r\n", (unsigned long long)t);
     if (c->ring) c->ring[c->rhead++ % RING] = t;
     c->sent++;
     sent_total++;
@@ -301,16 +324,32 @@ static void send_msg(int i) {
 
 static void send_pm(int from, int to, unsigned long long t) {
     if (o_proto == P_CHATD)
-        out(from, "send %s%d " MARK "%llu%s\n", o_prefix, to, t, pad_text);
+        out(from, "send %s%d " MARK "%llu\n", o_prefix, to, t);
     else
-        out(from, "PRIVMSG %s%d :" MARK "%llu%s\r\n", o_prefix, to, t, pad_text);
+        out(from, "PRIVMSG %s%d :" MARK "%llu\r\n", o_prefix, to, t);
     C[from].sent++;
     sent_total++;
     if (from % 2 == 0) pings++;
 }
 
-static int is_pingpong(void) { return strcmp(o_scenario, "pingpong") == 0; }
-static int is_fanout(void) { return strcmp(o_scenario, "fanout") == 0; }
+static int is_pingpong(void) { return kind == K_PINGPONG; }
+static int is_fanout(void) { return kind == K_FANOUT; }
+
+/* The digits at p (the send timestamp); cheaper than strtoull on the hot path. */
+static uint64_t parse_u64(const char *p, const char *end) {
+    uint64_t v = 0;
+    while (p < end && *p >= '0' && *p <= '9') v = v * 10 + (uint64_t)(*p++ - '0');
+    return v;
+}
+
+/* The text after the marker, or NULL; memchr for '~' is much cheaper than memmem. */
+static const char *find_mark(const char *s, const char *e) {
+    while ((s = memchr(s, '~', (size_t)(e - s))) != NULL) {
+        if ((size_t)(e - s) >= MARK_LEN && memcmp(s, MARK, MARK_LEN) == 0) return s + MARK_LEN;
+        s++;
+    }
+    return NULL;
+}
 
 static void on_ack(int i, int ok) {
     conn_t *c = &C[i];
@@ -328,8 +367,8 @@ static void on_ack(int i, int ok) {
     if (is_fanout() && phase == PH_MEASURE && c->rhead - c->rtail < (uint32_t)o_inflight) send_msg(i);
 }
 
-static void on_delivery(int i, const char *text, uint64_t now) {
-    unsigned long long t = strtoull(text, NULL, 10);
+static void on_delivery(int i, const char *text, const char *end, uint64_t now) {
+    unsigned long long t = parse_u64(text, end);
     C[i].deliv++;
     deliv_total++;
     if (phase == PH_MEASURE) deliv_window++;
@@ -346,30 +385,28 @@ static void on_delivery(int i, const char *text, uint64_t now) {
     hist_add(&h_lat, now - t);
 }
 
-static int starts(const char *s, size_t n, const char *p) {
-    size_t k = strlen(p);
-    return n >= k && memcmp(s, p, k) == 0;
-}
+/* s (n bytes) starts with the string literal lit */
+#define STARTS(s, n, lit) ((n) >= sizeof(lit) - 1 && memcmp((s), (lit), sizeof(lit) - 1) == 0)
 
 static void line_chatd(int i, const char *s, size_t n, uint64_t now) {
     conn_t *c = &C[i];
-    const char *m = memmem(s, n, MARK, MARK_LEN);
+    const char *m = find_mark(s, s + n);
     if (m) {
-        on_delivery(i, m + MARK_LEN, now);
-    } else if (starts(s, n, "* ")) {
+        on_delivery(i, m, s + n, now);
+    } else if (STARTS(s, n, "* ")) {
         if (c->state == S_GREET) {
             send_login(i);
         } else {
             notices++;
         }
-    } else if (starts(s, n, "OK")) {
+    } else if (STARTS(s, n, "OK")) {
         if (c->state == S_LOGIN) {
             c->t_ok = now;
             became_ready(i);
         } else {
             on_ack(i, 1);
         }
-    } else if (starts(s, n, "ERR")) {
+    } else if (STARTS(s, n, "ERR")) {
         if (c->state == S_LOGIN) {
             n_login_err++;
             if (n_login_err <= 3) fprintf(stderr, "loadgen: login error: %.*s\n", (int)n, s);
@@ -390,22 +427,26 @@ static void line_irc(int i, const char *s, size_t n, uint64_t now) {
         cmd++;
     }
     size_t cl = (size_t)(end - cmd);
-    if (starts(cmd, cl, "PRIVMSG ")) {
-        const char *m = memmem(cmd, cl, MARK, MARK_LEN);
-        if (m) on_delivery(i, m + MARK_LEN, now);
-    } else if (starts(cmd, cl, "PONG ")) {
+    if (STARTS(cmd, cl, "PRIVMSG ")) {
+        const char *m = find_mark(cmd, end);
+        if (m) on_delivery(i, m, end, now);
+    } else if (STARTS(cmd, cl, "PONG ")) {
         on_ack(i, 1);
-    } else if (starts(cmd, cl, "PING ")) {
+    } else if (STARTS(cmd, cl, "PING ")) {
         out(i, "PONG %.*s\r\n", (int)(cl - 5), cmd + 5);
-    } else if (starts(cmd, cl, "001 ")) {
+    } else if (STARTS(cmd, cl, "001 ")) {
         c->t_ok = now;
-        out(i, "JOIN #general\r\n");
-        c->state = S_JOIN;
-    } else if (starts(cmd, cl, "366 ")) {
+        if (o_join) {
+            out(i, "JOIN #general\r\n");
+            c->state = S_JOIN;
+        } else {
+            became_ready(i);
+        }
+    } else if (STARTS(cmd, cl, "366 ")) {
         if (c->state == S_JOIN) became_ready(i);
-    } else if (starts(cmd, cl, "ERROR ") ||
+    } else if (STARTS(cmd, cl, "ERROR ") ||
                (cl > 4 && (cmd[0] == '4' || cmd[0] == '5') && cmd[3] == ' ' &&
-                !starts(cmd, cl, "422 "))) { /* 422: no MOTD, harmless */
+                !STARTS(cmd, cl, "422 "))) { /* 422: no MOTD, harmless */
         if (c->state != S_READY) {
             n_login_err++;
             if (n_login_err <= 3) fprintf(stderr, "loadgen: login error: %.*s\n", (int)n, s);
@@ -499,7 +540,6 @@ static int loop_until(cond_fn cond, uint64_t deadline) {
     while (!cond()) {
         uint64_t now = now_ns();
         if (now >= deadline) return 0;
-        if (now - t_begin > (uint64_t)(o_timeout * 1e9)) return 0;
         uint64_t left_ms = (deadline - now) / 1000000 + 1;
         int n = epoll_wait(ep, evs, 512, left_ms > 50 ? 50 : (int)left_ms);
         if (n < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
@@ -512,7 +552,10 @@ static int loop_until(cond_fn cond, uint64_t deadline) {
                 continue;
             }
             if (C[i].fd < 0) continue;
-            if (evs[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable((int)i);
+            /* connect completion first: the greeting may arrive in the same event */
+            if (C[i].state == S_CONNECTING) on_writable((int)i);
+            if (C[i].fd >= 0 && (evs[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                on_readable((int)i);
             if (C[i].fd >= 0 && (evs[k].events & EPOLLOUT)) on_writable((int)i);
         }
         if (phase == PH_SETUP) pump_connects();
@@ -558,10 +601,10 @@ static void setup(void) {
     loop_until(c_setup_done, now_ns() + (uint64_t)(o_timeout * 1e9));
 }
 
-/* Waits until nothing arrived for o_settle s (IRC JOIN floods, notices), at most 30 s. */
+/* Waits until nothing arrived for 0.5 s (IRC JOIN floods, notices), at most 30 s. */
 static void settle(void) {
     phase = PH_SETTLE;
-    quiet_ns = (uint64_t)(o_settle * 1e9);
+    quiet_ns = 500000000ull;
     last_rx = now_ns();
     loop_until(c_quiet, now_ns() + 30000000000ull);
 }
@@ -572,7 +615,7 @@ int main(int argc, char **argv) {
         {"clients", 1, 0, 'n'}, {"senders", 1, 0, 'S'},  {"inflight", 1, 0, 'w'},
         {"duration", 1, 0, 'd'}, {"rate", 1, 0, 'r'},    {"pairs", 1, 0, 'a'},
         {"window", 1, 0, 'W'},  {"server-pid", 1, 0, 'x'}, {"timeout", 1, 0, 't'},
-        {"settle", 1, 0, 'q'},  {"prefix", 1, 0, 'f'},   {"pad", 1, 0, 'z'},
+        {"prefix", 1, 0, 'f'},  {"no-join", 0, 0, 'j'},
         {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -589,26 +632,26 @@ int main(int argc, char **argv) {
         case 'W': o_window = atoi(optarg); break;
         case 'x': o_server_pid = atoi(optarg); break;
         case 't': o_timeout = atof(optarg); break;
-        case 'q': o_settle = atof(optarg); break;
         case 'f': o_prefix = optarg; break;
-        case 'z': o_pad = atoi(optarg); break;
-        default: die("bad option");
+        case 'j': o_join = 0; break;
+        default: fputs(USAGE, stderr); return 2;
         }
     }
-    if (o_port <= 0) die("--port is required");
-    int fanout = is_fanout(), rate = strcmp(o_scenario, "rate") == 0,
-        idle = strcmp(o_scenario, "idle") == 0, logins = strcmp(o_scenario, "logins") == 0,
-        pp = is_pingpong();
-    if (!(fanout || rate || idle || logins || pp)) die("unknown scenario %s", o_scenario);
+    if (o_port <= 0) {
+        fputs(USAGE, stderr);
+        return 2;
+    }
+    static const char *kinds[] = {"fanout", "rate", "idle", "logins", "pingpong"};
+    for (int k = 0; k < 5; k++)
+        if (strcmp(o_scenario, kinds[k]) == 0) kind = k;
+    if (kind < 0) die("unknown scenario %s", o_scenario);
+    int fanout = kind == K_FANOUT, rate = kind == K_RATE, idle = kind == K_IDLE,
+        logins = kind == K_LOGINS, pp = kind == K_PINGPONG;
     N = pp ? 2 * o_pairs : o_clients;
     if (pp || idle || logins) o_senders = 0;
     if (o_senders > N) o_senders = N;
+    if ((fanout || rate) && (o_senders < 1 || o_inflight < 1 || o_rate <= 0)) die("--senders, --inflight, --rate must be > 0");
     if (logins) o_window = 0; /* a storm: everyone at once */
-    if (o_pad < 0 || o_pad >= (int)sizeof pad_text - 1) die("--pad out of range");
-    if (o_pad > 0) {
-        pad_text[0] = ' ';
-        memset(pad_text + 1, 'x', (size_t)o_pad - 1);
-    }
 
     C = calloc((size_t)N, sizeof(conn_t));
     rbuf = malloc(RBUF);
@@ -628,10 +671,10 @@ int main(int argc, char **argv) {
 
     t_begin = now_ns();
     long rss_before = server_rss_kib();
-    double srv0 = server_cpu_s(), gen0 = self_cpu_s();
+    double srv0 = server_cpu_s(), gen0 = self_cpu_s(), host0 = host_busy_s();
     setup();
     uint64_t t_setup = now_ns();
-    double srv1 = server_cpu_s(), gen1 = self_cpu_s();
+    double srv1 = server_cpu_s(), gen1 = self_cpu_s(), host1 = host_busy_s();
     settle();
     int complete = n_ready == N;
     if (!complete) {
@@ -655,6 +698,7 @@ int main(int argc, char **argv) {
     if (complete && (fanout || rate || pp)) {
         srv0 = server_cpu_s();
         gen0 = self_cpu_s();
+        host0 = host_busy_s();
         phase = PH_MEASURE;
         tm0 = now_ns();
         if (fanout) {
@@ -676,6 +720,7 @@ int main(int argc, char **argv) {
         tm1 = now_ns();
         srv1 = server_cpu_s();
         gen1 = self_cpu_s();
+        host1 = host_busy_s();
         acked_window = acked_total;
         drain();
     }
@@ -688,12 +733,15 @@ int main(int argc, char **argv) {
     printf("{\"scenario\":\"%s\",\"proto\":\"%s\",\"complete\":%s,\"clients\":%d,"
            "\"ready\":%d,\"connect_failures\":%d,\"login_errors\":%d,\"disconnects\":%d,"
            "\"setup_s\":%.4f,\"phase_s\":%.4f,\"server_cpu_s\":%.3f,\"gen_cpu_s\":%.3f,"
-           "\"server_cpu_pct\":%.1f,\"gen_cpu_pct\":%.1f,\"errors\":%llu,\"notices\":%llu,"
+           "\"server_cpu_pct\":%.1f,\"gen_cpu_pct\":%.1f,\"other_cpu_pct\":%.1f,"
+           "\"errors\":%llu,\"notices\":%llu,"
            "\"rx_bytes\":%llu,",
            o_scenario, o_proto == P_CHATD ? "chatd" : "irc", complete ? "true" : "false", N,
            n_ready, n_failed - n_login_err, n_login_err, n_dead, (double)(t_setup - t_begin) / 1e9,
            wall, srv1 - srv0, gen1 - gen0, 100.0 * (srv1 - srv0) / wall,
-           100.0 * (gen1 - gen0) / wall, (unsigned long long)errs_total,
+           100.0 * (gen1 - gen0) / wall,
+           100.0 * ((host1 - host0) - (srv1 - srv0) - (gen1 - gen0)) / wall,
+           (unsigned long long)errs_total,
            (unsigned long long)notices, (unsigned long long)rx_bytes);
     if (fanout || rate) {
         printf("\"senders\":%d,\"inflight\":%d,\"offered_rate\":%.1f,\"messages_sent\":%llu,"

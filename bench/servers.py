@@ -1,0 +1,216 @@
+"""The servers under test, each started fresh per run as a child process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_CONFIG = ROOT / "bench" / "chatd-bench.toml"
+HOST = "127.0.0.1"
+
+
+class ServerError(RuntimeError):
+    """A server did not start, or is not installed."""
+
+
+@dataclass(frozen=True)
+class Running:
+    """A started server: where it listens, its PID (for /proc), its log file."""
+
+    proto: str  # "chatd" or "irc": the loadgen's dialect
+    port: int
+    pid: int
+    log: Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise ServerError(f"server exited with {proc.returncode} before listening:\n{tail}")
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise ServerError(f"server not listening on {HOST}:{port} after {timeout:.0f} s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+
+
+def _toml_value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dump_toml(data: Mapping[str, Mapping[str, object]]) -> str:
+    """Writes a TOML document of tables of scalars (all a chatd config has)."""
+    parts = []
+    for section, table in data.items():
+        parts.append(f"[{section}]")
+        parts.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
+        parts.append("")
+    return "\n".join(parts)
+
+
+def chatd_config(overrides: Mapping[str, object]) -> dict[str, dict[str, object]]:
+    """bench/chatd-bench.toml with dotted-key overrides (`"store.synchronous": "full"`)."""
+    with BENCH_CONFIG.open("rb") as f:
+        data: dict[str, dict[str, object]] = tomllib.load(f)
+    for dotted, value in overrides.items():
+        section, _, key = dotted.partition(".")
+        data.setdefault(section, {})[key] = value
+    return data
+
+
+def chatd_python() -> str:
+    """The project's virtualenv interpreter when there is one, else this interpreter."""
+    venv = ROOT / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+@contextlib.contextmanager
+def chatd(overrides: Mapping[str, object], workdir: Path) -> Iterator[Running]:
+    """Runs run_server.py with the bench config and a fresh data directory."""
+    server = ROOT / "run_server.py"
+    if not server.exists():
+        raise ServerError(f"{server} does not exist (chatd not built yet?)")
+    config = workdir / "chatd.toml"
+    config.write_text(dump_toml(chatd_config(overrides)))
+    data = workdir / "data"
+    data.mkdir()
+    port = free_port()
+    log = workdir / "chatd.log"
+    cmd = [chatd_python(), str(server), "--config", str(config), "--host", HOST]
+    cmd += ["--port", str(port), "--data-dir", str(data), "--log-level", "warning"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
+    try:
+        _wait_listening(proc, port, log, timeout=30)
+        yield Running("chatd", port, proc.pid, log)
+    finally:
+        _stop(proc)
+
+
+NGIRCD_CONF = """\
+[Global]
+Name = bench.irc
+Info = chatd benchmark
+AdminInfo1 = bench
+AdminInfo2 = bench
+AdminEMail = bench@localhost
+Listen = {host}
+Ports = {port}
+MotdPhrase = bench
+[Limits]
+# 0 = unlimited. A high number instead makes ngIRCd walk a pool of that many connection
+# slots in every loop iteration (100000 slots: ~5 ms per iteration, 1 % of the throughput).
+MaxConnections = 0
+MaxConnectionsIP = 0
+MaxJoins = 10
+MaxNickLength = 31
+MaxPenaltyTime = 0
+PingTimeout = 600
+PongTimeout = 600
+[Options]
+DNS = no
+Ident = no
+PAM = no
+[Channel]
+Name = #general
+Modes = tn
+"""
+
+
+def ngircd_binary() -> str:
+    """Path of the ngircd executable (Debian puts it in /usr/sbin)."""
+    found = shutil.which("ngircd") or shutil.which("ngircd", path="/usr/sbin:/usr/local/sbin")
+    if found is None:
+        raise ServerError("ngircd not installed: apt-get update && apt-get install -y ngircd")
+    return found
+
+
+def ngircd_version() -> str:
+    """ngIRCd's version line, e.g. `ngIRCd 26.1-IDENT+IPv6+...`."""
+    out = subprocess.run(
+        [ngircd_binary(), "--version"], check=False, capture_output=True, timeout=10
+    )
+    return out.stdout.decode(errors="replace").splitlines()[0].strip()
+
+
+@contextlib.contextmanager
+def ngircd(workdir: Path) -> Iterator[Running]:
+    """Runs ngIRCd in the foreground (-n) with a generated config."""
+    binary = ngircd_binary()
+    port = free_port()
+    conf = workdir / "ngircd.conf"
+    conf.write_text(NGIRCD_CONF.format(host=HOST, port=port))
+    log = workdir / "ngircd.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [binary, "-n", "-f", str(conf)], stdout=out, stderr=subprocess.STDOUT, cwd=workdir
+        )
+    try:
+        _wait_listening(proc, port, log, timeout=30)
+        yield Running("irc", port, proc.pid, log)
+    finally:
+        _stop(proc)
+
+
+TARGETS: dict[str, Mapping[str, object]] = {
+    "chatd": {"store.synchronous": "normal"},
+    "chatd-full": {"store.synchronous": "full"},
+}
+"""chatd targets and their config overrides; "ngircd" is the other target."""
+
+ALL_TARGETS = (*TARGETS, "ngircd")
+
+
+@contextlib.contextmanager
+def start(target: str) -> Iterator[Running]:
+    """Starts `target` in a fresh temporary directory, removed afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{target}-"))
+    try:
+        if target == "ngircd":
+            cm = ngircd(workdir)
+        elif target in TARGETS:
+            cm = chatd(TARGETS[target], workdir)
+        else:
+            raise ServerError(f"unknown target {target!r} (known: {', '.join(ALL_TARGETS)})")
+        with cm as running:
+            yield running
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
