@@ -81,7 +81,15 @@ class Daemon:
         self.chat.server_stats = self.metrics.snapshot
         tz = ZoneInfo(cfg.server.timezone) if cfg.server.timezone else None
         self.renderer = Renderer(tz)
-        self.hub = Hub(self.loop, self.chat, store, self.renderer, self.clock, metrics=self.metrics)
+        self.hub = Hub(
+            self.loop,
+            self.chat,
+            store,
+            self.renderer,
+            self.clock,
+            metrics=self.metrics,
+            inline_commit=cfg.store.synchronous == "normal",
+        )
         self.workers = concurrent.futures.ThreadPoolExecutor(2, "chatd-work")
         self.files = Files(self)  # file bodies under data_dir/files, its own I/O thread
         self.files.start()

@@ -71,8 +71,10 @@ class Hub:
         clock: Callable[[], float],
         *,
         metrics: ServerMetrics | None = None,
+        inline_commit: bool = False,
     ) -> None:
         self._loop = loop
+        self._inline = inline_commit
         # Counted per batch, per topic or per write, never per recipient (module doc).
         self._m = metrics if metrics is not None else ServerMetrics()
         self._chat = chat
@@ -170,7 +172,18 @@ class Hub:
             self._turn_end()
             return
         self._inflight = batch
-        self._commit(batch)
+        if self._inline:
+            self._commit_inline(batch)
+        else:
+            self._commit(batch)
+
+    def _commit_inline(self, batch: _Batch) -> None:
+        try:
+            seconds = self._timed_commit(batch.changes)
+        except Exception as e:
+            self._commit_failed(batch, e)
+            return
+        self._after_commit(batch, seconds)
 
     def _commit(self, batch: _Batch) -> None:
         fut = self._loop.run_in_executor(self._writer, self._timed_commit, batch.changes)
@@ -185,14 +198,21 @@ class Hub:
     def _committed(self, batch: _Batch, fut: asyncio.Future[float]) -> None:
         error = fut.exception()
         if error is not None:
-            # Nothing of this batch was acknowledged; keep it and try again, so that
-            # a full disk stalls replies instead of losing acknowledged messages.
-            log.error("store.commit_failed", error=str(error), changes=len(batch.changes))
-            self._loop.call_later(1.0, self._commit, batch)
+            self._commit_failed(batch, error)
             return
+        self._after_commit(batch, fut.result())
+
+    def _commit_failed(self, batch: _Batch, error: BaseException) -> None:
+        # Nothing of this batch was acknowledged; keep it and try again, so that a full
+        # disk stalls replies instead of losing acknowledged messages.
+        log.error("store.commit_failed", error=str(error), changes=len(batch.changes))
+        retry = self._commit_inline if self._inline else self._commit
+        self._loop.call_later(1.0, retry, batch)
+
+    def _after_commit(self, batch: _Batch, seconds: float) -> None:
         self.commits += 1
         m = self._m
-        m.chatd.store_commit_seconds.observe(fut.result())
+        m.chatd.store_commit_seconds.observe(seconds)
         for change in batch.changes:
             if type(change) is PutMessage:
                 m.sent[chat_kind(change.message.chat)].value += 1
