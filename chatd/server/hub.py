@@ -2,9 +2,11 @@
 
 Everything the core emits while a batch is open lands in that batch: replies and pushes
 per session, broadcast messages per chat topic, and the durable changes. At the end of
-the loop turn the batch is sealed and committed on the writer thread; only when the
-commit returns are its bytes written, so no one ever sees a message that could vanish
-in a crash. While a commit runs, the next batch keeps filling (group commit).
+the loop turn the batch is sealed and committed (on the writer thread when each commit
+ends in an fsync; inline when it does not, which saves two thread hand-offs); only when
+the commit returns are its bytes written, so no one ever sees a message that could
+vanish in a crash. While a threaded commit runs, the next batch keeps filling (group
+commit).
 
 The hot path is the topic release: each broadcast message is rendered once per mode,
 the batch's messages are joined once, and every subscribed session gets the same bytes
@@ -190,7 +192,7 @@ class Hub:
         fut.add_done_callback(lambda f: self._committed(batch, f))
 
     def _timed_commit(self, changes: list[Change]) -> float:
-        """On the writer thread: the commit, and how long it took (observed on the loop)."""
+        """The commit, and how long it took (on the writer thread, or inline)."""
         started = time.perf_counter()
         self._store.commit(changes)
         return time.perf_counter() - started

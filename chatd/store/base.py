@@ -1,6 +1,7 @@
 """The persistence interface: load the state once, then commit batches of changes.
 
-`commit` is called from one writer thread, one batch at a time, and returns only when
+`commit` is called from one thread at a time (the hub's writer thread, or the event loop
+for inline commits), one batch at a time, and returns only when
 the batch is durable; the server holds back every reply that depends on the batch
 until then (group commit). Backends: sqlite (default), memory (tests).
 """

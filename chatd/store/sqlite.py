@@ -170,8 +170,8 @@ _COUNTERS: dict[type, tuple[str, Callable[[Any], int]]] = {
 
 
 class SqliteStore:
-    """The default store. Built and loaded on the loop thread, then committed to from
-    the single writer thread only."""
+    """The default store. Built and loaded on the loop thread, then committed to by one
+    thread at a time (the hub's writer thread, or the loop for inline commits)."""
 
     def __init__(self, data_dir: str | Path, *, synchronous: str = "full") -> None:
         self.path = Path(data_dir) / DB_NAME
