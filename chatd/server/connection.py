@@ -12,7 +12,7 @@ import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
-from chatd import logs
+from chatd import __version__, logs
 from chatd.core.flood import TokenBucket
 from chatd.core.outcome import Deferred, Outcome
 from chatd.protocol.commands import Download, ParseError, Upload, parse
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 log = logs.get_logger("chatd.connection")
 
-GREETING = "* chatd {version} ready; type help, or login <name> [password]\n"
+GREETING = f"* chatd {__version__} ready; type help, or login <name> [password]\n".encode()
 
 
 class Connection(asyncio.Protocol):
@@ -90,9 +90,8 @@ class Connection(asyncio.Protocol):
         # Pause at any unsent byte: pause/resume then tell exactly when the kernel took
         # everything written, which is when delivered messages count as received.
         transport.set_write_buffer_limits(high=0)
-        greeting = GREETING.format(version=d.version).encode()
-        transport.write(greeting)
-        d.metrics.bytes_out.value += len(greeting)
+        transport.write(GREETING)
+        d.metrics.bytes_out.value += len(GREETING)
         self._login_timer = d.loop.call_later(limits.login_timeout_s, self._login_timeout)
         log.info("session.opened", session=peer.id, peer=self.ip)
 

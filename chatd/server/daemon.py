@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from chatd import __version__, logs
+from chatd import logs
 from chatd.config import Config, ConfigError, load
 from chatd.core.chat import Chat
 from chatd.core.outcome import Outcome
@@ -52,7 +52,6 @@ class Daemon:
         self.metrics = ServerMetrics()
         self.ops = Operations(self.metrics, environ)
         self.clock = clock
-        self.version = __version__
         self._store = store
         self._connections: set[Connection] = set()
         self._per_ip: Counter[str] = Counter()
