@@ -104,3 +104,20 @@ def test_unwritable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(StoreError, match="cannot open"):
         SqliteStore(blocker / "data")
+
+
+def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    for statement in MIGRATIONS[0].split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 1")
+    db.execute(
+        "INSERT INTO messages (id, chat, sender, text, ts) VALUES (7, '#general', 'a', 'old', 1.0)"
+    )
+    db.close()
+    store = SqliteStore(tmp_path)
+    assert store.schema_version == len(MIGRATIONS) == 2
+    indexes = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "messages_by_chat" not in indexes
+    assert [m.text for m in store.load().messages] == ["old"]
