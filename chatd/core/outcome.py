@@ -12,6 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatd.core.model import Session
+from chatd.core.snapshot import (
+    FileRow,
+    JoinRequestRow,
+    LinkRow,
+    MemberRow,
+    RoomRow,
+    ScheduleRow,
+)
 from chatd.protocol.events import Event, Message, Notice
 
 
@@ -57,11 +65,8 @@ class SetStrikes:
 
 
 @dataclass(frozen=True, slots=True)
-class PutRoom:
-    key: str
-    name: str
-    owner: str
-    created: float
+class PutRoom(RoomRow):
+    """Creates or replaces a room row (the fields are the row's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +75,8 @@ class DeleteRoom:
 
 
 @dataclass(frozen=True, slots=True)
-class PutMember:
-    room: str
-    user: str
-    since: float
+class PutMember(MemberRow):
+    """Creates or replaces a member row (the fields are the row's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +86,8 @@ class DeleteMember:
 
 
 @dataclass(frozen=True, slots=True)
-class PutLink:
-    token: str
-    room: str
-    expires: float
+class PutLink(LinkRow):
+    """Creates or replaces a link row (the fields are the row's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +99,8 @@ class DeleteLinks:
 
 
 @dataclass(frozen=True, slots=True)
-class PutJoinRequest:
-    room: str
-    user: str
-    ts: float
+class PutJoinRequest(JoinRequestRow):
+    """Creates or replaces a join-request row (the fields are the row's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +110,8 @@ class DeleteJoinRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class PutSchedule:
-    id: int
-    user: str
-    at: float
-    command: str  # the wrapped command line, parsed again when it fires
-    created: float
+class PutSchedule(ScheduleRow):
+    """Creates or replaces a schedule row (the fields are the row's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +120,8 @@ class DeleteSchedule:
 
 
 @dataclass(frozen=True, slots=True)
-class PutFile:
-    id: int
-    sha256: str
-    name: str
-    size: int
-    owner: str
-    created: float
+class PutFile(FileRow):
+    """Creates or replaces a file row (the fields are the row's)."""
 
 
 @dataclass(frozen=True, slots=True)

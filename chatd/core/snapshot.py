@@ -52,7 +52,7 @@ class ScheduleRow:
     id: int
     user: str
     at: float
-    command: str
+    command: str  # the wrapped command line, parsed again when it fires
     created: float
 
 
