@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from chatd.config import Config
 from chatd.core.model import Session
 from chatd.protocol.events import Error, Event, Notice, Ok
-from tests.conftest import Client, Server, StartServer
+from tests.conftest import StartServer
 from tests.core_helpers import Harness, error_code, first
 
 BAN = 14400.0
@@ -183,22 +183,9 @@ def test_everyone_else_is_forbidden() -> None:
 # Over TCP ---------------------------------------------------------------------------------
 
 
-async def json_login(server: Server, name: str) -> Client:
-    """A JSON-mode client, logged in. (conftest's `login(mode="json")` waits for a text
-    OK line after `mode json`, which in JSON mode never comes.)"""
-    c = await server.connect()
-    await c.send("mode json\n")
-    assert (await c.obj())["mode"] == "json"
-    o = await c.jcmd(f"login {name}")
-    assert o["type"] == "ok", o
-    for _ in range(o["unread"]):
-        await c.obj()
-    return c
-
-
 async def test_third_distinct_strike_bans_over_tcp(start_server: StartServer) -> None:
     server = await start_server()
-    troll = await json_login(server, "troll")
+    troll = await server.login("troll", mode="json")
     r1, r2, r3 = [await server.login(n) for n in ("r1", "r2", "r3")]
     assert await r1.cmd("report troll spam") == "OK troll has 1 strike"
     assert (await troll.obj()) == {

@@ -364,20 +364,6 @@ def test_rooms_survive_a_restart() -> None:
 # End to end ------------------------------------------------------------------------------
 
 
-async def jlogin(server: Server, name: str) -> Client:
-    """A logged-in JSON-mode client whose login reply and replay were read.
-
-    (conftest's `Server.login(mode="json")` waits for a text `OK` after `mode json`.)"""
-    c = await server.connect()
-    await c.send("mode json\n")
-    assert (await c.obj())["mode"] == "json"
-    o = await c.jcmd(f"login {name}")
-    assert o["type"] == "ok", o
-    for _ in range(o["unread"]):
-        await c.obj()
-    return c
-
-
 async def next_notice(client: Client, event: str) -> dict[str, Any]:
     while True:
         o = await client.obj()
@@ -386,9 +372,9 @@ async def next_notice(client: Client, event: str) -> dict[str, Any]:
 
 
 async def test_room_life_cycle_over_tcp(server: Server) -> None:
-    alice = await jlogin(server, "alice")
-    bob = await jlogin(server, "bob")
-    carol = await jlogin(server, "carol")
+    alice = await server.login("alice", mode="json")
+    bob = await server.login("bob", mode="json")
+    carol = await server.login("carol", mode="json")
 
     assert await alice.jcmd("room create dev") == {"type": "ok", "cmd": "room", "room": "#dev"}
     sent = await alice.jcmd("send #dev welcome")
@@ -448,8 +434,8 @@ async def test_room_life_cycle_over_tcp(server: Server) -> None:
 
 
 async def test_expired_and_revoked_links_over_tcp(server: Server) -> None:
-    alice = await jlogin(server, "alice")
-    bob = await jlogin(server, "bob")
+    alice = await server.login("alice", mode="json")
+    bob = await server.login("bob", mode="json")
     await alice.jcmd("room create dev")
     expired = (await alice.jcmd("room link #dev"))["link"]
     server.clock.advance(24 * 3600)
@@ -462,15 +448,15 @@ async def test_expired_and_revoked_links_over_tcp(server: Server) -> None:
 
 
 async def test_request_to_an_offline_owner_arrives_at_login(server: Server) -> None:
-    alice = await jlogin(server, "alice")
+    alice = await server.login("alice", mode="json")
     await alice.jcmd("room create dev")
     link = (await alice.jcmd("room link #dev"))["link"]
     await alice.close()
-    bob = await jlogin(server, "bob")
+    bob = await server.login("bob", mode="json")
     assert (await bob.jcmd(f"join {link}"))["status"] == "pending"
 
     server = await server.restart()  # and it is stored
-    alice = await jlogin(server, "alice")
+    alice = await server.login("alice", mode="json")
     assert await alice.obj() == {
         "type": "notice",
         "event": "join-request",
@@ -478,7 +464,7 @@ async def test_request_to_an_offline_owner_arrives_at_login(server: Server) -> N
         "user": "bob",
     }
     await alice.jcmd("room approve #dev bob")
-    bob = await jlogin(server, "bob")
+    bob = await server.login("bob", mode="json")
     assert (await bob.jcmd("rooms"))["rooms"][0]["room"] == "#dev"
     await bob.jcmd("send #dev thanks")
     assert (await alice.obj())["text"] == "thanks"

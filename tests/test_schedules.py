@@ -16,7 +16,7 @@ from chatd.protocol.commands import ParseError
 from chatd.protocol.events import Notice, Ok, Push
 from chatd.server.daemon import Daemon
 from tests.conftest import Server, config_with
-from tests.test_rooms import Core, jlogin, messages, notices, room_with
+from tests.test_rooms import Core, messages, notices, room_with
 
 NOW_ISO = "2027-01-15T08:00:00.000Z"  # Core's start time
 
@@ -263,8 +263,8 @@ def test_due_while_down_goes_out_at_the_first_tick_marked_late(logs: LogRecorder
 
 
 async def test_schedule_fires_cancel_before_and_after(server: Server) -> None:
-    alice = await jlogin(server, "alice")
-    bob = await jlogin(server, "bob")
+    alice = await server.login("alice", mode="json")
+    bob = await server.login("bob", mode="json")
     made = await alice.jcmd("schedule +30s send_all ding")
     assert made["type"] == "ok" and made["at"].endswith("Z")
     doomed = await alice.jcmd("schedule +40s send_all never")
@@ -296,13 +296,13 @@ async def test_schedule_fires_cancel_before_and_after(server: Server) -> None:
 
 
 async def test_schedules_survive_a_restart_and_due_ones_go_at_start(server: Server) -> None:
-    alice = await jlogin(server, "alice")
+    alice = await server.login("alice", mode="json")
     await alice.jcmd("schedule +10m send_all after restart")
     await alice.jcmd("schedule +1h send_all while down")
     await alice.close()
 
     server = await server.restart()
-    alice = await jlogin(server, "alice")
+    alice = await server.login("alice", mode="json")
     assert len((await alice.jcmd("scheduled"))["scheduled"]) == 2
     server.clock.advance(600)
     server.daemon.tick()
@@ -314,14 +314,14 @@ async def test_schedules_survive_a_restart_and_due_ones_go_at_start(server: Serv
     await server.daemon.stop()
     server.clock.advance(7200)  # the second falls due while the server is down
     server = await server.restart()
-    bob = await jlogin(server, "bob")
+    bob = await server.login("bob", mode="json")
     history = await bob.jcmd("history #general")
     assert [m["text"] for m in history["messages"]] == ["after restart", "while down"]
     server = await server.restart()  # not sent twice
-    bob = await jlogin(server, "bob")
+    bob = await server.login("bob", mode="json")
     history = await bob.jcmd("history #general")
     assert [m["text"] for m in history["messages"]] == ["after restart", "while down"]
-    alice = await jlogin(server, "alice")
+    alice = await server.login("alice", mode="json")
     assert (await alice.jcmd("scheduled"))["scheduled"] == []
 
 
@@ -344,7 +344,7 @@ async def test_a_real_one_second_schedule(tmp_path: Path) -> None:
     await daemon.start()
     try:
         server = Server(daemon, None, tmp_path / "data")  # type: ignore[arg-type]
-        alice = await jlogin(server, "alice")
+        alice = await server.login("alice", mode="json")
         started = time.monotonic()
         await alice.jcmd("schedule +1s send_all tick")
         got = [await alice.obj(timeout=3), await alice.obj()]

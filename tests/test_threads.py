@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chatd.protocol.events import Message, Ok, Push
 from tests.conftest import Server
-from tests.test_rooms import Core, jlogin, messages, room_with
+from tests.test_rooms import Core, messages, room_with
 
 # Core -----------------------------------------------------------------------------------
 
@@ -137,8 +137,8 @@ def test_a_comment_whose_root_expired_stands_alone() -> None:
 
 
 async def test_comments_and_threads_over_tcp(server: Server) -> None:
-    alice = await jlogin(server, "alice")
-    bob = await jlogin(server, "bob")
+    alice = await server.login("alice", mode="json")
+    bob = await server.login("bob", mode="json")
     posted = await alice.jcmd("send_all lunch?")
     assert (await bob.obj())["text"] == "lunch?"
 
@@ -165,9 +165,9 @@ async def test_comments_and_threads_over_tcp(server: Server) -> None:
 
 
 async def test_private_comment_visibility_over_tcp(server: Server) -> None:
-    alice = await jlogin(server, "alice")
-    bob = await jlogin(server, "bob")
-    carol = await jlogin(server, "carol")
+    alice = await server.login("alice", mode="json")
+    bob = await server.login("bob", mode="json")
+    carol = await server.login("carol", mode="json")
     secret = await alice.jcmd("send bob the code is 42")
     await bob.obj()
     for line in (f"comment {secret['id']} nosy", f"thread {secret['id']}"):
@@ -182,7 +182,7 @@ async def test_private_comment_visibility_over_tcp(server: Server) -> None:
 
 async def test_comments_are_replayed_like_messages(server: Server) -> None:
     alice = await server.login("alice")
-    bob = await jlogin(server, "bob")
+    bob = await server.login("bob", mode="json")
     posted = await bob.jcmd("send_all hello")
     await alice.line()
     await alice.close()
