@@ -111,7 +111,7 @@ class ChatState:
         reply_to: int | None = None,
         file: FileInfo | None = None,
     ) -> Message:
-        msg = Message(self.next_id, chat, sender, text, now, reply_to=reply_to, to=to, file=file)
+        msg = Message(self.next_id, chat, sender, text, now, reply_to, to, file)
         self.next_id += 1
         self._remember(msg)
         return msg
