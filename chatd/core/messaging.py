@@ -12,7 +12,7 @@ from chatd.core.outcome import (
 )
 from chatd.core.state import ChatState, Refused, account_of, log, msg_id, ok, retry_after
 from chatd.protocol import commands as c
-from chatd.protocol.events import GENERAL, Code, Message, Push
+from chatd.protocol.events import GENERAL, Code, Message, Ok, Push
 from chatd.protocol.render import rfc3339
 
 
@@ -50,11 +50,12 @@ class MessagingCommands(ChatState):
     def _sent(
         self, name: str, cmd: c.Command, s: Session, msg: Message, *, broadcast: bool
     ) -> Outcome:
-        out = ok(name, cmd, id=msg.id, ts=rfc3339(msg.ts))
-        out.changes.append(PutMessage(msg))
-        out.acked = msg.id
-        if broadcast:
-            out.broadcasts.append((msg, s))
+        out = Outcome(
+            replies=[Ok(name, cmd.verb, {"id": msg.id, "ts": rfc3339(msg.ts)})],
+            broadcasts=[(msg, s)] if broadcast else [],
+            changes=[PutMessage(msg)],
+            acked=msg.id,
+        )
         log.info("message.sent", user=msg.sender, chat=msg.chat, id=msg.id)
         return out
 

@@ -27,8 +27,12 @@ def rfc3339(ts: float) -> str:
     """Unix seconds as RFC 3339 UTC with milliseconds: 2026-11-26T12:00:01.123Z.
 
     Formatting a datetime costs more than the rest of a message's rendering, and a busy
-    second has thousands of messages, so the seconds part is cached."""
-    ms = round(ts * 1000)
+    server sends dozens of messages per millisecond, so both parts are cached."""
+    return _utc_ms(round(ts * 1000))
+
+
+@functools.lru_cache(maxsize=64)
+def _utc_ms(ms: int) -> str:
     return f"{_utc_second(ms // 1000)}.{ms % 1000:03d}Z"
 
 
@@ -80,6 +84,8 @@ class Renderer:
         self._clock = functools.lru_cache(maxsize=4)(self._format_clock)
 
     def render(self, event: Event, mode: Mode) -> bytes:
+        if type(event) is Push and mode is Mode.TEXT:  # the hot path: fan-out
+            return (self.message_line(event) + "\n").encode()
         if isinstance(event, Rendered):
             return event.data
         if mode is Mode.JSON:
@@ -132,6 +138,8 @@ class Renderer:
     def message_line(self, push: Push) -> str:
         """`HH:MM:SS [id] chat <sender> text`, with reply and file markers."""
         m = push.message
+        if m.to is None and m.reply_to is None and m.file is None and m.text:  # most of them
+            return f"{self._clock(int(m.ts))} [{m.id}] {m.chat} <{m.sender}> {m.text}"
         parts = [self.clock(m.ts), f"[{m.id}]", chat_for(m, push.viewer), f"<{m.sender}>"]
         if m.reply_to is not None:
             parts.append(f"(re [{m.reply_to}])")
@@ -149,6 +157,8 @@ class Renderer:
             return f"{_download_head(f)}{lines}.\n"
         layout = _TEXT_OK.get(ok.name)
         items, summary = layout(self, ok.fields) if layout else ((), "")
+        if not items:
+            return f"OK {summary}\n" if summary else "OK\n"
         head = "".join(f"  {item}\n" for item in items)
         return f"{head}OK {summary}\n" if summary else f"{head}OK\n"
 
