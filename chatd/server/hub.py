@@ -16,7 +16,9 @@ in one `transport.write`. No per-recipient rendering, allocation, log call or aw
 from __future__ import annotations
 
 import asyncio
+import bisect
 import concurrent.futures
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -252,34 +254,30 @@ class Hub:
         subscribers = cast("set[Peer] | None", self._chat.topics.get(topic))
         if not subscribers:
             return
-        render = self._renderer.render
         first_id = items[0][0].id
         top_id = items[-1][0].id
-        senders = {s for _, s in items if s is not None}
-        blobs: dict[Mode, bytes] = {}
-        parts: dict[Mode, list[bytes]] = {}
+        own: dict[Session, list[int]] = {}  # sender -> indexes of its items
+        for i, (_, sender) in enumerate(items):
+            if sender is not None:
+                own.setdefault(sender, []).append(i)
+        blobs: dict[Mode, tuple[bytes, list[int]]] = {}
         fast_bytes = 0  # a local add per recipient; the counter is updated once below
         for peer in subscribers:
             mode = peer.mode
-            if peer in senders or peer.live_from > first_id:
+            rendered = blobs.get(mode)
+            if rendered is None:
+                rendered = blobs[mode] = self._render_items(items, mode)
+            blob = rendered[0]
+            skip = own.get(peer)
+            if skip is not None or peer.live_from > first_id:
                 # Rare: this session sent some of these, or logged in mid-batch.
-                mine = parts.get(mode)
-                if mine is None:
-                    mine = parts[mode] = [render(Push(m), mode) for m, _ in items]
-                data = b"".join(
-                    mine[i]
-                    for i, (m, s) in enumerate(items)
-                    if s is not peer and m.id >= peer.live_from
-                )
+                start = 0
+                if peer.live_from > first_id:
+                    start = bisect.bisect_left(items, peer.live_from, key=_item_id)
+                data = _without(blob, rendered[1], start, skip or ())
                 if data:
                     self._write(peer, data, top_id, dropped)
                 continue
-            blob = blobs.get(mode)
-            if blob is None:
-                mine = parts.get(mode)
-                if mine is None:
-                    mine = parts[mode] = [render(Push(m), mode) for m, _ in items]
-                blob = blobs[mode] = b"".join(mine)
             transport = peer.transport
             if transport is None:
                 continue
@@ -293,8 +291,16 @@ class Hub:
                 peer.sent_id = top_id
         m = self._m
         m.bytes_out.value += fast_bytes
-        own = sum(1 for _, s in items if s is not None and s in subscribers)
-        m.delivered[chat_kind(topic)].value += len(subscribers) * len(items) - own
+        mine = sum(len(indexes) for sender, indexes in own.items() if sender in subscribers)
+        m.delivered[chat_kind(topic)].value += len(subscribers) * len(items) - mine
+
+    def _render_items(
+        self, items: list[tuple[Message, Session | None]], mode: Mode
+    ) -> tuple[bytes, list[int]]:
+        """The batch's messages of a topic rendered once, joined, and where each ends."""
+        render = self._renderer.render
+        parts = [render(Push(m), mode) for m, _ in items]
+        return b"".join(parts), list(itertools.accumulate(map(len, parts)))
 
     def _write(self, peer: Peer, data: bytes, top_id: int, dropped: list[Peer]) -> None:
         transport = peer.transport
@@ -336,3 +342,23 @@ class Hub:
         self.changes(self._chat.close(peer, self._clock()).changes)
         transport.close()
         self._loop.call_later(2.0, transport.abort)
+
+
+def _item_id(item: tuple[Message, Session | None]) -> int:
+    return item[0].id
+
+
+def _without(blob: bytes, ends: list[int], first: int, skip: Sequence[int]) -> bytes:
+    """`blob` from item `first` on, minus the items at the indexes `skip` (ascending);
+    `ends[i]` is where item i ends in `blob`. A few slices, not a pass over the items."""
+    pos = ends[first - 1] if first else 0
+    parts = []
+    for i in skip:
+        if i < first:
+            continue
+        start = ends[i - 1] if i else 0
+        if start > pos:
+            parts.append(blob[pos:start])
+        pos = ends[i]
+    parts.append(blob[pos:])
+    return b"".join(parts)
