@@ -2,11 +2,15 @@
 
 Everything the core emits while a batch is open lands in that batch: replies and pushes
 per session, broadcast messages per chat topic, and the durable changes. At the end of
-the loop turn the batch is sealed and committed (on the writer thread when each commit
-ends in an fsync; inline when it does not, which saves two thread hand-offs); only when
-the commit returns are its bytes written, so no one ever sees a message that could
-vanish in a crash. While a threaded commit runs, the next batch keeps filling (group
-commit).
+the loop turn the batch is sealed and committed; only when the commit returns are its
+bytes written, so no one ever sees a message that could vanish in a crash. While a
+threaded commit runs, the next batch keeps filling (group commit).
+
+Where a commit runs: on the writer thread when each commit ends in an fsync. Without
+fsync (`inline_commit`), a batch that carries messages is committed inline on the loop:
+its fan-out waits for the commit, and the WAL `write()` costs less than two thread
+hand-offs. Other batches (a login storm's new accounts, cursor saves) still go to the
+writer thread, so the loop keeps accepting and handling while they commit.
 
 The hot path is the topic release: each broadcast message is rendered once per mode,
 the batch's messages are joined once, and every subscribed session gets the same bytes
@@ -176,7 +180,11 @@ class Hub:
             self._turn_end()
             return
         self._inflight = batch
-        if self._inline:
+        self._start_commit(batch)
+
+    def _start_commit(self, batch: _Batch) -> None:
+        """Inline or on the writer thread (module doc)."""
+        if self._inline and any(type(change) is PutMessage for change in batch.changes):
             self._commit_inline(batch)
         else:
             self._commit(batch)
@@ -210,8 +218,7 @@ class Hub:
         # Nothing of this batch was acknowledged; keep it and try again, so that a full
         # disk stalls replies instead of losing acknowledged messages.
         log.error("store.commit_failed", error=str(error), changes=len(batch.changes))
-        retry = self._commit_inline if self._inline else self._commit
-        self._loop.call_later(1.0, retry, batch)
+        self._loop.call_later(1.0, self._start_commit, batch)
 
     def _after_commit(self, batch: _Batch, seconds: float) -> None:
         self.commits += 1
