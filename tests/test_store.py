@@ -62,6 +62,34 @@ def test_sqlite_reload_matches_memory(tmp_path: Path) -> None:
     assert reopened.schedules == mem.schedules
 
 
+def test_big_batches_reload_like_memory(tmp_path: Path) -> None:
+    """Runs of hundreds of rows, plain and private messages interleaved (two INSERT
+    statements), the same account written twice in one batch and a room replaced, come
+    back as memory has them."""
+    changes: list[o.Change] = [o.PutAccount(f"u{i}", f"U{i}", None, float(i)) for i in range(300)]
+    changes.append(o.PutAccount("u7", "Seven", "scrypt$y", 7.0))  # same key, same batch
+    changes += [o.PutAccount("u8", "Eight", None, 8.0), o.PutRoom("#a", "a", "u1", 1.0)]
+    changes += [o.PutRoom("#a", "A", "u2", 2.0)]
+    for i in range(1, 342):
+        to = "u2" if i % 5 == 0 else None
+        chat = "@u1|u2" if to else "#general"
+        changes.append(o.PutMessage(Message(i, chat, "U1", f"m{i}", float(i), to=to)))
+    sqlite, mem = SqliteStore(tmp_path), MemoryStore()
+    sqlite.commit(changes)
+    mem.commit(changes)
+    sqlite.close()
+    reopened, expected = SqliteStore(tmp_path).load(), mem.load()
+    assert len(reopened.messages) == 341
+    assert reopened.messages == expected.messages
+    assert reopened.next_id == 342
+    by_key = {a.key: a for a in reopened.accounts}
+    assert len(by_key) == 300
+    assert (by_key["u7"].name, by_key["u7"].pw_hash) == ("Seven", "scrypt$y")
+    assert by_key["u8"].name == "Eight"
+    assert reopened.rooms == expected.rooms
+    assert [r.name for r in reopened.rooms] == ["A"]
+
+
 def test_ids_are_never_reused_after_deletion(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path)
     snap = snapshot_after(store)
