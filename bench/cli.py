@@ -288,12 +288,12 @@ def run_benchmark(
 
 
 def _describe(target: str) -> dict[str, Any]:
-    if target == "ngircd":
+    if target in servers.VERSIONS:
         try:
-            version = servers.ngircd_version()
-        except (servers.ServerError, OSError) as e:
+            version = servers.VERSIONS[target]()
+        except (servers.ServerError, OSError, subprocess.TimeoutExpired) as e:
             version = f"unavailable: {e}"
-        return {"kind": "ngircd", "version": version}
+        return {"kind": target, "version": version}
     return {"kind": "chatd", "config": servers.chatd_config(servers.TARGETS[target])}
 
 

@@ -46,6 +46,7 @@ def command(binary: Path, server: Running, scenario: Scenario) -> list[str]:
     """The loadgen command line for one scenario against one running server."""
     cmd = [str(binary), "--proto", server.proto, "--port", str(server.port)]
     cmd += ["--server-pid", str(server.pid), "--scenario", scenario.kind]
+    cmd += ["--window", str(server.setup_window)]
     for key, value in scenario.params.items():
         if key == "join":
             if not value:

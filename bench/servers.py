@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import resource
 import shutil
 import signal
 import socket
@@ -11,7 +13,7 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,7 @@ class Running:
     port: int
     pid: int
     log: Path
+    setup_window: int = 8  # logins the loadgen keeps pending while it sets up clients
 
 
 def free_port() -> int:
@@ -190,13 +193,100 @@ def ngircd(workdir: Path) -> Iterator[Running]:
         _stop(proc)
 
 
+# InspIRCd 3 with its limits out of the way (bench/README.md, "InspIRCd"). No <module> tags:
+# only the built-in core modules run, so no ident, connect throttling or flood modules.
+INSPIRCD_CONF = """\
+<server name="bench.irc" description="chatd benchmark" network="bench">
+<admin name="bench" nick="bench" email="bench@localhost">
+<path configdir="{dir}" datadir="{dir}" logdir="{dir}" runtimedir="{dir}">
+<pid file="{dir}/inspircd.pid">
+<files motd="{dir}/motd.txt">
+<bind address="{host}" port="{port}" type="clients">
+<performance softlimit="{softlimit}" somaxconn="4096">
+<limits maxnick="31">
+<connect name="bench"
+         allow="*"
+         resolvehostnames="no"
+         fakelag="no"
+         threshold="4000000"
+         commandrate="4000000000"
+         recvq="16777216"
+         softsendq="16777216"
+         hardsendq="16777216"
+         limit="1000000"
+         localmax="1000000"
+         globalmax="1000000"
+         maxchans="100"
+         maxconnwarn="no"
+         pingfreq="10m"
+         timeout="5m">
+"""
+
+
+def inspircd_binary() -> str:
+    """Path of the inspircd executable (Debian puts it in /usr/sbin)."""
+    found = shutil.which("inspircd") or shutil.which("inspircd", path="/usr/sbin:/usr/local/sbin")
+    if found is None:
+        raise ServerError("inspircd not installed: apt-get update && apt-get install -y inspircd")
+    return found
+
+
+def inspircd_version() -> str:
+    """InspIRCd's version line, e.g. `InspIRCd-3.15.0`."""
+    out = subprocess.run(
+        [inspircd_binary(), "--version"], check=False, capture_output=True, timeout=10
+    )
+    lines = (out.stdout + out.stderr).decode(errors="replace").splitlines()
+    return next((ln.strip() for ln in lines if ln.strip()), "unknown")
+
+
+def _nofile_limit() -> int:
+    """The soft RLIMIT_NOFILE the server inherits: its fd ceiling, so its softlimit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 1_000_000 if soft == resource.RLIM_INFINITY else max(soft, 10)
+
+
+@contextlib.contextmanager
+def inspircd(workdir: Path) -> Iterator[Running]:
+    """Runs InspIRCd in the foreground (--nofork) with a generated config."""
+    binary = inspircd_binary()
+    port = free_port()
+    (workdir / "motd.txt").write_text("bench\n")
+    conf = workdir / "inspircd.conf"
+    conf.write_text(
+        INSPIRCD_CONF.format(dir=workdir, host=HOST, port=port, softlimit=_nofile_limit())
+    )
+    log = workdir / "inspircd.log"
+    cmd = [binary, "--nofork", "--config", str(conf)]
+    if os.geteuid() == 0:  # InspIRCd refuses to start as root without it
+        cmd.append("--runasroot")
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
+    try:
+        _wait_listening(proc, port, log, timeout=30)
+        # InspIRCd completes a registration only in its once-a-second housekeeping, so 8
+        # pending logins would set up 8 clients per second; the storm is not paced.
+        yield Running("irc", port, proc.pid, log, setup_window=200)
+    finally:
+        _stop(proc)
+
+
 TARGETS: dict[str, Mapping[str, object]] = {
     "chatd": {"store.synchronous": "normal"},
     "chatd-full": {"store.synchronous": "full"},
 }
-"""chatd targets and their config overrides; "ngircd" is the other target."""
+"""chatd targets and their config overrides; IRC_TARGETS are the others."""
 
-ALL_TARGETS = (*TARGETS, "ngircd")
+IRC_TARGETS: dict[str, Callable[[Path], contextlib.AbstractContextManager[Running]]] = {
+    "ngircd": ngircd,
+    "inspircd": inspircd,
+}
+"""IRC servers for reference: each starts one in a working directory."""
+
+VERSIONS: dict[str, Callable[[], str]] = {"ngircd": ngircd_version, "inspircd": inspircd_version}
+"""The version line of each IRC target, for the results file."""
+
+ALL_TARGETS = (*TARGETS, *IRC_TARGETS)
 
 
 @contextlib.contextmanager
@@ -204,8 +294,9 @@ def start(target: str) -> Iterator[Running]:
     """Starts `target` in a fresh temporary directory, removed afterwards."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{target}-"))
     try:
-        if target == "ngircd":
-            cm = ngircd(workdir)
+        cm: contextlib.AbstractContextManager[Running]
+        if target in IRC_TARGETS:
+            cm = IRC_TARGETS[target](workdir)
         elif target in TARGETS:
             cm = chatd(TARGETS[target], workdir)
         else:
