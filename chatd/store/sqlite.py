@@ -287,7 +287,7 @@ class SqliteStore:
                     if counter is not None:
                         name, ident = counter[0], counter[1](ch)
                         tops[name] = max(tops.get(name, 0), ident + 1)
-                if this is not sql:
+                if this != sql:
                     self._flush(sql, run)
                     sql, run = this, []
                 run.append(row)
