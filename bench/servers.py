@@ -119,13 +119,36 @@ def chatd(overrides: Mapping[str, object], workdir: Path) -> Iterator[Running]:
     log = workdir / "chatd.log"
     cmd = [chatd_python(), str(server), "--config", str(config), "--host", HOST]
     cmd += ["--port", str(port), "--data-dir", str(data), "--log-level", "warning"]
+    with _running(cmd, workdir, port, log) as pid:
+        yield Running("chatd", port, pid, log)
+
+
+@contextlib.contextmanager
+def _running(cmd: list[str], workdir: Path, port: int, log: Path) -> Iterator[int]:
+    """Starts `cmd` with its output in `log`, waits until it listens on `port`, yields
+    its PID, and stops it afterwards."""
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
     try:
         _wait_listening(proc, port, log, timeout=30)
-        yield Running("chatd", port, proc.pid, log)
+        yield proc.pid
     finally:
         _stop(proc)
+
+
+def _installed(name: str) -> str:
+    """Path of a Debian-packaged server's executable (in /usr/sbin, often off PATH)."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+    if found is None:
+        raise ServerError(f"{name} not installed: apt-get update && apt-get install -y {name}")
+    return found
+
+
+def _version_line(binary: str) -> str:
+    """The first line a server prints for --version."""
+    out = subprocess.run([binary, "--version"], check=False, capture_output=True, timeout=10)
+    lines = (out.stdout + out.stderr).decode(errors="replace").splitlines()
+    return next((line.strip() for line in lines if line.strip()), "unknown")
 
 
 NGIRCD_CONF = """\
@@ -158,39 +181,21 @@ Modes = tn
 """
 
 
-def ngircd_binary() -> str:
-    """Path of the ngircd executable (Debian puts it in /usr/sbin)."""
-    found = shutil.which("ngircd") or shutil.which("ngircd", path="/usr/sbin:/usr/local/sbin")
-    if found is None:
-        raise ServerError("ngircd not installed: apt-get update && apt-get install -y ngircd")
-    return found
-
-
 def ngircd_version() -> str:
     """ngIRCd's version line, e.g. `ngIRCd 26.1-IDENT+IPv6+...`."""
-    out = subprocess.run(
-        [ngircd_binary(), "--version"], check=False, capture_output=True, timeout=10
-    )
-    return out.stdout.decode(errors="replace").splitlines()[0].strip()
+    return _version_line(_installed("ngircd"))
 
 
 @contextlib.contextmanager
 def ngircd(workdir: Path) -> Iterator[Running]:
     """Runs ngIRCd in the foreground (-n) with a generated config."""
-    binary = ngircd_binary()
+    binary = _installed("ngircd")
     port = free_port()
     conf = workdir / "ngircd.conf"
     conf.write_text(NGIRCD_CONF.format(host=HOST, port=port))
     log = workdir / "ngircd.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [binary, "-n", "-f", str(conf)], stdout=out, stderr=subprocess.STDOUT, cwd=workdir
-        )
-    try:
-        _wait_listening(proc, port, log, timeout=30)
-        yield Running("irc", port, proc.pid, log)
-    finally:
-        _stop(proc)
+    with _running([binary, "-n", "-f", str(conf)], workdir, port, log) as pid:
+        yield Running("irc", port, pid, log)
 
 
 # InspIRCd 3 with its limits out of the way (bench/README.md, "InspIRCd"). No <module> tags:
@@ -223,21 +228,9 @@ INSPIRCD_CONF = """\
 """
 
 
-def inspircd_binary() -> str:
-    """Path of the inspircd executable (Debian puts it in /usr/sbin)."""
-    found = shutil.which("inspircd") or shutil.which("inspircd", path="/usr/sbin:/usr/local/sbin")
-    if found is None:
-        raise ServerError("inspircd not installed: apt-get update && apt-get install -y inspircd")
-    return found
-
-
 def inspircd_version() -> str:
-    """InspIRCd's version line, e.g. `InspIRCd-3.15.0`."""
-    out = subprocess.run(
-        [inspircd_binary(), "--version"], check=False, capture_output=True, timeout=10
-    )
-    lines = (out.stdout + out.stderr).decode(errors="replace").splitlines()
-    return next((ln.strip() for ln in lines if ln.strip()), "unknown")
+    """InspIRCd's version line, e.g. `InspIRCd-3.15.0-debian`."""
+    return _version_line(_installed("inspircd"))
 
 
 def _nofile_limit() -> int:
@@ -249,7 +242,7 @@ def _nofile_limit() -> int:
 @contextlib.contextmanager
 def inspircd(workdir: Path) -> Iterator[Running]:
     """Runs InspIRCd in the foreground (--nofork) with a generated config."""
-    binary = inspircd_binary()
+    binary = _installed("inspircd")
     port = free_port()
     (workdir / "motd.txt").write_text("bench\n")
     conf = workdir / "inspircd.conf"
@@ -260,15 +253,10 @@ def inspircd(workdir: Path) -> Iterator[Running]:
     cmd = [binary, "--nofork", "--config", str(conf)]
     if os.geteuid() == 0:  # InspIRCd refuses to start as root without it
         cmd.append("--runasroot")
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
-    try:
-        _wait_listening(proc, port, log, timeout=30)
+    with _running(cmd, workdir, port, log) as pid:
         # InspIRCd completes a registration only in its once-a-second housekeeping, so 8
         # pending logins would set up 8 clients per second; the storm is not paced.
-        yield Running("irc", port, proc.pid, log, setup_window=200)
-    finally:
-        _stop(proc)
+        yield Running("irc", port, pid, log, setup_window=200)
 
 
 TARGETS: dict[str, Mapping[str, object]] = {
