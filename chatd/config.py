@@ -112,6 +112,32 @@ class TlsSection:
 
 
 @dataclass(frozen=True, slots=True)
+class TelnetSection:
+    """The telnet door: the line protocol, with BINARY offered at connect."""
+
+    host: str = ""  # empty: same as server.host
+    port: int = 0  # 0: no telnet listener
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSection:
+    """The HTTP door: REST, long-poll, SSE, WebSocket and the web client (docs/http.md)."""
+
+    host: str = ""  # empty: same as server.host
+    port: int = 0  # 0: no HTTP listener
+    tls_port: int = 0  # 0: no HTTPS listener (uses the [tls] certificate)
+
+
+@dataclass(frozen=True, slots=True)
+class IrcSection:
+    """The IRC door: irssi, WeeChat and IRC bots (docs/irc.md)."""
+
+    host: str = ""  # empty: same as server.host
+    port: int = 0  # 0: no IRC listener
+    tls_port: int = 0  # 0: no IRC-over-TLS listener (uses the [tls] certificate)
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsSection:
     port: int = 0  # 0: no Prometheus endpoint
     host: str = "127.0.0.1"
@@ -131,6 +157,9 @@ class Config:
     store: StoreSection = field(default_factory=StoreSection)
     log: LogSection = field(default_factory=LogSection)
     tls: TlsSection = field(default_factory=TlsSection)
+    telnet: TelnetSection = field(default_factory=TelnetSection)
+    http: HttpSection = field(default_factory=HttpSection)
+    irc: IrcSection = field(default_factory=IrcSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
 
     def with_overrides(self, overrides: Mapping[str, object]) -> Config:
@@ -171,7 +200,16 @@ _POSITIVE = {
     "rooms.link_ttl_s",
     "schedule.horizon_s",
 }
-_PORTS = {"server.port", "tls.port", "metrics.port"}
+_PORTS = {
+    "server.port",
+    "tls.port",
+    "metrics.port",
+    "telnet.port",
+    "http.port",
+    "http.tls_port",
+    "irc.port",
+    "irc.tls_port",
+}
 
 
 def load(path: str | Path | None) -> Config:

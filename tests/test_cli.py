@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from chatd import cli
-from tests.conftest import ROOT, Child, Client, free_port
+from tests.helpers.server import ROOT, Child, Client, free_port
 from tests.test_e2e_protocol import err_code
 
 SpawnServer = Callable[..., Child]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.conftest import ROOT, Server, free_port
+from tests.helpers.server import ROOT, Server, free_port
 
 WAIT_S = 20.0  # a guard against hanging, not a measured quantity
 

@@ -14,7 +14,7 @@ import pytest
 
 from chatd.client.connection import ConnectError, Connection, ConnectionLost, Endpoint, Obj
 from chatd.client.session import LoginError, Session
-from tests.conftest import Client, Server, free_port
+from tests.helpers.server import Client, Server, free_port
 
 WAIT_S = 10.0  # a guard against hanging, not a measured quantity
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Child, Client, Server, free_port
+from tests.helpers.server import ROOT, Child, Client, Server, free_port
 
 WAIT_S = 10.0  # a guard against hanging, not a measured quantity
 PROMPT = "#general> "

@@ -11,7 +11,7 @@ from chatd.core.outcome import Change
 from chatd.server.daemon import Daemon
 from chatd.store.base import StoreError
 from chatd.store.memory import MemoryStore
-from tests.conftest import Client, FakeClock, config_with
+from tests.helpers.server import Client, FakeClock, config_with
 
 
 class FullDisk(MemoryStore):

@@ -15,8 +15,14 @@ def write(tmp_path: Path, text: str) -> Path:
     return p
 
 
-def test_the_shipped_file_equals_the_defaults() -> None:
-    assert load(ROOT / "chatd.toml") == Config()
+def test_the_shipped_file_equals_the_defaults_but_opens_every_door() -> None:
+    # The built-in defaults keep the extra doors off (HTTP.md); the shipped file opens
+    # them on their usual local ports, and differs in nothing else.
+    shipped = load(ROOT / "chatd.toml")
+    assert (shipped.telnet.port, shipped.http.port, shipped.irc.port) == (2323, 8080, 6667)
+    doors = {"telnet.port": 2323, "http.port": 8080, "irc.port": 6667}
+    assert shipped == Config().with_overrides(doors)
+    assert (Config().telnet.port, Config().http.port, Config().irc.port) == (0, 0, 0)
 
 
 def test_defaults_from_the_contract() -> None:

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 from chatd.config import Config
 from chatd.protocol.events import GENERAL, Mode, Notice, Ok, Push
-from tests.core_helpers import Harness, error_code, first
+from tests.helpers.core import Harness, error_code, first
 
 
 def sessions_of(out_pushes: list[tuple[object, tuple[object, ...]]]) -> list[object]:

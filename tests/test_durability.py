@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Child, Client, Server
+from tests.helpers.server import Child, Client, Server
 from tests.test_e2e_protocol import err_code, jlogin, jlogin_full, register
 
 SpawnServer = Callable[..., Child]

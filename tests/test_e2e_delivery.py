@@ -10,7 +10,7 @@ import re
 import socket
 from typing import Any
 
-from tests.conftest import Client, Server, StartServer
+from tests.helpers.server import Client, Server, StartServer
 from tests.test_e2e_protocol import TEXT_MSG_RE, err_code, jlogin, jlogin_full, register
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Client, Server, StartServer
+from tests.helpers.server import Client, Server, StartServer
 
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 START_TS = "2027-01-15T08:00:00.000Z"  # FakeClock's start, 1_800_000_000

@@ -1,6 +1,6 @@
 """A first conversation over real TCP: two users, live push, history."""
 
-from tests.conftest import Server
+from tests.helpers.server import Server
 
 
 async def test_two_users_chat(server: Server) -> None:

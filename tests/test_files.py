@@ -15,7 +15,7 @@ from chatd.core.files import MAX_NAME_CHARS, safe_name
 from chatd.core.outcome import Outcome
 from chatd.protocol.events import Mode, Ok
 from chatd.protocol.render import Renderer, download_reply
-from tests.conftest import TIMEOUT, Client, Server, StartServer
+from tests.helpers.server import TIMEOUT, Client, Server, StartServer
 
 MiB = 1024 * 1024
 SLOW = 60.0  # seconds allowed for a 5 MiB transfer on a loaded machine (not asserted)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatd.core.flood import LoginThrottle, TokenBucket
-from tests.conftest import StartServer
+from tests.helpers.server import StartServer
 
 # TokenBucket ---------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from chatd.protocol.commands import ParseError, parse
 from chatd.protocol.events import Code, Error, Ok
 from chatd.protocol.framing import FrameError, LineFramer
 from chatd.store.memory import MemoryStore
-from tests.core_helpers import T0
+from tests.helpers.core import T0
 
 EXAMPLES = int(os.environ.get("CHATD_FUZZ_EXAMPLES", "60"))
 

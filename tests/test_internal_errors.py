@@ -5,7 +5,7 @@ from __future__ import annotations
 from chatd.core.model import Session
 from chatd.core.outcome import Outcome
 from chatd.protocol import commands as c
-from tests.conftest import Server
+from tests.helpers.server import Server
 
 
 async def test_a_crashing_command_answers_internal_and_nothing_else_breaks(

@@ -9,7 +9,7 @@ import json
 import socket
 
 from chatd.server.connection import Connection
-from tests.conftest import Client, Server, StartServer
+from tests.helpers.server import Client, Server, StartServer
 
 # The #general rate limit -------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-from tests.conftest import Child, Client
+from tests.helpers.server import Child, Client
 
 SpawnServer = Callable[..., Child]
 SECRET_TEXT = "TOPSECRET-message-body-4242"

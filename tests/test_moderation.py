@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from chatd.config import Config
 from chatd.core.model import Session
 from chatd.protocol.events import Error, Event, Notice, Ok
-from tests.conftest import StartServer
-from tests.core_helpers import Harness, error_code, first
+from tests.helpers.core import Harness, error_code, first
+from tests.helpers.server import StartServer
 
 BAN = 14400.0
 DAY = 86400.0

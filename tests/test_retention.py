@@ -17,8 +17,8 @@ from chatd.core.outcome import DeleteFile, DeleteMessages, Outcome
 from chatd.core.retention import Mark, due_frontier, note_frontier
 from chatd.protocol.commands import Upload
 from chatd.protocol.events import GENERAL, Ok
-from tests.conftest import StartServer
-from tests.core_helpers import T0, Harness, error_code, first
+from tests.helpers.core import T0, Harness, error_code, first
+from tests.helpers.server import StartServer
 
 TTL = 3600.0
 SWEEP = 60.0

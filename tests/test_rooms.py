@@ -19,7 +19,7 @@ from chatd.core.outcome import Outcome
 from chatd.protocol.commands import parse
 from chatd.protocol.events import Error, Event, Message, Notice, Ok, Push
 from chatd.store.memory import MemoryStore
-from tests.conftest import Client, Server
+from tests.helpers.server import Client, Server
 
 # The core, driven directly -----------------------------------------------------------
 

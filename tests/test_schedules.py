@@ -15,7 +15,7 @@ from chatd.core.outcome import DeleteSchedule, PutMessage
 from chatd.protocol.commands import ParseError
 from chatd.protocol.events import Notice, Ok, Push
 from chatd.server.daemon import Daemon
-from tests.conftest import Server, config_with
+from tests.helpers.server import Server, config_with
 from tests.test_rooms import Core, messages, notices, room_with
 
 NOW_ISO = "2027-01-15T08:00:00.000Z"  # Core's start time

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chatd.protocol.events import Message, Ok, Push
-from tests.conftest import Server
+from tests.helpers.server import Server
 from tests.test_rooms import Core, messages, room_with
 
 # Core -----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from chatd.core.outcome import Deferred, Outcome
 from chatd.protocol.commands import Download, ParseError, Upload, parse
 from chatd.protocol.events import Code, Error, Notice
 from chatd.protocol.framing import FrameError, LineFramer
-from chatd.server.hub import Peer
+from chatd.server.peer import Peer
 
 if TYPE_CHECKING:
     from chatd.server.daemon import Daemon

@@ -102,6 +102,7 @@ class Daemon:
         )
         self._servers.extend(await self.ops.listen(cfg, lambda: Connection(self)))
         self.port = self.ops.port
+        self._servers.extend(await self._listen_doors(cfg))
         self._every(CURSOR_SAVE_INTERVAL_S, self._save_cursors)
         self.tick()
         log.info(
@@ -111,6 +112,17 @@ class Daemon:
             accounts=len(self.chat.accounts),
             messages=len(self.chat.messages),
         )
+
+    async def _listen_doors(self, cfg: Config) -> list[asyncio.Server]:
+        """The other doors onto the same chat, each off while its port is 0."""
+        host = cfg.server.host
+        return await self.ops.listen_door(
+            "telnet", cfg.telnet.host or host, cfg.telnet.port, lambda: Connection(self)
+        )
+
+    def door_port(self, name: str) -> int:
+        """The bound port of a door (`telnet`, `http`, `irc`, `http-tls`, ...), 0 if off."""
+        return self.ops.door_ports.get(name, 0)
 
     async def serve_forever(self) -> None:
         """Handles signals (SIGHUP: reload) and tells systemd it is ready, until stopped."""

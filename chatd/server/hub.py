@@ -35,21 +35,10 @@ from chatd.core.outcome import Change, Outcome, PutMessage
 from chatd.protocol.events import Error, Event, Message, Mode, Notice, Push
 from chatd.protocol.render import Renderer
 from chatd.server.ops import ServerMetrics, chat_kind
+from chatd.server.peer import Peer
 from chatd.store.base import Store
 
 log = logs.get_logger("chatd.hub")
-
-
-@dataclass(slots=True, eq=False)
-class Peer(Session):
-    """A session with its transport and write-side bookkeeping."""
-
-    transport: asyncio.Transport | None = None
-    written_id: int = 0  # highest message id handed to the transport
-    paused: bool = False  # the transport holds unsent bytes (see set_write_buffer_limits)
-    buffer_limit: int = 0
-    closing: bool = False
-    on_closed: Callable[[], None] | None = None
 
 
 @dataclass(slots=True)

@@ -31,15 +31,25 @@ log = logs.get_logger("chatd.ops")
 #: Chat kinds, the `kind` label of the message counters.
 KINDS = ("general", "room", "private")
 BACKLOG = 65535  # the kernel caps it at net.core.somaxconn; a login storm needs the room
+#: Socket-activation names that are not the plain line protocol (docs/operations.md).
+NOT_LINE_SOCKETS = frozenset(
+    {"tls", "metrics", "telnet", "telnet-tls", "http", "http-tls", "irc", "irc-tls"}
+)
 #: A TLS client that never answers close_notify holds its connection this long at most.
 TLS_SHUTDOWN_TIMEOUT_S = 5.0
 
 #: Settings read only at start-up: a reload logs them as ignored and keeps the old value.
 #: Listeners and the database are opened once; the renderer's time zone and the log
 #: format are fixed when they are built (loggers are cached with their pipeline).
-RESTART_SECTIONS = frozenset({"tls", "metrics", "store"})
+RESTART_SECTIONS = frozenset({"tls", "metrics", "store", "telnet"})
 RESTART_KEYS = frozenset(
     {
+        "http.host",
+        "http.port",
+        "http.tls_port",
+        "irc.host",
+        "irc.port",
+        "irc.tls_port",
         "server.host",
         "server.port",
         "server.data_dir",
@@ -209,6 +219,7 @@ class Operations:
         self.port = 0
         self.tls_port = 0
         self.metrics_port = 0
+        self.door_ports: dict[str, int] = {}  # "http", "http-tls", "irc", "telnet", ...
 
     def prepare(self, config: Config) -> None:
         """Reads systemd's environment and builds the TLS context. Raises ConfigError."""
@@ -218,9 +229,12 @@ class Operations:
         except ValueError as e:
             raise ConfigError(f"socket activation: {e}") from e
         tls = config.tls
-        if self._named("tls") and not (tls.cert and tls.key):
-            raise ConfigError("a socket named tls was passed, but tls.cert and tls.key are not set")
-        if tls.port or self._named("tls"):
+        tls_named = [s.name for s in self._inherited if s.name.endswith("tls")]
+        if tls_named and not (tls.cert and tls.key):
+            raise ConfigError(
+                f"a socket named {tls_named[0]} was passed, but tls.cert and tls.key are not set"
+            )
+        if tls.port or config.http.tls_port or config.irc.tls_port or tls_named:
             self._tls = server_context(tls.cert, tls.key)
 
     def _named(self, name: str) -> list[ListenSocket]:
@@ -232,7 +246,7 @@ class Operations:
         """Serves the inherited sockets by name (`tls`, `metrics`, anything else is plain),
         and binds the configured address of each listener that got no socket."""
         loop = asyncio.get_running_loop()
-        plain = [s for s in self._inherited if s.name not in ("tls", "metrics")]
+        plain = [s for s in self._inherited if s.name not in NOT_LINE_SOCKETS]
         servers = [
             await loop.create_server(factory, sock=s.sock, backlog=BACKLOG) for s in plain
         ] or [
@@ -289,6 +303,49 @@ class Operations:
             activated=[s.name for s in self._inherited],
         )
         return servers + tls_servers
+
+    async def listen_door(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        factory: Callable[[], asyncio.Protocol],
+        *,
+        tls_port: int = 0,
+        handshake_timeout: float = 60.0,
+    ) -> list[asyncio.Server]:
+        """Listeners of one more door (`telnet`, `http`, `irc`): the inherited sockets
+        named `name` and `name-tls`, else `host:port` and `host:tls_port` when non-zero.
+        The door's port numbers are kept in `door_ports` (tests bind port 0)."""
+        loop = asyncio.get_running_loop()
+        servers: list[asyncio.Server] = []
+        for label, want, ssl_ctx in ((name, port, None), (f"{name}-tls", tls_port, self._tls)):
+            named = self._named(label)
+            extra: dict[str, Any] = {}
+            if ssl_ctx is not None:
+                extra = {
+                    "ssl": ssl_ctx,
+                    "ssl_handshake_timeout": handshake_timeout,
+                    "ssl_shutdown_timeout": TLS_SHUTDOWN_TIMEOUT_S,
+                }
+            elif label.endswith("-tls") and (want or named):
+                raise ConfigError(f"{label} needs tls.cert and tls.key")
+            if named:
+                got = [
+                    await loop.create_server(factory, sock=s.sock, backlog=BACKLOG, **extra)
+                    for s in named
+                ]
+            elif want:
+                got = [await loop.create_server(factory, host, want, backlog=BACKLOG, **extra)]
+            else:
+                continue
+            for server in got:
+                for sock in server.sockets:
+                    _keepalive(sock)
+            self.door_ports[label] = _port(got[0])
+            servers.extend(got)
+            log.info("server.listeners", door=label, addresses=_addresses(got))
+        return servers
 
     def ready(self, status: Callable[[], str]) -> None:
         """READY=1 with a status line, then the watchdog (which refreshes the status)."""

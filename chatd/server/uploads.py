@@ -35,7 +35,7 @@ from chatd.protocol.framing import FrameError
 from chatd.protocol.render import Rendered, download_reply
 from chatd.protocol.upload import UploadDecoder
 from chatd.server.blobs import BlobStore, BodyMissing, TempBody
-from chatd.server.hub import Peer
+from chatd.server.peer import Peer
 
 if TYPE_CHECKING:
     from chatd.server.connection import Connection

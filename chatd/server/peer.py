@@ -1,0 +1,23 @@
+"""A session as the server holds it: the core's Session plus its transport and the
+write-side bookkeeping the hub keeps per recipient (what was handed to the kernel,
+whether the kernel still holds unsent bytes, when to give up on a slow reader)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chatd.core.model import Session
+
+
+@dataclass(slots=True, eq=False)
+class Peer(Session):
+    """A session with its transport and write-side bookkeeping."""
+
+    transport: asyncio.Transport | None = None
+    written_id: int = 0  # highest message id handed to the transport
+    paused: bool = False  # the transport holds unsent bytes (see set_write_buffer_limits)
+    buffer_limit: int = 0
+    closing: bool = False
+    on_closed: Callable[[], None] | None = None
