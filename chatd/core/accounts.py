@@ -12,6 +12,7 @@ from chatd.core.model import Account, Session
 from chatd.core.names import key, valid_name
 from chatd.core.outcome import (
     Deferred,
+    DeleteTokensOf,
     Outcome,
     PutAccount,
 )
@@ -194,6 +195,7 @@ class AccountCommands(ChatState):
             acct.pw_hash = hashed
             out = ok("passwd", cmd)
             out.changes.append(PutAccount(acct.key, acct.name, hashed, acct.created))
+            out.changes.append(DeleteTokensOf(acct.key))  # HTTP tokens end with the old password
             log.info("user.password_set", user=acct.name)
             return out
 

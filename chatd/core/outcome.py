@@ -19,6 +19,7 @@ from chatd.core.snapshot import (
     MemberRow,
     RoomRow,
     ScheduleRow,
+    TokenRow,
 )
 from chatd.protocol.events import Event, Message, Notice
 
@@ -129,6 +130,25 @@ class DeleteFile:
     id: int
 
 
+@dataclass(frozen=True, slots=True)
+class PutToken(TokenRow):
+    """Stores a bearer token (core/tokens.py; the fields are the row's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteToken:
+    """Revokes one bearer token (DELETE /session)."""
+
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteTokensOf:
+    """Revokes every bearer token of a user (a password change)."""
+
+    user: str
+
+
 Change = (
     PutAccount
     | PutMessage
@@ -148,6 +168,9 @@ Change = (
     | DeleteSchedule
     | PutFile
     | DeleteFile
+    | PutToken
+    | DeleteToken
+    | DeleteTokensOf
 )
 
 

@@ -67,6 +67,16 @@ class FileRow:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenRow:
+    """A bearer token of the HTTP door (core/tokens.py): only its sha256 is stored."""
+
+    digest: str
+    user: str
+    created: float
+    pw_tag: str  # which password it was issued under: a new password revokes it
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     accounts: tuple[AccountRow, ...] = ()
     messages: tuple[Message, ...] = ()  # oldest first; file messages carry their FileInfo

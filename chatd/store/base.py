@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from chatd.core.outcome import Change
-from chatd.core.snapshot import Snapshot
+from chatd.core.snapshot import Snapshot, TokenRow
 
 
 class StoreError(Exception):
@@ -23,5 +23,7 @@ class Store(Protocol):
     def load(self) -> Snapshot: ...
 
     def commit(self, changes: Sequence[Change]) -> None: ...
+
+    def load_tokens(self) -> tuple[TokenRow, ...]: ...
 
     def close(self) -> None: ...

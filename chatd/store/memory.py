@@ -19,6 +19,7 @@ from chatd.core.snapshot import (
     RoomRow,
     ScheduleRow,
     Snapshot,
+    TokenRow,
 )
 from chatd.protocol.events import Message
 
@@ -33,6 +34,7 @@ class MemoryStore:
         self.requests: dict[tuple[str, str], JoinRequestRow] = {}
         self.schedules: dict[int, ScheduleRow] = {}
         self.files: dict[int, FileRow] = {}
+        self.tokens: dict[str, TokenRow] = {}
         self.next_id = self.next_schedule_id = self.next_file_id = 1
         self.commits = 0
 
@@ -50,6 +52,9 @@ class MemoryStore:
             files=tuple(self.files.values()),
             next_file_id=self.next_file_id,
         )
+
+    def load_tokens(self) -> tuple[TokenRow, ...]:
+        return tuple(self.tokens.values())
 
     def commit(self, changes: Sequence[o.Change]) -> None:
         self.commits += 1
@@ -107,6 +112,14 @@ class MemoryStore:
                 self.next_file_id = max(self.next_file_id, ident + 1)
             case o.DeleteFile(ident):
                 self.files.pop(ident, None)
+            case o.PutToken(digest, user, created, pw_tag):
+                self.tokens[digest] = TokenRow(digest, user, created, pw_tag)
+            case o.DeleteToken(digest):
+                self.tokens.pop(digest, None)
+            case o.DeleteTokensOf(user):
+                for digest, row in list(self.tokens.items()):
+                    if row.user == user:
+                        del self.tokens[digest]
 
     def _update(self, user: str, **values: object) -> None:
         row = self.accounts.get(user)

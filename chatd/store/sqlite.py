@@ -23,6 +23,8 @@ from chatd.core.outcome import (
     DeleteMessages,
     DeleteRoom,
     DeleteSchedule,
+    DeleteToken,
+    DeleteTokensOf,
     PutAccount,
     PutFile,
     PutJoinRequest,
@@ -31,6 +33,7 @@ from chatd.core.outcome import (
     PutMessage,
     PutRoom,
     PutSchedule,
+    PutToken,
     SetBan,
     SetCursor,
     SetStrikes,
@@ -44,6 +47,7 @@ from chatd.core.snapshot import (
     RoomRow,
     ScheduleRow,
     Snapshot,
+    TokenRow,
 )
 from chatd.protocol.events import FileInfo, Message
 from chatd.store.base import StoreError
@@ -91,6 +95,12 @@ MIGRATIONS: tuple[str, ...] = (
     # once, in id order, at start-up), and keeping that index cost ~40% of each insert.
     """
     DROP INDEX messages_by_chat;
+    """,
+    # 3: the HTTP door's bearer tokens (core/tokens.py), by their sha256.
+    """
+    CREATE TABLE tokens (digest TEXT PRIMARY KEY, user TEXT NOT NULL, created REAL NOT NULL,
+                         pw_tag TEXT NOT NULL);
+    CREATE INDEX tokens_by_user ON tokens (user);
     """,
 )
 
@@ -158,6 +168,12 @@ _WRITES: dict[type, tuple[str, Callable[[Any], Sequence[Any]]]] = {
         lambda c: (c.id, c.sha256, c.name, c.size, c.owner, c.created),
     ),
     DeleteFile: ("DELETE FROM files WHERE id = ?", lambda c: (c.id,)),
+    PutToken: (
+        "INSERT OR REPLACE INTO tokens (digest, user, created, pw_tag) VALUES (?, ?, ?, ?)",
+        lambda c: (c.digest, c.user, c.created, c.pw_tag),
+    ),
+    DeleteToken: ("DELETE FROM tokens WHERE digest = ?", lambda c: (c.digest,)),
+    DeleteTokensOf: ("DELETE FROM tokens WHERE user = ?", lambda c: (c.user,)),
 }
 
 # Counters kept in meta so ids are never reused, even after every row is deleted
@@ -255,6 +271,11 @@ class SqliteStore:
             files=files,
             next_file_id=meta["next_file_id"],
         )
+
+    def load_tokens(self) -> tuple[TokenRow, ...]:
+        """The HTTP door's bearer tokens (read once, when the door starts)."""
+        rows = self._db.execute("SELECT digest, user, created, pw_tag FROM tokens")
+        return tuple(TokenRow(*r) for r in rows)
 
     def commit(self, changes: Sequence[Change]) -> None:
         """One transaction for the whole batch; runs of one statement go through
