@@ -1,13 +1,21 @@
-"""Driving the pure core with plain calls: sessions, commands as typed, deferred work."""
+"""Driving the pure core with plain calls: sessions, commands as typed, deferred work.
+
+`Harness` takes a Config; `Core` takes dotted settings, has a movable clock with `tick()`,
+and tells what an outcome writes to one session (`received`).
+"""
 
 from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any
 
 from chatd.config import Config
 from chatd.core.chat import Chat
 from chatd.core.model import Session
 from chatd.core.outcome import Outcome
 from chatd.protocol.commands import parse
-from chatd.protocol.events import Error, Ok
+from chatd.protocol.events import Error, Event, Message, Notice, Ok, Push
 from chatd.store.memory import MemoryStore
 
 T0 = 1_800_000_000.0
@@ -55,3 +63,74 @@ def error_code(out: Outcome) -> str:
     reply = first(out)
     assert isinstance(reply, Error), reply
     return str(reply.code)
+
+
+class Core:
+    """A Chat over a MemoryStore with a movable clock; every outcome is committed, so
+    `restart()` sees what a restarted server would."""
+
+    def __init__(self, **settings: object) -> None:
+        overrides = {k.replace("__", "."): v for k, v in settings.items()}
+        self.config = Config().with_overrides(overrides)
+        self.store = MemoryStore()
+        self.now = 1_800_000_000.0
+        self.chat = Chat(self.config, self.store.load(), started=self.now)
+        self._ids = itertools.count(1)
+
+    def login(self, name: str) -> Session:
+        s = Session(next(self._ids), "test", self.now)
+        self.ok(s, f"login {name}")
+        return s
+
+    def run(self, s: Session, line: str) -> Outcome:
+        out = self.chat.handle(s, parse(line), self.now)
+        while out.deferred is not None:
+            out = out.deferred.resume(out.deferred.work(), self.now)
+        self.store.commit(out.changes)
+        return out
+
+    def ok(self, s: Session, line: str) -> Mapping[str, Any]:
+        out = self.run(s, line)
+        reply = out.replies[0]
+        assert isinstance(reply, Ok), reply
+        return reply.fields
+
+    def err(self, s: Session, line: str) -> str:
+        reply = self.run(s, line).replies[0]
+        assert isinstance(reply, Error), reply
+        return str(reply.code)
+
+    def tick(self, seconds: float = 0.0) -> Outcome:
+        self.now += seconds
+        out = self.chat.tick(self.now)
+        self.store.commit(out.changes)
+        return out
+
+    def restart(self) -> None:
+        self.chat = Chat(self.config, self.store.load(), started=self.now)
+
+    def received(self, out: Outcome, s: Session) -> list[Event]:
+        """What the outcome writes to `s` besides its own replies: pushes naming it, and
+        broadcasts of the chats whose topic it is subscribed to (not its own sends)."""
+        got: list[Event] = [e for e, sessions in out.pushes if s in sessions]
+        for msg, sender in out.broadcasts:
+            if sender is not s and s in self.chat.topics.get(msg.chat, ()):
+                got.append(Push(msg))
+        return got
+
+
+def notices(events: list[Event], name: str) -> list[Mapping[str, Any]]:
+    return [e.fields for e in events if isinstance(e, Notice) and e.event == name]
+
+
+def messages(events: list[Event]) -> list[Message]:
+    return [e.message for e in events if isinstance(e, Push)]
+
+
+def room_with(core: Core, owner: str, *members: str) -> list[Session]:
+    """Logs in everyone, creates #dev owned by the first and invites the rest."""
+    sessions = [core.login(owner), *(core.login(m) for m in members)]
+    core.ok(sessions[0], "room create dev")
+    for m in members:
+        core.ok(sessions[0], f"room invite #dev {m}")
+    return sessions
