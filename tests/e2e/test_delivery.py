@@ -10,8 +10,8 @@ import re
 import socket
 from typing import Any
 
+from tests.helpers.protocol import TEXT_MSG_RE, err_code, jlogin, jlogin_full, register
 from tests.helpers.server import Client, Server, StartServer
-from tests.test_e2e_protocol import TEXT_MSG_RE, err_code, jlogin, jlogin_full, register
 
 
 async def next_message(c: Client) -> dict[str, Any]:

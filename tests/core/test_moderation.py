@@ -1,5 +1,5 @@
-"""Moderation: strikes from distinct reporters (expiring), bans and their expiry, and
-the admin commands. Core rules with a moved clock, then over TCP with the FakeClock."""
+"""Moderation in the core: strikes from distinct reporters (expiring), bans and their
+expiry, and the admin commands, with a moved clock."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from chatd.config import Config
 from chatd.core.model import Session
 from chatd.protocol.events import Error, Event, Notice, Ok
 from tests.helpers.core import Harness, error_code, first
-from tests.helpers.server import StartServer
 
 BAN = 14400.0
 DAY = 86400.0
@@ -178,81 +177,3 @@ def test_everyone_else_is_forbidden() -> None:
         assert error_code(plain_root.run(no_pw, line.replace("user", "root"))) == "forbidden"
     ok = first(h.run(user, "ban root 10m"))  # ban is a report for everyone else
     assert isinstance(ok, Ok) and ok.fields["strikes"] == 1 and ok.fields["banned_until"] is None
-
-
-# Over TCP ---------------------------------------------------------------------------------
-
-
-async def test_third_distinct_strike_bans_over_tcp(start_server: StartServer) -> None:
-    server = await start_server()
-    troll = await server.login("troll", mode="json")
-    r1, r2, r3 = [await server.login(n) for n in ("r1", "r2", "r3")]
-    assert await r1.cmd("report troll spam") == "OK troll has 1 strike"
-    assert (await troll.obj()) == {
-        "type": "notice",
-        "event": "warned",
-        "by": "r1",
-        "strikes": 1,
-        "limit": 3,
-    }
-    assert await r1.cmd("report troll again") == "OK troll has 1 strike"  # same reporter
-    assert await r2.cmd("ban troll") == "OK troll has 2 strikes"
-    await troll.obj()
-    third = await r3.cmd("ban troll")
-    assert third.startswith("OK troll has 3 strikes, banned until ")
-    warned, banned = await troll.obj(), await troll.obj()
-    assert warned["event"] == "warned" and warned["strikes"] == 3
-    assert banned["event"] == "banned" and banned["retry_after"] == 14400
-    refused = await troll.jcmd("send_all let me speak")
-    assert refused["code"] == "banned" and refused["retry_after"] == 14400
-    assert (await troll.jcmd("history #general"))["type"] == "ok"  # still reads
-    server.clock.advance(14400 - 10)
-    assert (await troll.jcmd("send r1 please"))["retry_after"] == 10
-    server.clock.advance(10)  # ban expiry
-    assert (await troll.jcmd("send_all I am back"))["type"] == "ok"
-
-
-async def test_ban_holds_across_reconnect_and_restart(start_server: StartServer) -> None:
-    server = await start_server()
-    await server.login("troll")
-    for n in ("r1", "r2", "r3"):
-        c = await server.login(n)
-        assert (await c.cmd("report troll")).startswith("OK")
-    server = await server.restart()
-    again = await server.login("troll")
-    assert (await again.cmd("send_all hi")).startswith("ERR banned ")
-
-
-async def test_admin_commands_over_tcp(start_server: StartServer) -> None:
-    server = await start_server(moderation__admins=["root"])
-    c = await server.connect()
-    assert (await c.cmd("login root pw")).startswith("OK welcome root")
-    root = c
-    t1 = await server.login("troll")
-    t2 = await server.login("troll")
-    bystander = await server.login("amy")
-    assert (await bystander.cmd("kick troll")).startswith("ERR forbidden ")
-    assert (await bystander.cmd("announce hi")).startswith("ERR forbidden ")
-    assert (await bystander.cmd("unban troll")).startswith("ERR forbidden ")
-
-    assert (await root.cmd("ban troll 30m flooding")).startswith("OK troll has 0 strikes, banned")
-    for t in (t1, t2):
-        assert (await t.line()).startswith("* you are banned from sending until ")
-    assert (await t1.cmd("send_all x")).startswith("ERR banned ")
-    assert await root.cmd("unban troll") == "OK troll"
-    assert await t1.line() == "* your ban was lifted"
-    assert await t2.line() == "* your ban was lifted"
-    assert (await t1.cmd("send_all free")).startswith("OK sent")
-
-    assert await root.cmd("announce back at noon") == "OK announced"
-    for c in (t1, t2, bystander):
-        line = await c.until(lambda x: x.startswith("* "))
-        assert line == "* announcement from root: back at noon"
-
-    assert await root.cmd("kick troll") == "OK troll"
-    for t in (t1, t2):
-        assert await t.until(lambda x: x.startswith("* you were kicked")) == (
-            "* you were kicked by root"
-        )
-        assert await t.closed()
-    assert await bystander.cmd("who") == "OK 2 users online"

@@ -3,7 +3,7 @@ several sessions against the real core, with the clock moving and retention swee
 
 It is hypothesis-based, so CI needs nothing else: the budget is bounded by
 `CHATD_FUZZ_EXAMPLES` (default 60 programs of up to 60 steps, a few seconds); a longer
-soak is `CHATD_FUZZ_EXAMPLES=5000 pytest tests/test_fuzz.py`. Whatever the input, the
+soak is `CHATD_FUZZ_EXAMPLES=5000 pytest tests/core/test_fuzz.py`. Whatever the input, the
 core must never answer `internal`, and its indexes must stay consistent.
 """
 
