@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from chatd import cli
+from tests.helpers.protocol import err_code
 from tests.helpers.server import ROOT, Child, Client, free_port
-from tests.test_e2e_protocol import err_code
 
 SpawnServer = Callable[..., Child]
 

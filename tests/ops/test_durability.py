@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.protocol import err_code, jlogin, jlogin_full, register
 from tests.helpers.server import Child, Client, Server
-from tests.test_e2e_protocol import err_code, jlogin, jlogin_full, register
 
 SpawnServer = Callable[..., Child]
 OK_ID = re.compile(r"^OK .*\[(\d+)\]")

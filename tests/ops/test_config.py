@@ -6,7 +6,7 @@ import pytest
 
 from chatd.config import Config, ConfigError, load
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -34,8 +34,8 @@ from chatd import logs
 from chatd.cli import _parser, main
 from chatd.server.daemon import Daemon
 from chatd.server.ops import ReloadResult
+from tests.helpers.metrics import Exposition, parse
 from tests.helpers.server import ROOT, Child, Client, StartServer, config_with, free_port
-from tests.test_metrics import Exposition, parse
 
 TIMEOUT = 10.0  # a guard against hanging, never a measured quantity
 
