@@ -1,12 +1,12 @@
 """Driving the pure core with plain calls: sessions, commands as typed, deferred work.
 
-`Harness` takes a Config; `Core` takes dotted settings, has a movable clock with `tick()`,
-and tells what an outcome writes to one session (`received`).
+`Harness` takes a Config; `Core`, the same harness with dotted settings, adds what the
+rooms, threads and schedules tests need: replies as fields or codes, the clock's `tick()`,
+a restart in place, and what an outcome writes to one session (`received`).
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +24,8 @@ T0 = 1_800_000_000.0
 class Harness:
     """A Chat over a MemoryStore, with changes committed as the server would."""
 
+    address = "127.0.0.1"  # the peer address of every session
+
     def __init__(self, config: Config | None = None, store: MemoryStore | None = None) -> None:
         self.store = store or MemoryStore()
         self.config = config or Config()
@@ -33,7 +35,7 @@ class Harness:
 
     def session(self) -> Session:
         self._ids += 1
-        return Session(self._ids, "127.0.0.1", self.now)
+        return Session(self._ids, self.address, self.now)
 
     def run(self, s: Session, line: str) -> Outcome:
         """Handles one line; runs deferred work inline; commits the changes."""
@@ -65,29 +67,15 @@ def error_code(out: Outcome) -> str:
     return str(reply.code)
 
 
-class Core:
-    """A Chat over a MemoryStore with a movable clock; every outcome is committed, so
-    `restart()` sees what a restarted server would."""
+class Core(Harness):
+    """The harness with dotted settings (`Core(chat__history_on_join=2)`) and a movable
+    clock; every outcome is committed, so `restart()` sees what a restarted server would."""
+
+    address = "test"
 
     def __init__(self, **settings: object) -> None:
         overrides = {k.replace("__", "."): v for k, v in settings.items()}
-        self.config = Config().with_overrides(overrides)
-        self.store = MemoryStore()
-        self.now = 1_800_000_000.0
-        self.chat = Chat(self.config, self.store.load(), started=self.now)
-        self._ids = itertools.count(1)
-
-    def login(self, name: str) -> Session:
-        s = Session(next(self._ids), "test", self.now)
-        self.ok(s, f"login {name}")
-        return s
-
-    def run(self, s: Session, line: str) -> Outcome:
-        out = self.chat.handle(s, parse(line), self.now)
-        while out.deferred is not None:
-            out = out.deferred.resume(out.deferred.work(), self.now)
-        self.store.commit(out.changes)
-        return out
+        super().__init__(Config().with_overrides(overrides))
 
     def ok(self, s: Session, line: str) -> Mapping[str, Any]:
         out = self.run(s, line)
@@ -106,8 +94,10 @@ class Core:
         self.store.commit(out.changes)
         return out
 
-    def restart(self) -> None:
+    def restart(self) -> Core:
+        """In place: the same store and clock, a new Chat loaded from the store."""
         self.chat = Chat(self.config, self.store.load(), started=self.now)
+        return self
 
     def received(self, out: Outcome, s: Session) -> list[Event]:
         """What the outcome writes to `s` besides its own replies: pushes naming it, and
