@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.protocol import (
-    err_code,
-    jconnect,
-    jlogin,
-    register,
-)
+from tests.helpers.protocol import err_code, jconnect, jlogin, register
 from tests.helpers.server import Client, Server, StartServer
 
 # Every error code -------------------------------------------------------------------

@@ -10,13 +10,7 @@ import socket
 
 import pytest
 
-from tests.helpers.protocol import (
-    err_code,
-    items,
-    jconnect,
-    jlogin,
-    raw_lines,
-)
+from tests.helpers.protocol import err_code, items, jconnect, jlogin, raw_lines
 from tests.helpers.server import Client, Server, StartServer
 
 

@@ -5,12 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from tests.helpers.protocol import (
-    CORE_COMMANDS,
-    err_code,
-    jconnect,
-    jlogin,
-)
+from tests.helpers.protocol import CORE_COMMANDS, err_code, jconnect, jlogin
 from tests.helpers.server import Server
 
 

@@ -8,12 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.protocol import (
-    err_code,
-    jconnect,
-    jlogin,
-    jlogin_full,
-)
+from tests.helpers.protocol import err_code, jconnect, jlogin, jlogin_full
 from tests.helpers.server import Server, StartServer
 
 

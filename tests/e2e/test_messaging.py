@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from tests.helpers.protocol import (
-    START_TS,
-    TEXT_MSG_RE,
-    TS_RE,
-    jlogin,
-)
+from tests.helpers.protocol import START_TS, TEXT_MSG_RE, TS_RE, jlogin
 from tests.helpers.server import Server, StartServer
 
 

@@ -5,12 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.helpers.protocol import (
-    TS_RE,
-    err_code,
-    jlogin,
-    register,
-)
+from tests.helpers.protocol import TS_RE, err_code, jlogin, register
 from tests.helpers.server import Server, StartServer
 
 

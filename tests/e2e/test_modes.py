@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.helpers.protocol import (
-    CORE_COMMANDS,
-    err_code,
-    jlogin,
-)
+from tests.helpers.protocol import CORE_COMMANDS, err_code, jlogin
 from tests.helpers.server import Server
 
 

@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from tests.helpers.protocol import (
-    MESSAGE_KEYS,
-    TEXT_MSG_RE,
-    items,
-    jconnect,
-    jlogin,
-    register,
-)
+from tests.helpers.protocol import MESSAGE_KEYS, TEXT_MSG_RE, items, jconnect, jlogin, register
 from tests.helpers.server import Server
 
 
