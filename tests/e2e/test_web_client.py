@@ -1,0 +1,282 @@
+"""The web client at GET / in a real browser (Debian's headless chromium via Playwright)
+against a real daemon, next to an nc user: chatting across doors, rooms and unread
+counts, comments, history paging, a server restart, files both ways, hostile text,
+and a phone-sized screen (issue 14, item 4)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+from playwright.async_api import FilePayload, expect
+
+from tests.helpers.browser import PHONE, WebUser, chromium, launch
+from tests.helpers.server import Client, Server, StartServer, free_port
+
+pytestmark = [
+    pytest.mark.skipif(
+        chromium() is None, reason="chromium is not installed (apt-get install chromium)"
+    ),
+    pytest.mark.timeout(60),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def web_server(start_server: StartServer, **settings: object) -> tuple[Server, str]:
+    port = free_port()
+    server = await start_server(http__port=port, **settings)
+    return server, f"http://127.0.0.1:{port}"
+
+
+async def nc_cmd(client: Client, line: str) -> str:
+    reply = await client.cmd(line)
+    assert reply.startswith("OK"), reply
+    return reply
+
+
+async def test_two_browsers_and_an_nc_user_chat(start_server: StartServer) -> None:
+    server, base = await web_server(start_server)
+    carol = await server.login("carol")
+    async with launch() as browser:
+        alice = await WebUser.login(browser, base, "alice", "alice-pw")
+        bob = await WebUser.login(browser, base, "bob", "bob-pw")
+
+        # #general across three doors: browser -> browser and nc, nc -> both browsers.
+        await alice.send("hello from alice")
+        await bob.see("hello from alice")
+        line = await carol.until(lambda s: "hello from alice" in s)
+        assert "#general <alice> hello from alice" in line
+        await nc_cmd(carol, "send_all hi browsers, carol here")
+        await alice.see("hi browsers, carol here")
+        await bob.see("hi browsers, carol here")
+
+        # A private chat shows up in the side list with an unread count.
+        await bob.start_chat("@alice")
+        await bob.send("psst, alice")
+        await expect(alice.chat_item("@bob").locator(".badge")).to_have_text("1")
+        await alice.open_chat("@bob")
+        await alice.see("psst, alice")
+        await expect(alice.chat_item("@bob").locator(".badge")).to_have_count(0)
+
+        # A comment is shown under its message, on the other page too, and nc gets it.
+        await alice.open_chat("#general")
+        await alice.message("hi browsers, carol here").locator(".comment-btn").click()
+        await expect(alice.page.locator("#replying")).to_be_visible()
+        await alice.send("welcome, carol")
+        under = bob.message("hi browsers, carol here").locator(".comments .msg")
+        await expect(under).to_have_count(1)
+        await expect(under.locator(".text")).to_have_text("welcome, carol")
+        assert "(re [" in await carol.until(lambda s: "welcome, carol" in s)
+
+        # A room made on nc appears in the browser's list, with unread messages.
+        await nc_cmd(carol, "room create plans")
+        await nc_cmd(carol, "room invite #plans alice")
+        await expect(alice.chat_item("#plans")).to_be_visible()
+        await nc_cmd(carol, "send #plans agenda for monday")
+        await expect(alice.chat_item("#plans").locator(".badge")).to_have_text("1")
+        await alice.open_chat("#plans")
+        await alice.see("agenda for monday")
+        await alice.send("count me in")
+        assert "count me in" in await carol.until(lambda s: "count me in" in s)
+
+        alice.assert_no_errors()
+        bob.assert_no_errors()
+    await carol.close()
+
+
+async def test_history_pages_in_on_scroll(start_server: StartServer) -> None:
+    server, base = await web_server(start_server, limits__general_messages_per_window=1000)
+    carol = await server.login("carol")
+    await carol.send("".join(f"send_all m{i:02d}\n" for i in range(1, 76)))
+    for _ in range(75):
+        assert (await carol.reply())[-1].startswith("OK sent")
+    async with launch() as browser:
+        alice = await WebUser.login(browser, base, "alice")
+        messages = alice.page.locator("#messages .msg")
+        await alice.see("m75")
+        await expect(messages).to_have_count(30)  # one page: m46..m75
+        scroller = alice.page.locator("#scroller")
+        for _ in range(10):
+            if await alice.page.locator(".note.start").count():
+                break
+            before = await messages.count()
+            await scroller.evaluate("e => { e.scrollTop = 0; }")
+            await expect(messages).not_to_have_count(before)
+        await expect(alice.page.locator(".note.start")).to_have_text(
+            "This is the beginning of #general."
+        )
+        texts = await alice.page.locator("#messages .msg > .text").all_text_contents()
+        assert texts == [f"m{i:02d}" for i in range(1, 76)]
+        alice.assert_no_errors()
+    await carol.close()
+
+
+async def test_page_survives_a_restart_and_shows_what_it_missed(
+    start_server: StartServer,
+) -> None:
+    port = free_port()
+    server = await start_server(http__port=port)
+    async with launch() as browser:
+        alice = await WebUser.login(browser, f"http://127.0.0.1:{port}", "alice", "pw")
+        await alice.send("before the restart")
+        # Restart with the HTTP door closed, so the page cannot come back before carol
+        # has spoken; then open it again on the same port.
+        server = await server.restart(http__port=0)
+        await expect(alice.page.locator("#app")).to_have_attribute("data-conn", "offline")
+        carol = await server.login("carol")
+        await nc_cmd(carol, "send_all you missed this")
+        await nc_cmd(carol, "send alice and this, privately")
+        await carol.close()
+        server = await server.restart(http__port=port)
+        await alice.wait_online()
+        await alice.see("you missed this")
+        await expect(alice.page.locator(".missed-marker")).to_have_text("1 missed message")
+        await expect(alice.message("you missed this")).to_have_class("msg missed")
+        await expect(alice.chat_item("@carol").locator(".badge")).to_have_text("1")
+        await alice.open_chat("@carol")
+        await alice.see("and this, privately")
+        # And the page is live again after it.
+        bob = await server.login("bob")
+        await nc_cmd(bob, "send alice still there?")
+        await alice.see("still there?")
+        await bob.close()
+        alice.assert_no_errors()
+
+
+async def test_upload_and_download_round_trip(start_server: StartServer, tmp_path: Path) -> None:
+    server, base = await web_server(start_server)
+    carol = await server.login("carol")
+    data = os.urandom(200_000) + bytes(range(256))
+    async with launch() as browser:
+        alice = await WebUser.login(browser, base, "alice", "pw-a")
+        bob = await WebUser.login(browser, base, "bob", "pw-b")
+        payload: FilePayload = {
+            "name": "notes.bin",
+            "mimeType": "application/octet-stream",
+            "buffer": data,
+        }
+        await alice.page.set_input_files("#file", files=[payload])
+        sent = alice.page.locator("#messages .file", has_text="notes.bin")
+        await expect(sent).to_have_count(1)
+        line = await carol.until(lambda s: "notes.bin" in s)
+        assert str(len(data)) in line
+
+        file_button = bob.page.locator("#messages .file", has_text="notes.bin")
+        await expect(file_button).to_contain_text("195.6 KiB")
+        async with bob.page.expect_download() as info:
+            await file_button.click()
+        download = await info.value
+        assert download.suggested_filename == "notes.bin"
+        path = tmp_path / "got.bin"
+        await download.save_as(path)
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+        assert path.read_bytes() == data
+
+        # A file from nc downloads byte for byte in the browser too.
+        small = b"line one\nline two\x00\xff\n"
+        await carol.send("upload #general from-nc.txt\n" + _b64(small) + ".\n")
+        assert (await carol.reply())[-1].startswith("OK sent")
+        from_nc = alice.page.locator("#messages .file", has_text="from-nc.txt")
+        async with alice.page.expect_download() as info:
+            await from_nc.click()
+        path2 = tmp_path / "from-nc.txt"
+        await (await info.value).save_as(path2)
+        assert path2.read_bytes() == small
+        alice.assert_no_errors()
+        bob.assert_no_errors()
+    await carol.close()
+
+
+def _b64(data: bytes) -> str:
+    return base64.encodebytes(data).decode()
+
+
+async def test_server_text_is_shown_as_text_never_as_html(start_server: StartServer) -> None:
+    server, base = await web_server(start_server)
+    mallory = await server.login("mallory")
+    attack = '<img src=x onerror="window.__xss=1">'
+    bold = "<b>not bold</b> & <script>window.__xss=2</script>"
+    async with launch() as browser:
+        alice = await WebUser.login(browser, base, "alice")
+        await nc_cmd(mallory, f"send_all {attack}")
+        await nc_cmd(mallory, f"send_all {bold}")
+        await nc_cmd(mallory, f"send alice {attack}")
+        await nc_cmd(mallory, "room create x")
+        await alice.see(attack)
+        await alice.see(bold)
+        texts = await alice.page.locator("#messages .msg > .text").all_text_contents()
+        assert texts[-2:] == [attack, bold]
+        assert await alice.page.locator("#messages img, #messages b, #messages script").count() == 0
+        await alice.open_chat("@mallory")
+        await alice.see(attack)
+        assert await alice.page.locator("#messages img").count() == 0
+        await asyncio.sleep(0.2)  # give a broken image's onerror time to fire, if one existed
+        assert await alice.page.evaluate("window.__xss") is None
+        alice.assert_no_errors()
+    await mallory.close()
+
+
+async def test_phone_sized_screen(start_server: StartServer) -> None:
+    server, base = await web_server(start_server)
+    bob = await server.login("bob")
+    carol = await server.login("carol")
+    await nc_cmd(carol, "send_all morning all! the build is green again")
+    await nc_cmd(bob, "send_all nice, I'll cut the release after lunch")
+    ok = await nc_cmd(carol, "send_all notes from yesterday's call are in the wiki")
+    root = int(ok.split("[")[1].split("]")[0])
+    await nc_cmd(bob, f"comment {root} thanks, reading them now")
+    await nc_cmd(carol, "room create release")
+    async with launch() as browser:
+        alice = await WebUser.login(browser, base, "alice", "pw")
+        await nc_cmd(carol, "room invite #release alice")
+        await nc_cmd(carol, "send #release checklist is pinned")
+        await nc_cmd(bob, "send alice lunch at 12?")
+        await expect(alice.chat_item("@bob").locator(".badge")).to_have_text("1")
+        await alice.send("see you both there")
+        desktop = await alice.page.screenshot()
+
+        phone = await WebUser.login(browser, base, "alice", "pw", viewport=PHONE)
+        page = phone.page
+        # The side list fills the screen; each chat is a comfortable tap target.
+        for chat in ("#general", "#release", "@bob"):
+            item = phone.chat_item(chat)
+            await expect(item).to_be_visible()
+            box = await item.bounding_box()
+            assert box is not None
+            assert box["height"] >= 40 and box["x"] >= 0
+            assert box["x"] + box["width"] <= PHONE["width"]
+        assert await page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]
+        await expect(page.locator("#main")).to_be_hidden()
+        phone_list = await page.screenshot()
+        # Tapping a chat shows it full-screen, with a way back.
+        await phone.open_chat("#general")
+        await expect(page.locator("#sidebar")).to_be_hidden()
+        await phone.see("see you both there")
+        await expect(page.locator("#text")).to_be_in_viewport()
+        assert await page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]
+        phone_chat = await page.screenshot()
+        await page.click("#back")
+        await expect(page.locator("#sidebar")).to_be_visible()
+        for shot in (desktop, phone_list, phone_chat):
+            assert shot.startswith(b"\x89PNG")
+        alice.assert_no_errors()
+        phone.assert_no_errors()
+    _keep_screenshots(desktop=desktop, phone_list=phone_list, phone_chat=phone_chat)
+    await bob.close()
+    await carol.close()
+
+
+def _keep_screenshots(**shots: bytes) -> None:
+    """CHATD_SCREENSHOTS=docs/img keeps the pictures docs/http.md shows."""
+    target = os.environ.get("CHATD_SCREENSHOTS")
+    if not target:
+        return
+    out = ROOT / target
+    out.mkdir(parents=True, exist_ok=True)
+    for name, png in shots.items():
+        (out / f"web-{name.replace('_', '-')}.png").write_bytes(png)
