@@ -42,6 +42,11 @@ class Code(StrEnum):
 class Mode(StrEnum):
     TEXT = "text"
     JSON = "json"
+    # IRC sessions (chatd/protocol/irc.py), one per output shape: plain, with the
+    # server-time tag only, with all message tags (time, msgid, account, +draft/reply).
+    IRC = "irc"
+    IRC_TIME = "irc-time"
+    IRC_TAGS = "irc-tags"
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from chatd.protocol.events import Error, Event, Message, Mode, Notice, Ok, Push
+from chatd.protocol.irc import IRC_MODES, IrcRenderer
 
 
 @functools.lru_cache(maxsize=4)
@@ -77,10 +78,11 @@ _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_obj
 class Renderer:
     """Renders events; holds the time zone used for the HH:MM:SS of text lines."""
 
-    __slots__ = ("_clock", "_tz")
+    __slots__ = ("_clock", "_tz", "irc")
 
     def __init__(self, tz: tzinfo | None = None) -> None:
         self._tz = tz
+        self.irc = IrcRenderer()  # the IRC door sets its server name and file links
         self._clock = functools.lru_cache(maxsize=4)(self._format_clock)
 
     def render(self, event: Event, mode: Mode) -> bytes:
@@ -88,6 +90,8 @@ class Renderer:
             return (self.message_line(event) + "\n").encode()
         if isinstance(event, Rendered):
             return event.data
+        if mode in IRC_MODES:
+            return self.irc.render(event, mode)
         if mode is Mode.JSON:
             return self.json(event)
         return self.text(event)

@@ -1,0 +1,394 @@
+"""IRC messages, sans I/O: bytes to `IrcMessage` values and back, and chatd's events as
+IRC lines.
+
+`IrcFramer.feed(data)` takes whatever the socket produced and returns complete lines
+(or an `IrcFrameError` where a line was too long); `parse(line)` splits one line into
+tags, source, command and parameters (IRCv3 message-tags escaping included);
+`IrcMessage.render()` is the inverse. `IrcRenderer` turns the core's Push and Notice
+values into IRC lines once per IRC render mode, so the hub's fan-out writes the same
+bytes to every IRC session of a mode (see `chatd.protocol.render.Renderer.render`).
+
+Limits follow the IRCv3 message-tags spec: 512 bytes for the message itself (CR LF
+included) plus up to 8191 bytes of tags (the `@` and the space included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from chatd.protocol.events import Event, Message, Mode, Notice, Push
+
+MAX_BODY = 512  # the message without tags, CR LF included (RFC 1459)
+MAX_TAGS = 8191  # the tags, `@` and trailing space included (IRCv3 message-tags)
+MAX_LINE = MAX_BODY + MAX_TAGS
+
+IRC_MODES = frozenset({Mode.IRC, Mode.IRC_TIME, Mode.IRC_TAGS})
+
+# Numerics chatd sends, by name (RFC 1459/2812 and the IRCv3 extensions).
+RPL_WELCOME = "001"
+RPL_YOURHOST = "002"
+RPL_CREATED = "003"
+RPL_MYINFO = "004"
+RPL_ISUPPORT = "005"
+RPL_UMODEIS = "221"
+RPL_AWAY = "301"
+RPL_UNAWAY = "305"
+RPL_NOWAWAY = "306"
+RPL_WHOISUSER = "311"
+RPL_WHOISSERVER = "312"
+RPL_ENDOFWHO = "315"
+RPL_ENDOFWHOIS = "318"
+RPL_WHOISCHANNELS = "319"
+RPL_LISTSTART = "321"
+RPL_LIST = "322"
+RPL_LISTEND = "323"
+RPL_CHANNELMODEIS = "324"
+RPL_CREATIONTIME = "329"
+RPL_WHOISACCOUNT = "330"
+RPL_NOTOPIC = "331"
+RPL_TOPIC = "332"
+RPL_INVITING = "341"
+RPL_WHOREPLY = "352"
+RPL_NAMREPLY = "353"
+RPL_WHOSPCRPL = "354"
+RPL_ENDOFNAMES = "366"
+RPL_BANLIST = "367"
+RPL_ENDOFBANLIST = "368"
+RPL_MOTD = "372"
+RPL_MOTDSTART = "375"
+RPL_ENDOFMOTD = "376"
+RPL_YOUREOPER = "381"
+ERR_NOSUCHNICK = "401"
+ERR_NOSUCHCHANNEL = "403"
+ERR_CANNOTSENDTOCHAN = "404"
+ERR_TOOMANYCHANNELS = "405"
+ERR_NORECIPIENT = "411"
+ERR_NOTEXTTOSEND = "412"
+ERR_INPUTTOOLONG = "417"
+ERR_UNKNOWNCOMMAND = "421"
+ERR_NOMOTD = "422"
+ERR_NONICKNAMEGIVEN = "431"
+ERR_ERRONEUSNICKNAME = "432"
+ERR_NICKNAMEINUSE = "433"
+ERR_USERNOTINCHANNEL = "441"
+ERR_NOTONCHANNEL = "442"
+ERR_USERONCHANNEL = "443"
+ERR_NOTREGISTERED = "451"
+ERR_NEEDMOREPARAMS = "461"
+ERR_ALREADYREGISTERED = "462"
+ERR_PASSWDMISMATCH = "464"
+ERR_YOUREBANNEDCREEP = "465"
+ERR_UNKNOWNMODE = "472"
+ERR_INVITEONLYCHAN = "473"
+ERR_BANNEDFROMCHAN = "474"
+ERR_NOPRIVILEGES = "481"
+ERR_CHANOPRIVSNEEDED = "482"
+ERR_UMODEUNKNOWNFLAG = "501"
+ERR_USERSDONTMATCH = "502"
+RPL_LOGGEDIN = "900"
+RPL_SASLSUCCESS = "903"
+ERR_SASLFAIL = "904"
+ERR_SASLTOOLONG = "905"
+ERR_SASLABORTED = "906"
+ERR_SASLALREADY = "907"
+RPL_SASLMECHS = "908"
+
+
+class IrcParseError(ValueError):
+    """A line that is not an IRC message (empty, or tags/source without a command)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IrcFrameError:
+    """A line over the length limit; its bytes up to the next LF were discarded."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class IrcMessage:
+    """One IRC message. `command` is upper-cased by `parse` (numerics stay digits);
+    `tags` maps names (client-only tags keep their `+`) to unescaped values ("" when
+    the tag had no value)."""
+
+    command: str
+    params: tuple[str, ...] = ()
+    source: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    def render(self) -> bytes:
+        """The message as one CR LF terminated line, the last parameter as trailing
+        when it needs to be (empty, has a space, or starts with a colon)."""
+        return render(self.command, self.params, self.source, self.tags)
+
+
+# Tag escaping (IRCv3 message-tags) ------------------------------------------------------
+
+_ESCAPE = {";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"}
+_UNESCAPE = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
+_ESCAPE_TABLE = str.maketrans(_ESCAPE)
+
+
+def escape_tag(value: str) -> str:
+    return value.translate(_ESCAPE_TABLE)
+
+
+def unescape_tag(value: str) -> str:
+    """The inverse of `escape_tag`; an unknown escape drops the backslash and a
+    trailing lone backslash is dropped, as the spec says."""
+    if "\\" not in value:
+        return value
+    out: list[str] = []
+    i, n = 0, len(value)
+    while i < n:
+        ch = value[i]
+        if ch == "\\":
+            if i + 1 < n:
+                nxt = value[i + 1]
+                out.append(_UNESCAPE.get(nxt, nxt))
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def render_tags(tags: Mapping[str, str]) -> str:
+    """`@a=b;c ` for a non-empty mapping, "" for an empty one."""
+    if not tags:
+        return ""
+    parts = [f"{k}={escape_tag(v)}" if v else k for k, v in tags.items()]
+    return "@" + ";".join(parts) + " "
+
+
+# Parsing and rendering -------------------------------------------------------------------
+
+
+def parse(line: str) -> IrcMessage:
+    """One line (without CR LF) to an IrcMessage; raises IrcParseError if there is no
+    command. Runs of spaces between parameters count as one, as clients send them."""
+    rest = line.lstrip(" ")
+    tags: dict[str, str] = {}
+    if rest.startswith("@"):
+        raw, _, rest = rest[1:].partition(" ")
+        for item in raw.split(";"):
+            if not item:
+                continue
+            name, _, value = item.partition("=")
+            if name:
+                tags[name] = unescape_tag(value)
+        rest = rest.lstrip(" ")
+    source: str | None = None
+    if rest.startswith(":"):
+        source, _, rest = rest[1:].partition(" ")
+        rest = rest.lstrip(" ")
+    trailing: str | None = None
+    head, sep, tail = rest.partition(" :")
+    if sep:
+        trailing = tail
+        rest = head
+    elif rest.startswith(":"):
+        trailing, rest = rest[1:], ""
+    words = rest.split()
+    if not words:
+        raise IrcParseError("no command")
+    params = words[1:]
+    if trailing is not None:
+        params.append(trailing)
+    return IrcMessage(words[0].upper(), tuple(params), source, tags)
+
+
+def render(
+    command: str,
+    params: tuple[str, ...] | list[str] = (),
+    source: str | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> bytes:
+    """The bytes of one message (see IrcMessage.render)."""
+    parts = [f":{source} {command}" if source else command]
+    if params:
+        for p in params[:-1]:
+            parts.append(p)
+        last = params[-1]
+        if not last or " " in last or last.startswith(":"):
+            parts.append(":" + last)
+        else:
+            parts.append(last)
+    text = " ".join(parts)
+    if tags:
+        text = render_tags(tags) + text
+    return (text + "\r\n").encode()
+
+
+class IrcFramer:
+    """Bytes to decoded lines: LF ends a line (a CR before it is dropped), a line over
+    MAX_LINE becomes an IrcFrameError and is skipped up to its LF. Invalid UTF-8 is
+    read as Latin-1, which is what old IRC clients send; NUL bytes are removed."""
+
+    __slots__ = ("_buf", "_skipping", "max_line")
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self._buf = bytearray()
+        self._skipping = False
+        self.max_line = max_line
+
+    def feed(self, data: bytes) -> list[str | IrcFrameError]:
+        out: list[str | IrcFrameError] = []
+        buf = self._buf
+        buf += data
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            raw = bytes(buf[start:nl])
+            start = nl + 1
+            if self._skipping:
+                self._skipping = False
+                continue
+            if len(raw) > self.max_line:
+                out.append(IrcFrameError("Input line was too long"))
+                continue
+            line = _decode(raw)
+            if line.strip(" "):
+                out.append(line)
+        del buf[:start]
+        if len(buf) > self.max_line and not self._skipping:
+            out.append(IrcFrameError("Input line was too long"))
+            self._skipping = True
+        if self._skipping:
+            buf.clear()
+        return out
+
+
+def _decode(raw: bytes) -> str:
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    if b"\0" in raw or b"\r" in raw:
+        raw = raw.replace(b"\0", b"").replace(b"\r", b"")
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def irc_time(ts: float) -> str:
+    """The `time` tag's value: RFC 3339 UTC with milliseconds (IRCv3 server-time)."""
+    ms = round(ts * 1000)
+    return f"{datetime.fromtimestamp(ms // 1000, UTC):%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+
+
+def hostmask(name: str, host: str) -> str:
+    """The source of a user's lines: nick!user@host, with the account as nick and user."""
+    return f"{name}!{name}@{host}"
+
+
+def split_text(text: str, room: int) -> list[str]:
+    """`text` in pieces of at most `room` UTF-8 bytes, cut between characters (and at a
+    space when there is one in the piece's last quarter)."""
+    data = text.encode()
+    if len(data) <= room:
+        return [text]
+    pieces: list[str] = []
+    while len(data) > room:
+        cut = room
+        while cut > 0 and (data[cut] & 0xC0) == 0x80:  # not inside a character
+            cut -= 1
+        space = data.rfind(b" ", (room * 3) // 4, cut)
+        if space > 0:
+            cut = space
+        pieces.append(data[:cut].decode())
+        data = data[cut:].lstrip(b" ") if space > 0 else data[cut:]
+    if data:
+        pieces.append(data.decode())
+    return pieces
+
+
+# NUL stands for the recipient's nick in rendered bytes: the IRC door's transport puts
+# the nick in (a notice is rendered once for all of a user's sessions).
+ME = "\0"
+ME_BYTES = b"\0"
+
+
+@dataclass(frozen=True, slots=True)
+class IrcRenderer:
+    """Push and Notice as IRC lines; one instance per server (its name and the base of
+    file links). `file_url` is e.g. `http://127.0.0.1:8080/files/` or "" (no link)."""
+
+    server: str = "chatd"
+    host: str = "chatd"
+    file_url: str = ""
+
+    def render(self, event: Event, mode: Mode) -> bytes:
+        if isinstance(event, Push):
+            return self.push(event, mode)
+        if isinstance(event, Notice):
+            return self.notice(event, mode)
+        return b""  # replies are rendered by the IRC door itself (Submit's reply)
+
+    def message_tags(self, m: Message, mode: Mode) -> dict[str, str]:
+        if mode is Mode.IRC:
+            return {}
+        tags = {"time": irc_time(m.ts)}
+        if mode is Mode.IRC_TAGS:
+            tags["msgid"] = str(m.id)
+            tags["account"] = m.sender
+            if m.reply_to is not None:
+                tags["+draft/reply"] = str(m.reply_to)
+        return tags
+
+    def target(self, m: Message) -> str:
+        """The PRIVMSG target: the channel, or for a private message its recipient
+        (right for the recipient and for the sender's other sessions alike)."""
+        return m.to if m.to is not None else m.chat
+
+    def text(self, m: Message) -> str:
+        text = m.text
+        if m.file is not None:
+            f = m.file
+            link = f" {self.file_url}{f.id}" if self.file_url else ""
+            text = f"[file {f.id} {f.name} {f.size} bytes]{link}"
+            if m.text and m.text != f.name:
+                text += " " + m.text
+        return text
+
+    def push(self, push: Push, mode: Mode, prefix: str = "", batch: str | None = None) -> bytes:
+        """PRIVMSG lines of one message, split to fit 512 bytes; `prefix` goes before
+        the text (the `[HH:MM:SS]` of replay for clients without server-time), `batch`
+        is the reference of the batch the lines belong to."""
+        m = push.message
+        source = hostmask(m.sender, self.host)
+        target = self.target(m)
+        tags = self.message_tags(m, mode)
+        if batch is not None:
+            tags["batch"] = batch
+        text = prefix + self.text(m)
+        if m.reply_to is not None and mode is not Mode.IRC_TAGS:
+            text = f"(re [{m.reply_to}]) {text}"
+        room = MAX_BODY - len(f":{source} PRIVMSG {target} :\r\n".encode())
+        if len(text) * 4 <= room:  # the common case: surely one line
+            return render("PRIVMSG", (target, text), source, tags)
+        return b"".join(
+            render("PRIVMSG", (target, piece), source, tags) for piece in split_text(text, room)
+        )
+
+    def notice(self, notice: Notice, mode: Mode) -> bytes:
+        f = notice.fields
+        event = notice.event
+        if event == "joined":
+            return render("JOIN", (str(f["room"]),), hostmask(str(f["user"]), self.host))
+        if event == "left":
+            return render("PART", (str(f["room"]),), hostmask(str(f["user"]), self.host))
+        if event == "invited":
+            src = hostmask(str(f["by"]), self.host)
+            return render("INVITE", (ME, str(f["room"])), src) + render(
+                "JOIN", (str(f["room"]),), hostmask(ME, self.host)
+            )
+        if event == "removed":
+            src = hostmask(str(f["by"]), self.host)
+            return render("KICK", (str(f["room"]), ME, "removed by the owner"), src)
+        from chatd.protocol.render import notice_text  # render imports this module
+
+        return render("NOTICE", (ME, notice_text(notice)), self.server)
