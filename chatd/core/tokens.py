@@ -14,9 +14,11 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 
-from chatd.core.model import Account
-from chatd.core.outcome import DeleteToken, PutToken
+from chatd.core.accounts import AccountCommands
+from chatd.core.model import Account, Session
+from chatd.core.outcome import DeleteToken, Outcome, PutToken
 from chatd.core.snapshot import TokenRow
+from chatd.protocol.commands import Login
 
 
 def digest(token: str) -> str:
@@ -64,3 +66,11 @@ class TokenTable:
         """Forgets one token; the change that deletes its row, None if it was unknown."""
         row = self._rows.pop(digest(token), None)
         return None if row is None else DeleteToken(row.digest)
+
+
+def attach(chat: AccountCommands, s: Session, acct: Account, now: float) -> Outcome:
+    """Logs session `s` in as `acct` for a valid token, as `login` does once the
+    password is checked: the same session limit, replay and notices. Raises Refused
+    (too-many-sessions) like `login`."""
+    chat._check_sessions(acct)
+    return chat._attach(s, acct, Login(acct.name, None, verb="login"), now)

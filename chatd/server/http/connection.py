@@ -1,0 +1,459 @@
+"""One HTTP/1.1 connection: h11 under a thin asyncio Protocol, like the line door's
+Connection — bytes in, events out, no web framework.
+
+Requests are handled strictly one after another (h11 pauses a pipelined request until
+the previous response is complete), so pipelining and keep-alive need nothing more.
+Limits, all `[http]` settings read live: header bytes (h11's incomplete-event limit:
+431), body bytes (413, before reading when Content-Length says so; `files.max_bytes`
+for uploads), a header timeout from a request's first byte to its end of headers (408),
+an idle timeout between requests and between a body's chunks (closed), and connections
+per address (503). A half-sent request costs one small object and one timer until
+its header timeout, so a slowloris cannot tie up anything another client needs.
+
+`GET /ws` upgrades to a WebSocket (websocket.py) that then owns the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
+
+import h11
+
+from chatd import logs
+from chatd.protocol.events import Code
+from chatd.protocol.http import (
+    BAD_REQUEST,
+    TIMEOUT,
+    HttpError,
+    Route,
+    error_body,
+    error_headers,
+    header,
+    route,
+)
+
+if TYPE_CHECKING:
+    from chatd.server.http.door import HttpDoor
+    from chatd.server.http.websocket import WebSocket
+
+log = logs.get_logger("chatd.http")
+
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    413: b"Payload Too Large",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
+WRITE_HIGH = 256 * 1024  # streamed responses wait for the socket above this
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    target: str
+    headers: list[tuple[bytes, bytes]]
+    route: Route
+    ip: str
+    body: bytearray = field(default_factory=bytearray)
+
+    @property
+    def head(self) -> bool:
+        return self.method == "HEAD"
+
+    def header(self, name: bytes) -> str | None:
+        return header(self.headers, name)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def json_response(body: bytes, status: int = 200) -> Response:
+    return Response(status, body)
+
+
+def error_response(e: HttpError) -> Response:
+    return Response(
+        e.status,
+        error_body(e.code, e.message, e.retry_after),
+        headers=tuple(error_headers(e.status, e.retry_after, e.allow)),
+    )
+
+
+class BodyReader:
+    """Where a request's body goes: buffered (JSON endpoints) or streamed (uploads)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+
+    def feed(self, req: Request, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.limit:
+            raise HttpError(Code.TOO_LARGE, f"the body is larger than {self.limit} bytes")
+        req.body += data
+
+    def abort(self) -> None:
+        """The connection closed before the body ended."""
+
+
+Handler = Callable[["HttpConnection", Request], Awaitable[Response | None]]
+
+
+class HttpConnection(asyncio.Protocol):
+    __slots__ = (
+        "_body",
+        "_close_after",
+        "_drained",
+        "_error",
+        "_paused_reading",
+        "_req",
+        "_state",
+        "_task",
+        "_timer",
+        "_write_paused",
+        "door",
+        "h11",
+        "ip",
+        "transport",
+        "ws",
+    )
+
+    def __init__(self, door: HttpDoor) -> None:
+        self.door = door
+        self.h11 = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=door.settings.max_header_bytes
+        )
+        self.transport: asyncio.Transport | None = None
+        self.ip = ""
+        self._timer: asyncio.TimerHandle | None = None
+        # idle: waiting for a request; head: its first bytes came; body: reading it;
+        # handling: a handler runs or streams; ws: a WebSocket owns the socket.
+        self._state = "idle"
+        self._req: Request | None = None
+        self._body: BodyReader | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._write_paused = False
+        self._drained: asyncio.Future[None] | None = None
+        self._paused_reading = False
+        self._close_after = False
+        self._error: HttpError | None = None
+        self.ws: WebSocket | None = None
+
+    # asyncio callbacks ---------------------------------------------------------------
+
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, base)
+        self.transport = transport
+        peername = transport.get_extra_info("peername")
+        self.ip = str(peername[0]) if isinstance(peername, tuple) else "local"
+        refusal = self.door.admit(self.ip)
+        if refusal is not None:
+            self.ip = ""
+            self._state = "closed"
+            self._raw_error(503, Code.SERVER_BUSY, refusal)
+            log.info("http.refused", peer=transport.get_extra_info("peername"), reason=refusal)
+            return
+        transport.set_write_buffer_limits(high=WRITE_HIGH)
+        self._arm(self.door.settings.idle_timeout_s, self._idle_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        if self.ws is not None:
+            self.ws.receive(data)
+            return
+        if self._state == "closed":
+            return
+        self.h11.receive_data(data)
+        if self._state == "idle":
+            self._state = "head"
+            self._arm(self.door.settings.header_timeout_s, self._header_timeout)
+        elif self._state == "body":
+            self._arm(self.door.settings.idle_timeout_s, self._idle_timeout)
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        if self.ws is not None:
+            return self.ws.eof()
+        self.h11.receive_data(b"")
+        if self._state in ("idle", "head", "body"):
+            self._process()
+        return True  # keep our side open while a response is still being written
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        prev = self._state
+        self._state = "closed"
+        self._cancel_timer()
+        if self.ws is not None:
+            self.ws.lost(exc)
+        if self._body is not None:
+            self._body.abort()
+            self._body = None
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        if self.ip:
+            self.door.left(self.ip)
+        self.transport = None
+        del prev
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        if self.ws is not None:
+            self.ws.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        if self.ws is not None:
+            self.ws.resume_writing()
+
+    # Requests ------------------------------------------------------------------------
+
+    def _process(self) -> None:
+        conn = self.h11
+        while self._state in ("idle", "head", "body"):
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as e:
+                status = e.error_status_hint
+                code = Code.TOO_LARGE if status == 431 else BAD_REQUEST
+                self._raw_error(status, code, f"malformed request: {e}")
+                return
+            if event is h11.NEED_DATA or event is h11.PAUSED:
+                break
+            if isinstance(event, h11.Request):
+                self._on_request(event)
+            elif isinstance(event, h11.Data):
+                self._on_data(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                self._on_end()
+            elif isinstance(event, h11.ConnectionClosed):
+                self._close()
+                return
+        # Pipelined requests wait in h11's buffer while one is handled: bounded.
+        if (
+            self._state == "handling"
+            and not self._paused_reading
+            and self.transport is not None
+            and len(conn.trailing_data[0]) > self.door.settings.max_header_bytes
+        ):
+            self._paused_reading = True
+            self.transport.pause_reading()
+
+    def _on_request(self, event: h11.Request) -> None:
+        self._state = "body"
+        self._arm(self.door.settings.idle_timeout_s, self._idle_timeout)
+        method = event.method.decode("ascii", "replace").upper()
+        target = event.target.decode("latin-1")
+        headers = [(k, v) for k, v in event.headers]
+        from chatd.server.http import endpoints
+
+        try:
+            req = self._req = Request(method, target, headers, route(method, target), self.ip)
+            self._body = endpoints.body_reader(self, req)
+        except HttpError as e:
+            self._req = Request(method, target, headers, Route("error"), self.ip)
+            if _has_body(headers):
+                self._refuse(e)  # not worth reading: answer now, then close
+            else:
+                self._error = e  # answered at its end, and the connection stays
+            return
+        if self.h11.they_are_waiting_for_100_continue:
+            self._send(h11.InformationalResponse(status_code=100, headers=[]))
+
+    def _refuse(self, e: HttpError) -> None:
+        """Answers now, before the body: the connection closes after (the body that may
+        still come is not read)."""
+        self._state = "handling"
+        self._cancel_timer()
+        self._body = None
+        if self.h11.their_state is h11.SEND_BODY:
+            self._close_after = True
+        self._respond(error_response(e))
+
+    def _on_data(self, data: bytes) -> None:
+        body, req = self._body, self._req
+        if body is None or req is None:
+            return
+        try:
+            body.feed(req, data)
+        except HttpError as e:
+            body.abort()
+            self._refuse(e)
+
+    def _on_end(self) -> None:
+        req = self._req
+        if self._state != "body" or req is None:
+            return
+        self._state = "handling"
+        self._cancel_timer()
+        if self._error is not None:
+            error, self._error = self._error, None
+            self._respond(error_response(error))
+            return
+        from chatd.server.http import endpoints
+
+        self._task = self.door.loop.create_task(self._run(endpoints.handler(req.route.name), req))
+
+    async def _run(self, handler: Handler, req: Request) -> None:
+        try:
+            resp = await handler(self, req)
+        except HttpError as e:
+            resp = error_response(e)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("http.failed", method=req.method, path=req.target)
+            resp = error_response(HttpError(Code.INTERNAL, "internal error; logged"))
+        if resp is not None and self._state == "handling":
+            self._respond(resp)
+
+    # Responses -----------------------------------------------------------------------
+
+    def _send(self, event: h11._events.Event) -> None:
+        data = self.h11.send(event)
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+    def _respond(self, resp: Response) -> None:
+        req = self._req
+        headers = [
+            ("Content-Type", resp.content_type),
+            ("Content-Length", str(len(resp.body))),
+            *resp.headers,
+        ]
+        if self._close_after:
+            headers.append(("Connection", "close"))
+        try:
+            self._send(
+                h11.Response(status_code=resp.status, headers=headers, reason=_reason(resp.status))
+            )
+            if resp.body and not (req is not None and req.head):
+                self._send(h11.Data(data=resp.body))
+            self._send(h11.EndOfMessage())
+        except h11.LocalProtocolError as e:
+            log.warning("http.response_failed", error=str(e))
+            self._close()
+            return
+        self._next_cycle()
+
+    def start_stream(self, status: int, headers: list[tuple[str, str]]) -> None:
+        """Starts a response whose body follows in `stream` calls (SSE, downloads)."""
+        self._send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
+
+    async def stream(self, data: bytes) -> bool:
+        """Writes a piece of a streamed body; waits while the socket is behind. False
+        when the connection is gone."""
+        if self.transport is None or self._state != "handling":
+            return False
+        self._send(h11.Data(data=data))
+        if self._write_paused:
+            self._drained = self.door.loop.create_future()
+            await self._drained
+            self._drained = None
+        return self.transport is not None
+
+    def end_stream(self) -> None:
+        if self.transport is None or self._state != "handling":
+            return
+        self._send(h11.EndOfMessage())
+        self._next_cycle()
+
+    def _next_cycle(self) -> None:
+        conn = self.h11
+        self._req = None
+        self._task = None
+        if self._close_after or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+            self._close()
+            return
+        conn.start_next_cycle()
+        self._state = "idle"
+        self._arm(self.door.settings.idle_timeout_s, self._idle_timeout)
+        if self._paused_reading and self.transport is not None:
+            self._paused_reading = False
+            self.transport.resume_reading()
+        if conn.trailing_data[0]:
+            self._state = "head"
+            self._arm(self.door.settings.header_timeout_s, self._header_timeout)
+        self.door.loop.call_soon(self._process)  # the next pipelined request, if any
+
+    def upgraded(self, ws: WebSocket, response: bytes) -> None:
+        """The WebSocket handshake answer is written; from now on frames, not HTTP."""
+        self._cancel_timer()
+        self._state = "ws"
+        self.ws = ws
+        assert self.transport is not None
+        self.transport.write(response)
+        # Pause at any unsent byte, as the line door does: the hub's sent_id is exact.
+        self.transport.set_write_buffer_limits(high=0)
+        data, _closed = self.h11.trailing_data
+        if data:
+            ws.receive(bytes(data))
+
+    def _raw_error(self, status: int, code: str, message: str) -> None:
+        """An answer outside h11 (a malformed request, a refused connection), then close."""
+        transport = self.transport
+        self._state = "closed"
+        self._cancel_timer()
+        if transport is None:
+            return
+        body = error_body(code, message)
+        reason = _REASONS.get(status, b"Error")
+        transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s" % (status, reason, len(body), body)
+        )
+        transport.close()
+
+    def _close(self) -> None:
+        self._state = "closed"
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.close()
+
+    # Timers -------------------------------------------------------------------------------
+
+    def _arm(self, seconds: float, fn: Callable[[], None]) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.door.loop.call_later(seconds, fn)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _idle_timeout(self) -> None:
+        self._timer = None
+        if self._state in ("idle", "body"):
+            self._close()
+
+    def _header_timeout(self) -> None:
+        self._timer = None
+        if self._state == "head":
+            self._raw_error(408, TIMEOUT, "the request headers did not arrive in time")
+
+
+def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return http.HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""

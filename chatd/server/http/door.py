@@ -1,0 +1,262 @@
+"""The HTTP door's shared state: tokens, token sessions, the commit watermark, idempotent
+sends, static files, and the per-address connection count.
+
+One HttpDoor per daemon; each TCP connection is an HttpConnection (connection.py) that
+asks the door for what outlives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import chatd
+from chatd import logs
+from chatd.config import HttpSection
+from chatd.core import tokens
+from chatd.core.model import Account
+from chatd.core.state import Refused
+from chatd.protocol import commands as c
+from chatd.protocol.events import Code, Message, Push
+from chatd.protocol.http import HttpError, content_type
+from chatd.protocol.render import Renderer
+from chatd.server.context import Context
+from chatd.server.http.session import TokenSession, strip_login_ok
+from chatd.server.http.websocket import FrameCache
+from chatd.server.peer import Peer
+from chatd.store.base import Store
+
+log = logs.get_logger("chatd.http")
+
+STATIC_DIR = Path(chatd.__file__).parent / "web" / "static"
+IDEMPOTENCY_TTL_S = 86400.0
+IDEMPOTENCY_MAX = 10000  # remembered keys, all users together; the oldest go first
+
+
+@dataclass(frozen=True, slots=True)
+class StaticFile:
+    data: bytes
+    etag: str
+    content_type: str
+    mtime_ns: int
+
+
+class HttpDoor:
+    """What the HTTP connections share."""
+
+    def __init__(self, ctx: Context, store: Store, *, static_dir: Path = STATIC_DIR) -> None:
+        self.ctx = ctx
+        self.loop = ctx.loop
+        self.renderer = Renderer()  # JSON only: no time zone needed
+        self.tokens = tokens.TokenTable(store.load_tokens())
+        self.sessions: dict[str, TokenSession] = {}
+        self.static_dir = static_dir
+        self._static: dict[str, StaticFile] = {}
+        self.frames = FrameCache()
+        self.per_ip: Counter[str] = Counter()
+        self.connections = 0
+        # The highest message id known committed: every id up to it is on disk
+        # (batches commit in id order), so events may be handed out up to it.
+        self.watermark = ctx.chat.next_id - 1
+        self._mark_pending = False
+        self._to_wake: set[TokenSession] = set()
+        self._wake_scheduled = False
+        self.idempotent: OrderedDict[tuple[str, str], tuple[float, asyncio.Future[object]]] = (
+            OrderedDict()
+        )
+
+    @property
+    def settings(self) -> HttpSection:
+        return self.ctx.config.http
+
+    # Connections ---------------------------------------------------------------------
+
+    def admit(self, ip: str) -> str | None:
+        limit = self.settings.max_connections_per_ip
+        if self.per_ip[ip] >= limit:
+            return f"too many connections from {ip} (at most {limit})"
+        self.per_ip[ip] += 1
+        self.connections += 1
+        return None
+
+    def left(self, ip: str) -> None:
+        self.connections -= 1
+        self.per_ip[ip] -= 1
+        if self.per_ip[ip] <= 0:
+            del self.per_ip[ip]
+
+    # Tokens and sessions ---------------------------------------------------------------
+
+    def account_for(self, token: str | None) -> Account:
+        if token is None:
+            raise HttpError(
+                Code.NOT_LOGGED_IN, "send Authorization: Bearer <token> from POST /connect"
+            )
+        acct = self.tokens.check(token, self.ctx.chat.accounts)
+        if acct is None:
+            raise HttpError(Code.NOT_LOGGED_IN, "unknown or revoked token; POST /connect again")
+        return acct
+
+    def new_peer(self, ip: str) -> Peer:
+        from chatd.protocol.events import Mode
+
+        ctx = self.ctx
+        peer = Peer(
+            self.next_session_id(),
+            ip,
+            ctx.clock(),
+            transport=None,
+            buffer_limit=ctx.config.limits.send_buffer_bytes,
+        )
+        peer.mode = Mode.JSON
+        return peer
+
+    def next_session_id(self) -> int:
+        # Session ids only name sessions in logs; the HTTP door's count down from -1 so
+        # they never collide with the daemon's.
+        self._ids = getattr(self, "_ids", 0) - 1
+        return self._ids
+
+    def session_for(self, token: str | None, ip: str) -> TokenSession:
+        """The token's live session, logging a new one in when there is none."""
+        acct = self.account_for(token)
+        assert token is not None
+        digest = tokens.digest(token)
+        session = self.sessions.get(digest)
+        if session is not None and session.alive:
+            return session
+        ctx = self.ctx
+        peer = self.new_peer(ip)
+        session = TokenSession(self, digest, peer)
+        try:
+            out = tokens.attach(ctx.chat, peer, acct, ctx.clock())
+        except Refused as e:
+            session.alive = False
+            raise HttpError(e.code, e.message, retry_after=e.retry_after) from e
+        ctx.apply(peer, strip_login_ok(out))
+        self.sessions[digest] = session
+        session.use()
+        session.release()  # arms the idle expiry; the caller's use() cancels it
+        log.info("http.session", user=acct.name, session=peer.id)
+        return session
+
+    def adopt(self, token: str, session: TokenSession) -> None:
+        """A session logged in by POST /connect becomes its token's session."""
+        session.digest = tokens.digest(token)
+        old = self.sessions.get(session.digest)
+        if old is not None and old is not session:
+            old.close()
+        self.sessions[session.digest] = session
+
+    def forget(self, session: TokenSession) -> None:
+        if self.sessions.get(session.digest) is session:
+            del self.sessions[session.digest]
+        self._to_wake.discard(session)
+
+    def revoke(self, token: str) -> None:
+        change = self.tokens.revoke(token)
+        session = self.sessions.get(tokens.digest(token))
+        if session is not None:
+            session.close()
+        if change is not None:
+            self.ctx.hub.changes([change])
+
+    # Events -----------------------------------------------------------------------
+
+    def wake_soon(self, session: TokenSession) -> None:
+        """The hub wrote to a session's sink: once this turn's writes are done (and the
+        peer's written_id is set), raise the watermark and wake its waiters."""
+        self._to_wake.add(session)
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            self.loop.call_soon(self._wake)
+
+    def _wake(self) -> None:
+        self._wake_scheduled = False
+        sessions, self._to_wake = self._to_wake, set()
+        for s in sessions:
+            if s.peer.written_id > self.watermark:
+                self.watermark = s.peer.written_id
+        for s in sessions:
+            s.wake()
+        self.mark()
+
+    def mark(self) -> None:
+        """Makes sure the watermark reaches every message the core holds now, once
+        committed (hub.after), and wakes every session then."""
+        top = self.ctx.chat.next_id - 1
+        if top <= self.watermark or self._mark_pending:
+            return
+        self._mark_pending = True
+
+        def reached() -> None:
+            self._mark_pending = False
+            if top > self.watermark:
+                self.watermark = top
+                for s in list(self.sessions.values()):
+                    if s.waiters:
+                        s.wake()
+            self.mark()
+
+        self.ctx.hub.after(reached)
+
+    def messages_after(self, acct: Account, since: int, limit: int) -> list[Message]:
+        """The user's messages with since < id <= watermark, oldest first."""
+        out: list[Message] = []
+        top = self.watermark
+        # The core's unread scan: every chat of the user, merged by id.
+        for m in self.ctx.chat._unread(acct, since):
+            if m.id > top or len(out) >= limit:
+                break
+            out.append(m)
+        return out
+
+    def render(self, m: Message, viewer: str, live_from: int) -> bytes:
+        """A message as a JSON-mode `message` object (no newline)."""
+        return self.renderer.json(Push(m, viewer, m.id < live_from))[:-1]
+
+    # Idempotent sends ---------------------------------------------------------------------
+
+    def idempotent_result(self, user: str, key: str) -> tuple[asyncio.Future[object], bool]:
+        """The future of the first send with this key (and True), or a new one (False)."""
+        now = time.monotonic()
+        while self.idempotent:
+            oldest = next(iter(self.idempotent.values()))
+            if now - oldest[0] < IDEMPOTENCY_TTL_S and len(self.idempotent) <= IDEMPOTENCY_MAX:
+                break
+            self.idempotent.popitem(last=False)
+        found = self.idempotent.get((user, key))
+        if found is not None:
+            return found[1], True
+        fut: asyncio.Future[object] = self.loop.create_future()
+        self.idempotent[user, key] = (now, fut)
+        return fut, False
+
+    def forget_idempotent(self, user: str, key: str) -> None:
+        self.idempotent.pop((user, key), None)
+
+    # Static files ---------------------------------------------------------------------
+
+    def static(self, name: str) -> StaticFile:
+        """A file of the web client, cached while its mtime stays the same."""
+        root = self.static_dir.resolve()
+        path = (root / name).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise HttpError("not-found", f"no such file: {name}")
+        stat = path.stat()
+        cached = self._static.get(name)
+        if cached is not None and cached.mtime_ns == stat.st_mtime_ns:
+            return cached
+        data = path.read_bytes()
+        etag = '"' + hashlib.sha256(data).hexdigest()[:20] + '"'
+        found = StaticFile(data, etag, content_type(name), stat.st_mtime_ns)
+        self._static[name] = found
+        return found
+
+
+def login_of(name: str) -> c.Login:
+    return c.Login(name, None, verb="login")

@@ -1,0 +1,252 @@
+"""A bearer token's session: a Peer logged in to the core like any nc session, in JSON
+mode, whose "transport" is an EventSink instead of a socket.
+
+The hub writes to the sink what it would write to a socket: pushed messages, notices,
+and the few replies that bypass `Submit` (an upload's or a download's, which the file
+service queues itself). The sink does not keep messages: message ids are the cursor,
+so `GET /events` and SSE read a user's messages from the core's memory by id, up to the
+highest id known to be committed (`Watermark`), and the sink only wakes the waiting
+requests. Notices have no id: they are queued per session and handed to the next
+events answer or SSE stream once (docs/http.md, "Notices").
+
+Read position: the peer counts as paused forever, so the hub never moves its `sent_id`;
+an events answer or SSE event moves it once written, and the account's read position
+(the max over its sessions) follows, shared with the user's nc and WebSocket sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from chatd import logs
+from chatd.core.outcome import Outcome
+from chatd.protocol import commands as c
+from chatd.protocol.events import Code, Error, Event, Ok
+from chatd.protocol.render import Rendered
+from chatd.server.peer import Peer
+from chatd.server.pipeline import Pipeline, Submit
+
+if TYPE_CHECKING:
+    from chatd.server.http.door import HttpDoor
+
+log = logs.get_logger("chatd.http")
+
+MAX_NOTICES = 256  # notices kept for a session nobody is reading; the oldest go first
+
+Reply = Ok | Error | Rendered
+
+
+class SessionGone(Exception):
+    """The session closed (kicked, quit, shut down) while a request waited on it."""
+
+
+class EventSink:
+    """The transport of a token session's Peer (asyncio.Transport's write side)."""
+
+    __slots__ = ("_reading", "closed", "session")
+
+    def __init__(self, session: TokenSession) -> None:
+        self.session = session
+        self.closed = False
+        self._reading = True
+
+    def write(self, data: bytes) -> None:
+        s = self.session
+        if b'"type":"notice"' in data or b'"type":"ok"' in data or b'"type":"error"' in data:
+            for line in data.splitlines():
+                if line.startswith(b'{"type":"notice"'):
+                    s.add_notice(line)
+                elif line.startswith((b'{"type":"ok"', b'{"type":"error"')):
+                    s.raw_reply(line)
+        s.door.wake_soon(s)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.session.door.loop.call_soon(self.session.gone)
+
+    def abort(self) -> None:
+        self.close()
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_reading(self) -> bool:
+        return self._reading
+
+    def pause_reading(self) -> None:
+        self._reading = False
+
+    def resume_reading(self) -> None:
+        self._reading = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+
+class TokenSession:
+    """One token's live session, shared by the requests that carry the token."""
+
+    def __init__(self, door: HttpDoor, digest: str, peer: Peer) -> None:
+        self.door = door
+        self.digest = digest
+        self.peer = peer
+        self.sink = EventSink(self)
+        peer.transport = self.sink  # type: ignore[assignment]  # the transport's subset
+        peer.paused = True  # the hub never moves sent_id: answers do (module doc)
+        self.pipeline = Pipeline(door.ctx, peer)
+        self.waiters: set[asyncio.Future[bool]] = set()
+        self.notices: deque[tuple[int, bytes]] = deque(maxlen=MAX_NOTICES)
+        self.notice_seq = 0
+        self.notice_taken = 0  # long-poll: notices up to here were answered
+        self._raw: deque[asyncio.Future[Reply]] = deque()
+        self._pending: set[asyncio.Future[Reply]] = set()
+        self.users = 0  # requests and streams using the session now
+        self._expiry: asyncio.TimerHandle | None = None
+        self.alive = True
+
+    # Commands ---------------------------------------------------------------------
+
+    def submit(self, command: c.Command | str) -> asyncio.Future[Reply]:
+        """Runs a command through the session's pipeline; the future is its reply once
+        committed and written (HTTP answers only what a crash cannot take back)."""
+        loop = self.door.loop
+        fut: asyncio.Future[Reply] = loop.create_future()
+        captured: list[Reply] = []
+
+        def reply(event: Event) -> Event | None:
+            if isinstance(event, Ok | Error | Rendered):
+                captured.append(event)
+                return None
+            return event  # replayed messages and notices go to the sink as usual
+
+        def done() -> None:
+            self._pending.discard(fut)
+            if not fut.done():
+                if captured:
+                    fut.set_result(captured[0])
+                else:
+                    fut.set_exception(SessionGone())
+
+        self._pending.add(fut)
+        self.pipeline.feed([Submit(command, reply=reply, done=done)])
+        return fut
+
+    def expect_raw(self) -> asyncio.Future[Reply]:
+        """The next reply line the sink sees (an upload's or a download's, queued by
+        the file service rather than through Submit)."""
+        fut: asyncio.Future[Reply] = self.door.loop.create_future()
+        self._raw.append(fut)
+        return fut
+
+    def raw_reply(self, line: bytes) -> None:
+        while self._raw:
+            fut = self._raw.popleft()
+            if not fut.done():
+                fut.set_result(Rendered(line))
+                return
+
+    # Notices ---------------------------------------------------------------------
+
+    def add_notice(self, line: bytes) -> None:
+        self.notice_seq += 1
+        self.notices.append((self.notice_seq, line))
+
+    def notices_after(self, seq: int) -> list[tuple[int, bytes]]:
+        return [(n, line) for n, line in self.notices if n > seq]
+
+    # Waiting ---------------------------------------------------------------------
+
+    def wait(self, timeout: float) -> asyncio.Future[bool]:
+        """A future done at the next wake-up (True) or after `timeout` (False)."""
+        loop = self.door.loop
+        fut: asyncio.Future[bool] = loop.create_future()
+        self.waiters.add(fut)
+        handle = loop.call_later(timeout, _settle, fut)
+
+        def settled(f: asyncio.Future[bool]) -> None:
+            self.waiters.discard(f)
+            handle.cancel()
+
+        fut.add_done_callback(settled)
+        return fut
+
+    def wake(self) -> None:
+        for fut in self.waiters:
+            if not fut.done():
+                fut.set_result(True)
+        self.waiters.clear()
+
+    # Life time ---------------------------------------------------------------------
+
+    def use(self) -> None:
+        self.users += 1
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.users <= 0 and self.alive:
+            self.users = 0
+            idle = self.door.settings.session_idle_s
+            self._expiry = self.door.loop.call_later(idle, self.expire)
+
+    def expire(self) -> None:
+        """Nobody used the token for `http.session_idle_s`: log the session out (the
+        token stays valid; the next request logs a new session in)."""
+        self._expiry = None
+        if self.users == 0 and self.alive:
+            self.close()
+
+    def close(self) -> None:
+        """Logs the session out of the core, as a closed socket would."""
+        if not self.alive:
+            return
+        peer = self.peer
+        if not peer.closing:
+            peer.closing = True
+            self.door.ctx.apply(None, self.door.ctx.chat.close(peer, self.door.ctx.clock()))
+        self.gone()
+
+    def gone(self) -> None:
+        """The session ended (closed here, or by the hub: kick, quit, shutdown)."""
+        if not self.alive:
+            return
+        self.alive = False
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self.pipeline.close()
+        self.peer.transport = None
+        self.peer.closing = True
+        self.door.forget(self)
+        self.wake()
+        for fut in (*self._pending, *self._raw):
+            if not fut.done():
+                fut.set_exception(SessionGone())
+        self._pending.clear()
+        self._raw.clear()
+
+
+def _settle(fut: asyncio.Future[bool]) -> None:
+    if not fut.done():
+        fut.set_result(False)
+
+
+def strip_login_ok(out: Outcome) -> Outcome:
+    """A token attach's outcome without its `login` OK (nobody typed `login`)."""
+    out.replies = [e for e in out.replies if not isinstance(e, Ok)]
+    return out
+
+
+def gone_error() -> Error:
+    return Error(Code.NOT_LOGGED_IN, "the session was closed; connect again", None)
+
+
+Waker = Callable[[], None]
