@@ -126,6 +126,13 @@ class HttpSection:
     host: str = ""  # empty: same as server.host
     port: int = 0  # 0: no HTTP listener
     tls_port: int = 0  # 0: no HTTPS listener (uses the [tls] certificate)
+    max_header_bytes: int = 16384  # request line + headers; more: 431
+    max_body_bytes: int = 65536  # JSON request bodies; POST /files may send files.max_bytes
+    header_timeout_s: float = 10.0  # from a request's first byte to its last header: 408
+    idle_timeout_s: float = 75.0  # keep-alive idle, and the longest gap inside a body
+    max_connections_per_ip: int = 64  # open HTTP and WebSocket connections per address
+    session_idle_s: float = 60.0  # a token's session logs out this long after its last use
+    sse_keepalive_s: float = 15.0  # a comment line on an idle SSE stream this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +208,13 @@ _POSITIVE = {
     "retention.max_age_s",
     "retention.sweep_interval_s",
     "files.max_bytes",
+    "http.max_header_bytes",
+    "http.max_body_bytes",
+    "http.header_timeout_s",
+    "http.idle_timeout_s",
+    "http.max_connections_per_ip",
+    "http.session_idle_s",
+    "http.sse_keepalive_s",
     "rooms.link_ttl_s",
     "schedule.horizon_s",
 }
