@@ -223,6 +223,7 @@ class IrcConnection(asyncio.Protocol):
         self.ping_sent = False
         self.timer: asyncio.TimerHandle | None = None
         self.replay_left = 0
+        self.replay_top = 0  # highest message id replayed at login
         self.replay_batch: tuple[str, str] | None = None  # (ref, target) of an open batch
 
     # asyncio callbacks -------------------------------------------------------------
@@ -579,6 +580,9 @@ class IrcConnection(asyncio.Protocol):
                     )
                 return None
             if isinstance(event, Push) and event.replay:
+                # Rendered, not Push, so the hub cannot count it as received: do it
+                # at the welcome, when the replay is handed to the socket.
+                self.replay_top = max(self.replay_top, event.message.id)
                 return Rendered(self._replay(event))
             if isinstance(event, Notice):
                 return Rendered(self.door.renderer.irc.notice(event, self._mode()))
@@ -695,6 +699,7 @@ class IrcConnection(asyncio.Protocol):
             lines += self._join_lines(chan)
         peer.paused = False
         t.release(self._bytes(lines, None))
+        peer.written_id = max(peer.written_id, self.replay_top)
         if t.raw.get_write_buffer_size() == 0:
             peer.sent_id = max(peer.sent_id, peer.written_id)
         else:
@@ -1134,7 +1139,14 @@ class IrcConnection(asyncio.Protocol):
 
         def reply(event: Event) -> Event | None:
             if isinstance(event, Ok):
-                return Rendered(self._bytes([self._num(irc.RPL_INVITING, nick, chan)], label))
+                # the inviter's session is the one the core tells nothing: show the join
+                room = str(event.fields.get("room", chan))
+                user = str(event.fields.get("user", nick))
+                lines = [
+                    self._num(irc.RPL_INVITING, user, room),
+                    IrcMessage("JOIN", (room,), self._user_mask(user)),
+                ]
+                return Rendered(self._bytes(lines, label))
             if isinstance(event, Error):
                 subject = nick if event.code == Code.NO_SUCH_USER else chan
                 return Rendered(self._bytes([self._error(event, subject)], label))

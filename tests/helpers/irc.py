@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import Callable
 
 from chatd.protocol.irc import IrcMessage, parse
-from tests.helpers.server import TIMEOUT, StartServer, Server, free_port
+from tests.helpers.server import TIMEOUT, Server, StartServer, free_port
 
 
 async def start_irc(start_server: StartServer, **settings: object) -> tuple[Server, int]:
