@@ -63,6 +63,7 @@ class HttpDoor:
         # (batches commit in id order), so events may be handed out up to it.
         self.watermark = ctx.chat.next_id - 1
         self._mark_pending = False
+        self._marks: list[asyncio.Future[None]] = []
         self._to_wake: set[TokenSession] = set()
         self._wake_scheduled = False
         self.idempotent: OrderedDict[tuple[str, str], tuple[float, asyncio.Future[object]]] = (
@@ -185,24 +186,36 @@ class HttpDoor:
             s.wake()
         self.mark()
 
-    def mark(self) -> None:
+    def mark(self) -> asyncio.Future[None] | None:
         """Makes sure the watermark reaches every message the core holds now, once
-        committed (hub.after), and wakes every session then."""
+        committed (hub.after), and wakes every session then. The future is done when
+        it has (None: it already has)."""
         top = self.ctx.chat.next_id - 1
-        if top <= self.watermark or self._mark_pending:
-            return
+        if top <= self.watermark:
+            return None
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._marks.append(fut)
+        if self._mark_pending:
+            return fut
         self._mark_pending = True
 
         def reached() -> None:
             self._mark_pending = False
+            marks, self._marks = self._marks, []
             if top > self.watermark:
                 self.watermark = top
                 for s in list(self.sessions.values()):
                     if s.waiters:
                         s.wake()
-            self.mark()
+            for f in marks:
+                if not f.done():
+                    f.set_result(None)
+            again = self.mark()
+            if again is not None:
+                again.add_done_callback(lambda _: None)
 
         self.ctx.hub.after(reached)
+        return fut
 
     def messages_after(self, acct: Account, since: int, limit: int) -> list[Message]:
         """The user's messages with since < id <= watermark, oldest first."""

@@ -264,7 +264,9 @@ async def events(conn: HttpConnection, req: Request) -> Response | None:
         acct = session.peer.account
         assert acct is not None
         start = since if since is not None else acct.received()
-        door.mark()
+        marked = door.mark()
+        if marked is not None:
+            await marked  # read your own writes: what is queued now, once committed
         seq = session.notice_taken
         msgs = door.messages_after(acct, start, MAX_EVENTS)
         notes = session.notices_after(seq)
@@ -309,7 +311,9 @@ async def _sse(conn: HttpConnection, session: TokenSession, since: int | None) -
     if not await conn.stream(SSE_RETRY):
         return None
     keepalive = door.settings.sse_keepalive_s
-    door.mark()
+    marked = door.mark()
+    if marked is not None:
+        await marked
     while session.alive and conn.transport is not None:
         msgs = door.messages_after(acct, cursor, MAX_EVENTS)
         notes = session.notices_after(seq)
