@@ -191,7 +191,7 @@ def parse(line: str) -> IrcMessage:
         rest = head
     elif rest.startswith(":"):
         trailing, rest = rest[1:], ""
-    words = rest.split()
+    words = [w for w in rest.split(" ") if w]
     if not words:
         raise IrcParseError("no command")
     params = words[1:]
