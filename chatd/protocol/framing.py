@@ -1,8 +1,9 @@
-"""Bytes to lines: LF framing, telnet IAC stripping, line limits and UTF-8 decoding.
+"""Bytes to lines: LF framing, telnet commands, line limits and UTF-8 decoding.
 
 `LineFramer.feed` takes whatever the socket produced (half a line, ten lines, a telnet
 negotiation split across segments) and returns complete results in order: a decoded
 line, or a `FrameError` standing where the bad line stood. It never raises on input.
+Telnet's answers (chatd.protocol.telnet) wait in `framer.telnet.out` for the caller.
 """
 
 from __future__ import annotations
@@ -10,10 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chatd.protocol.events import Code
-
-IAC = 0xFF
-_SB, _SE = 0xFA, 0xF0
-_WILL, _DONT = 0xFB, 0xFE
+from chatd.protocol.telnet import ERASE, KILL, MANGLED, MARK, SEEN, Telnet
 
 # Control characters C0 except TAB are removed from every line (telnet, pasted junk).
 _C0_TABLE = {c: None for c in range(0x20) if c != 0x09}
@@ -27,67 +25,20 @@ class FrameError:
     message: str
 
 
-class _Telnet:
-    """Strips telnet commands (IAC …) from a byte stream, across segment boundaries.
-
-    A subnegotiation (IAC SB … IAC SE) longer than `max_sb` bytes is abandoned, so
-    binary junk that happens to contain IAC SB cannot make the connection deaf."""
-
-    __slots__ = ("_max_sb", "_sb_len", "_state")
-
-    # States: 0 data, 1 after IAC, 2 after IAC WILL/WONT/DO/DONT, 3 in SB, 4 IAC in SB.
-    def __init__(self, max_sb: int = 1024) -> None:
-        self._state = 0
-        self._sb_len = 0
-        self._max_sb = max_sb
-
-    def strip(self, data: bytes) -> bytes:
-        if self._state == 0 and IAC not in data:
-            return data
-        out = bytearray()
-        state = self._state
-        for b in data:
-            if state == 0:
-                if b == IAC:
-                    state = 1
-                else:
-                    out.append(b)
-            elif state == 1:
-                if b == IAC:  # escaped 0xFF data byte; never valid UTF-8, so drop it
-                    state = 0
-                elif _WILL <= b <= _DONT:
-                    state = 2
-                elif b == _SB:
-                    state = 3
-                    self._sb_len = 0
-                else:
-                    state = 0
-            elif state == 2:
-                state = 0
-            elif state == 3:
-                if b == IAC:
-                    state = 4
-                else:
-                    self._sb_len += 1
-                    if self._sb_len > self._max_sb:
-                        state = 0
-                        out.append(b)
-            else:  # state 4
-                state = 0 if b == _SE else 3
-        self._state = state
-        return bytes(out)
-
-
 class LineFramer:
     """Splits a byte stream into decoded lines, enforcing `max_line_bytes`."""
 
-    __slots__ = ("_buf", "_discarding", "_max", "_telnet")
+    __slots__ = ("_buf", "_discarding", "_max", "_spoke_telnet", "hint", "telnet")
 
-    def __init__(self, max_line_bytes: int) -> None:
+    def __init__(self, max_line_bytes: int, *, telnet_hint: str = "") -> None:
+        """`telnet_hint` ends the error for a line that telnet mangled (where to
+        connect instead, e.g. the telnet door)."""
         self._max = max_line_bytes
         self._buf = b""
         self._discarding = False
-        self._telnet = _Telnet()
+        self.hint = telnet_hint
+        self.telnet = Telnet()
+        self._spoke_telnet = False  # a line so far carried the client's first IAC
 
     @property
     def max_line_bytes(self) -> int:
@@ -103,7 +54,7 @@ class LineFramer:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[str | FrameError]:
-        data = self._telnet.strip(data)
+        data = self.telnet.strip(data)
         if self._buf:
             data = self._buf + data
         parts = data.split(b"\n")
@@ -128,15 +79,52 @@ class LineFramer:
             raw = raw[:-1]
         if len(raw) > self._max:
             return _too_long(self._max)
+        if MARK in raw:  # rare: telnet line editing, or a line telnet mangled
+            if MARK + SEEN in raw:
+                self._spoke_telnet = True
+            edited = _edit(raw)
+            if edited is None:
+                return self._mangled()
+            raw = edited
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
+            if self._spoke_telnet:
+                return self._mangled()
             return FrameError(Code.BAD_ENCODING, "the line is not valid UTF-8")
         if not text.isprintable():  # rare: only then can there be C0 characters to drop
             text = text.translate(_C0_TABLE)
         if not text or text.isspace():
             return None
         return text
+
+    def _mangled(self) -> FrameError:
+        hint = f"; {self.hint}" if self.hint else ""
+        return FrameError(
+            Code.BAD_ENCODING,
+            "your telnet changed the 8-bit characters of this line, so it was not sent; "
+            f"now that binary mode is on, type it again{hint}",
+        )
+
+
+def _edit(raw: bytes) -> bytes | None:
+    """Applies telnet's line-edit markers (Ctrl-C, EL, EC); None if the line was
+    mangled by telnet."""
+    parts = raw.split(MARK)
+    line = bytearray(parts[0])
+    for part in parts[1:]:
+        kind, rest = part[:1], part[1:]
+        if kind == MANGLED:
+            return None
+        if kind == KILL:
+            line.clear()
+        elif kind == ERASE:
+            while line and line[-1] & 0xC0 == 0x80:  # UTF-8 continuation bytes
+                line.pop()
+            if line:
+                line.pop()
+        line += rest
+    return bytes(line)
 
 
 def _too_long(limit: int) -> FrameError:

@@ -1,113 +1,148 @@
-"""One TCP connection: bytes in, commands to the core, outcomes to the hub.
+"""The line door: one TCP connection (plain, TLS or telnet) speaking the line protocol.
 
-An asyncio Protocol, not a stream task: data_received frames and handles every complete
-line at once, so pipelined commands cost no extra loop turns. Replies stay in order
-because the hub releases output batch by batch. Only password hashing makes a
-connection wait; its later lines are held, and reading pauses, until the hash is done.
+An asyncio Protocol, not a stream task: data_received frames every complete line at
+once and feeds them to the session's Pipeline, so pipelined commands cost no extra
+loop turns. What is door-specific stays here: framing and telnet, the greeting, the
+login timeout, and a half-close (`nc -N`): the client's EOF ends its input, every
+command it sent is still answered, then the server closes.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 from chatd import __version__, logs
-from chatd.core.flood import TokenBucket
-from chatd.core.outcome import Deferred, Outcome
-from chatd.protocol.commands import Download, ParseError, Upload, parse
-from chatd.protocol.events import Code, Error, Notice
-from chatd.protocol.framing import FrameError, LineFramer
+from chatd.core.outcome import Outcome
+from chatd.protocol.events import Code, Notice
+from chatd.protocol.framing import LineFramer
+from chatd.server.context import Context
 from chatd.server.peer import Peer
-
-if TYPE_CHECKING:
-    from chatd.server.daemon import Daemon
-    from chatd.server.uploads import UploadSession
+from chatd.server.pipeline import END, Pipeline
 
 log = logs.get_logger("chatd.connection")
 
 GREETING = f"* chatd {__version__} ready; type help, or login <name> [password]\n".encode()
 
 
+class Doorman(Protocol):
+    """What a connection asks of the server around its session (the Daemon does it):
+    may this address connect, a new session id, and the open/close bookkeeping."""
+
+    def admit(self, ip: str) -> str | None: ...
+    def next_session_id(self) -> int: ...
+    def opened(self, conn: Connection) -> None: ...
+    def closed(self, conn: Connection) -> None: ...
+
+
 class Connection(asyncio.Protocol):
     # Slots: ten thousand idle connections are ten thousand of these.
     __slots__ = (
-        "_backlog",
         "_bytes_in",
-        "_daemon",
-        "_flood",
-        "_flood_timer",
+        "_ctx",
+        "_door",
         "_framer",
         "_login_timer",
-        "_upload",
-        "_waiting",
-        "flood_holds",
+        "_raw",
+        "_telnet_door",
+        "_telnet_port",
         "ip",
         "peer",
+        "pipeline",
     )
 
-    def __init__(self, daemon: Daemon) -> None:
-        self._daemon = daemon
-        self._framer = LineFramer(daemon.config.limits.max_line_bytes)
-        self._backlog: deque[str | FrameError] | None = None  # lines held while waiting
-        self._waiting = False
+    def __init__(
+        self, ctx: Context, door: Doorman, *, telnet: bool = False, telnet_port: int = 0
+    ) -> None:
+        """`telnet`: this is the telnet door (BINARY offered at connect). `telnet_port`:
+        where a user whose telnet mangles 8-bit text should connect instead."""
+        self._ctx = ctx
+        self._door = door
+        self._telnet_door = telnet
+        self._telnet_port = telnet_port
+        self._framer = LineFramer(ctx.config.limits.max_line_bytes)
         self._login_timer: asyncio.TimerHandle | None = None
-        self._bytes_in = daemon.metrics.bytes_in  # resolved once: one add per chunk
-        limits = daemon.config.limits
-        self._flood = TokenBucket(limits.flood_burst, limits.flood_rate_per_s, daemon.loop.time())
-        self._flood_timer: asyncio.TimerHandle | None = None
-        self.flood_holds = 0  # times this connection was paused by the flood guard
-        self._upload: UploadSession | None = None  # upload mode: lines are its data
+        self._raw: asyncio.Transport | None = None  # the socket's, without CRLF
+        self._bytes_in = ctx.metrics.bytes_in  # resolved once: one add per chunk
         self.peer: Peer | None = None
+        self.pipeline: Pipeline | None = None
         self.ip = ""
+
+    @property
+    def flood_holds(self) -> int:
+        return self.pipeline.flood_holds if self.pipeline is not None else 0
 
     # asyncio callbacks ---------------------------------------------------------------
 
     def connection_made(self, base: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, base)  # uvloop's is not a subclass
-        d = self._daemon
+        self._raw = transport
+        ctx = self._ctx
         peername = transport.get_extra_info("peername")
         self.ip = str(peername[0]) if isinstance(peername, tuple) else "local"
-        refusal = d.admit(self.ip)
+        refusal = self._door.admit(self.ip)
         if refusal is not None:
-            d.metrics.connections_refused.value += 1
-            d.metrics.error(Code.SERVER_BUSY)
+            ctx.metrics.connections_refused.value += 1
+            ctx.metrics.error(Code.SERVER_BUSY)
             transport.write(f"ERR {Code.SERVER_BUSY} {refusal}\n".encode())
             transport.close()
             log.info("session.refused", peer=self.ip, reason=refusal)
             return
-        limits = d.config.limits
-        now = d.clock()
+        limits = ctx.config.limits
         peer = Peer(
-            d.next_session_id(),
+            self._door.next_session_id(),
             self.ip,
-            now,
+            ctx.clock(),
             transport=transport,
             buffer_limit=limits.send_buffer_bytes,
         )
         self.peer = peer
-        d.opened(self)
+        self.pipeline = Pipeline(ctx, peer)
+        if self._telnet_port:
+            here = transport.get_extra_info("sockname")
+            host = here[0] if isinstance(here, tuple) else "HOST"
+            self._framer.hint = (
+                f"for 8-bit text (Russian, emoji) use: telnet {host} {self._telnet_port}"
+            )
+        self._door.opened(self)
         # Pause at any unsent byte: pause/resume then tell exactly when the kernel took
         # everything written, which is when delivered messages count as received.
         transport.set_write_buffer_limits(high=0)
-        transport.write(GREETING)
-        d.metrics.bytes_out.value += len(GREETING)
-        self._login_timer = d.loop.call_later(limits.login_timeout_s, self._login_timeout)
-        log.info("session.opened", session=peer.id, peer=self.ip)
+        greeting = GREETING
+        if self._telnet_door:
+            self._framer.telnet.offer_binary()
+            self._speak_telnet(peer)
+            greeting = self._telnet_answers() + GREETING.replace(b"\n", b"\r\n")
+        transport.write(greeting)
+        ctx.metrics.bytes_out.value += len(greeting)
+        self._login_timer = ctx.loop.call_later(limits.login_timeout_s, self._login_timeout)
+        log.info("session.opened", session=peer.id, peer=self.ip, telnet=self._telnet_door)
 
     def data_received(self, data: bytes) -> None:
         self._bytes_in.value += len(data)
-        if self.peer is None or self.peer.closing:
+        peer, pipeline = self.peer, self.pipeline
+        if peer is None or pipeline is None or peer.closing:
             return
         items = self._framer.feed(data)
-        if self._waiting:
-            assert self._backlog is not None
-            self._backlog.extend(items)
-            return
-        self._run(items)
+        telnet = self._framer.telnet
+        if telnet.out and self._raw is not None and peer.transport is not None:
+            if not isinstance(peer.transport, CrlfTransport):
+                self._speak_telnet(peer)  # its first IAC: this client is telnet
+            self._raw.write(self._telnet_answers())
+        pipeline.feed(items)
+        if peer.account is not None and self._login_timer is not None:
+            self._login_timer.cancel()
+            self._login_timer = None
 
     def eof_received(self) -> bool:
-        return False  # close our side too
+        """The client will send nothing more (`nc -N`, a script's stdin ending): answer
+        every command it sent, then close. An unterminated last line is not a command:
+        a client that died mid-line must not post half a message."""
+        peer, pipeline = self.peer, self.pipeline
+        if peer is None or pipeline is None or peer.closing:
+            return False
+        pipeline.feed([END])
+        return True  # keep our side open for the replies; the END item closes it
 
     def connection_lost(self, exc: Exception | None) -> None:
         peer = self.peer
@@ -115,15 +150,13 @@ class Connection(asyncio.Protocol):
             return
         if self._login_timer is not None:
             self._login_timer.cancel()
-        if self._flood_timer is not None:
-            self._flood_timer.cancel()
-        if self._upload is not None:
-            self._upload.abort()
+        if self.pipeline is not None:
+            self.pipeline.close()
         if exc is None and not peer.paused:
             peer.sent_id = max(peer.sent_id, peer.written_id)
         peer.transport = None
         peer.closing = True
-        self._daemon.closed(self)
+        self._door.closed(self)
         log.info("session.closed", session=peer.id, error=str(exc) if exc else None)
 
     def pause_writing(self) -> None:
@@ -135,153 +168,50 @@ class Connection(asyncio.Protocol):
         if peer is not None:
             peer.paused = False
             peer.sent_id = max(peer.sent_id, peer.written_id)
-            peer.buffer_limit = self._daemon.config.limits.send_buffer_bytes
+            peer.buffer_limit = self._ctx.config.limits.send_buffer_bytes
 
-    # Commands ------------------------------------------------------------------------
+    # ---------------------------------------------------------------------------------
 
-    def _run(self, items: list[str | FrameError] | deque[str | FrameError]) -> None:
-        peer = self.peer
-        assert peer is not None
-        d = self._daemon
-        chat, hub = d.chat, d.hub
-        queue = items if isinstance(items, deque) else deque(items)
-        while queue:
-            if peer.closing:
-                return
-            if self._upload is not None:  # upload mode: data lines, exempt from the flood guard
-                if self._upload_lines(queue):
-                    return
-                continue
-            if not self._flood.take(d.loop.time()):
-                self._hold(queue)
-                return
-            item = queue.popleft()
-            if isinstance(item, FrameError):
-                hub.apply(peer, _error(item.code, item.message, None))
-                continue
-            try:
-                cmd = parse(item)
-            except ParseError as e:
-                if e.cmd == "upload":  # its data follows anyway: skip it, answer after `.`
-                    self._upload = d.files.upload(peer, e)
-                    continue
-                hub.apply(peer, _error(e.code, e.message, e.cmd))
-                continue
-            if isinstance(cmd, Upload):
-                self._upload = d.files.upload(peer, cmd)
-                continue
-            if isinstance(cmd, Download):
-                self._wait_for(d.files.download(self, cmd), queue)
-                return
-            out = chat.handle(peer, cmd, d.clock())
-            deferred = out.deferred
-            hub.apply(peer, out)
-            if out.rearm:
-                d.rearm()
-            if deferred is not None:
-                self._defer(deferred, queue)
-                return
-        if peer.account is not None and self._login_timer is not None:
-            self._login_timer.cancel()
-            self._login_timer = None
-
-    def _park(self, rest: deque[str | FrameError]) -> None:
-        """Stops reading and holds `rest` (and whatever arrives meanwhile) until
-        `_resume`: later lines wait for slow work so replies stay in order."""
-        self._waiting = True
-        if self._backlog:
-            rest.extend(self._backlog)
-        self._backlog = rest
-        peer = self.peer
-        if peer is not None and peer.transport is not None and peer.transport.is_reading():
-            peer.transport.pause_reading()
-
-    def _take_backlog(self) -> deque[str | FrameError]:
-        backlog, self._backlog = self._backlog or deque(), None
-        return backlog
-
-    def _resume(self) -> None:
-        self._waiting = False
-        peer = self.peer
-        if peer is None or peer.closing:
-            return
+    def _speak_telnet(self, peer: Peer) -> None:
         if peer.transport is not None:
-            peer.transport.resume_reading()
-        self._run(self._take_backlog())
+            peer.transport = cast(asyncio.Transport, CrlfTransport(peer.transport))
 
-    def _defer(self, deferred: Deferred, rest: deque[str | FrameError]) -> None:
-        """Runs slow pure work (password hashing) off the loop."""
-        self._park(rest)
-        peer = self.peer
-        assert peer is not None
-        d = self._daemon
-        fut = d.loop.run_in_executor(d.workers, deferred.work)
-
-        def done(f: asyncio.Future[object]) -> None:
-            if peer.closing:
-                return
-            out = deferred.resume(f.result(), d.clock())
-            d.hub.apply(peer, out)
-            if out.deferred is not None:  # e.g. the name was taken meanwhile: verify instead
-                self._defer(out.deferred, self._take_backlog())
-                return
-            self._resume()
-
-        fut.add_done_callback(done)
-
-    def _upload_lines(self, queue: deque[str | FrameError]) -> bool:
-        """Gives the upload its data lines from `queue`; True when the connection now
-        waits for the upload to be stored (its `.` came)."""
-        upload = self._upload
-        assert upload is not None
-        if not upload.feed(queue):
-            return False
-        self._upload = None
-        waiter = upload.finish()
-        if waiter is None:
-            return False
-        self._wait_for(waiter, queue)
-        return True
-
-    def _wait_for(self, waiter: asyncio.Future[None], rest: deque[str | FrameError]) -> None:
-        """Holds later lines until `waiter` is done (an upload being stored, a download
-        being read)."""
-        self._park(rest)
-        waiter.add_done_callback(lambda _: self._resume())
-
-    def _hold(self, rest: deque[str | FrameError]) -> None:
-        """Flood guard: over its command budget, a connection is slowed, not refused.
-        Reading pauses (TCP pushes back on the client) until the bucket has refilled
-        for the queued lines, or a tenth of a burst, so no connection keeps the loop
-        busy and the wake-ups stay few."""
-        self.flood_holds += 1
-        self._park(rest)
-        loop = self._daemon.loop
-        need = min(len(self._backlog or ()), max(1, int(self._flood.capacity) // 10))
-        self._flood_timer = loop.call_later(self._flood.wait(loop.time(), need), self._unhold)
-
-    def _unhold(self) -> None:
-        self._flood_timer = None
-        self._resume()
+    def _telnet_answers(self) -> bytes:
+        out = self._framer.telnet.out
+        data = bytes(out)
+        out.clear()
+        self._ctx.metrics.bytes_out.value += len(data)
+        return data
 
     def _login_timeout(self) -> None:
         peer = self.peer
         if peer is None or peer.account is not None or peer.closing:
             return
-        timeout = self._daemon.config.limits.login_timeout_s
+        timeout = self._ctx.config.limits.login_timeout_s
         log.info("session.login_timeout", session=peer.id, peer=self.ip)
-        self._daemon.hub.apply(
-            peer, Outcome(closes=[(peer, Notice("login-timeout", {"timeout_s": f"{timeout:g}"}))])
-        )
+        notice = Notice("login-timeout", {"timeout_s": f"{timeout:g}"})
+        self._ctx.apply(peer, Outcome(closes=[(peer, notice)]))
 
-    def set_max_line(self, max_line_bytes: int) -> None:
+    def set_limits(self, max_line_bytes: int, flood_burst: int, flood_rate_per_s: float) -> None:
+        """New limits after a config reload."""
         self._framer.max_line_bytes = max_line_bytes
-
-    def set_flood(self, burst: int, rate_per_s: float) -> None:
-        """New flood-guard limits (a config reload); the tokens held stay."""
-        self._flood.capacity, self._flood.rate = float(burst), float(rate_per_s)
+        if self.pipeline is not None:
+            self.pipeline.set_flood(flood_burst, flood_rate_per_s)
 
 
-def _error(code: Code, message: str, cmd: str | None) -> Outcome:
-    log.info("command.failed", cmd=cmd, code=str(code))
-    return Outcome(replies=[Error(code, message, cmd)])
+class CrlfTransport:
+    """A transport whose newlines go out as CR LF, telnet's newline (RFC 854): once
+    BINARY is on, Debian's telnet leaves the terminal raw and a bare LF would make
+    every line start where the last one ended. Only telnet sessions pay for this."""
+
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+
+    def write(self, data: bytes) -> None:
+        # The leading CR: the terminal echoed the user's Enter as a bare LF too.
+        self._transport.write(b"\r" + data.replace(b"\n", b"\r\n"))
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._transport, name)

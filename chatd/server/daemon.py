@@ -18,9 +18,13 @@ from chatd.core.chat import Chat
 from chatd.core.outcome import Outcome
 from chatd.protocol.events import GENERAL, Notice
 from chatd.protocol.render import Renderer
+from chatd.server import http as http_door
+from chatd.server import irc as irc_door
 from chatd.server.connection import Connection
+from chatd.server.context import Context
 from chatd.server.hub import Hub
 from chatd.server.ops import Operations, ReloadResult, ServerMetrics, reconcile
+from chatd.server.peer import Peer
 from chatd.server.uploads import Files
 from chatd.store.base import Store
 from chatd.store.sqlite import SqliteStore
@@ -90,8 +94,27 @@ class Daemon:
             inline_commit=cfg.store.synchronous == "normal",
         )
         self.workers = concurrent.futures.ThreadPoolExecutor(2, "chatd-work")
-        self.files = Files(self)  # file bodies under data_dir/files, its own I/O thread
+        # File bodies under data_dir/files, with an I/O thread of their own.
+        self.files = Files(
+            loop=self.loop,
+            chat=self.chat,
+            hub=self.hub,
+            workers=self.workers,
+            clock=self.clock,
+            apply=self.apply,
+        )
         self.files.start()
+        self.ctx = Context(
+            loop=self.loop,
+            chat=self.chat,
+            hub=self.hub,
+            files=self.files,
+            workers=self.workers,
+            clock=self.clock,
+            metrics=self.metrics,
+            apply=self.apply,
+            rearm=self.rearm,
+        )
         self.metrics.watch(
             connections=lambda: len(self._connections),
             sessions=lambda: len(self.chat.topics.get(GENERAL, ())),
@@ -100,7 +123,7 @@ class Daemon:
             accounts=lambda: len(self.chat.accounts),
             slow_consumers=lambda: self.hub.slow_consumers,
         )
-        self._servers.extend(await self.ops.listen(cfg, lambda: Connection(self)))
+        self._servers.extend(await self.ops.listen(cfg, self._line_door))
         self.port = self.ops.port
         self._servers.extend(await self._listen_doors(cfg))
         self._every(CURSOR_SAVE_INTERVAL_S, self._save_cursors)
@@ -116,9 +139,21 @@ class Daemon:
     async def _listen_doors(self, cfg: Config) -> list[asyncio.Server]:
         """The other doors onto the same chat, each off while its port is 0."""
         host = cfg.server.host
-        return await self.ops.listen_door(
-            "telnet", cfg.telnet.host or host, cfg.telnet.port, lambda: Connection(self)
+        servers = await self.ops.listen_door(
+            "telnet",
+            cfg.telnet.host or host,
+            cfg.telnet.port,
+            lambda: Connection(self.ctx, self, telnet=True),
         )
+        servers += await irc_door.listen(self)  # [irc]: chatd/server/irc.py
+        assert self._store is not None
+        servers += await http_door.listen(self.ctx, self._store, self.ops, cfg)  # [http]
+        return servers
+
+    def _line_door(self) -> Connection:
+        """A connection of the main port (plain or TLS): byte-clean for nc and bots;
+        a user whose telnet mangles 8-bit text is told about the telnet door."""
+        return Connection(self.ctx, self, telnet_port=self.door_port("telnet"))
 
     def door_port(self, name: str) -> int:
         """The bound port of a door (`telnet`, `http`, `irc`, `http-tls`, ...), 0 if off."""
@@ -160,9 +195,9 @@ class Daemon:
             log.warning("config.reload_ignored", keys=list(result.ignored), reason="restart")
         self.config = self.chat.config = cfg
         logs.set_level(cfg.log.level)
+        limits = cfg.limits
         for conn in self._connections:
-            conn.set_max_line(cfg.limits.max_line_bytes)
-            conn.set_flood(cfg.limits.flood_burst, cfg.limits.flood_rate_per_s)
+            conn.set_limits(limits.max_line_bytes, limits.flood_burst, limits.flood_rate_per_s)
             peer = conn.peer
             if peer is not None and not peer.paused:  # paused: a raised limit until drained
                 peer.buffer_limit = cfg.limits.send_buffer_bytes
@@ -193,7 +228,7 @@ class Daemon:
         notice = Notice("shutdown", {})
         for conn in list(self._connections):
             if conn.peer is not None:
-                self.hub.apply(conn.peer, Outcome(closes=[(conn.peer, notice)]))
+                self.apply(conn.peer, Outcome(closes=[(conn.peer, notice)]))
         self.hub.changes(self.chat.save_cursors())
         deadline = self.config.server.shutdown_timeout_s
         try:
@@ -250,7 +285,13 @@ class Daemon:
         if self._per_ip[conn.ip] <= 0:
             del self._per_ip[conn.ip]
         assert conn.peer is not None
-        self.hub.apply(None, self.chat.close(conn.peer, self.clock()))
+        self.apply(None, self.chat.close(conn.peer, self.clock()))
+
+    def apply(self, peer: Peer | None, out: Outcome) -> None:
+        """The one way an Outcome reaches the hub; `peer` is the acting session."""
+        self.hub.apply(peer, out)
+        if out.rearm:
+            self.rearm()
 
     @property
     def connections(self) -> int:
@@ -280,7 +321,7 @@ class Daemon:
         if self._stopping:
             return
         try:
-            self.hub.apply(None, self.chat.tick(self.clock()))
+            self.apply(None, self.chat.tick(self.clock()))
             self.files.collect()
         except Exception:
             log.exception("timer.failed", timer="tick")

@@ -53,9 +53,10 @@ class _Batch:
     direct: dict[Peer, _Pending] = field(default_factory=dict)
     topics: dict[str, list[tuple[Message, Session | None]]] = field(default_factory=dict)
     closes: list[Peer] = field(default_factory=list)
+    after: list[Callable[[], None]] = field(default_factory=list)
 
     def empty(self) -> bool:
-        return not (self.changes or self.direct or self.topics or self.closes)
+        return not (self.changes or self.direct or self.topics or self.closes or self.after)
 
 
 class Hub:
@@ -110,6 +111,11 @@ class Hub:
         for session, notice in out.closes:
             assert isinstance(session, Peer)
             self._close_later(batch, session, notice)
+        self._schedule()
+
+    def after(self, callback: Callable[[], None]) -> None:
+        """Calls `callback` once everything queued so far is committed and written."""
+        self._open.after.append(callback)
         self._schedule()
 
     def changes(self, changes: list[Change]) -> None:
@@ -242,6 +248,11 @@ class Hub:
                 peer.transport.close()
         for peer in dropped:
             self._drop_slow(peer)
+        for callback in batch.after:
+            try:
+                callback()
+            except Exception:
+                log.exception("hub.after_failed")
 
     def _fan_out(
         self, topic: str, items: list[tuple[Message, Session | None]], dropped: list[Peer]

@@ -23,10 +23,12 @@ import asyncio
 import concurrent.futures
 import functools
 from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chatd import logs
+from chatd.core.chat import Chat
 from chatd.core.files import Body, UploadTicket
 from chatd.core.outcome import Outcome
 from chatd.protocol.commands import Download, ParseError, Upload
@@ -35,11 +37,8 @@ from chatd.protocol.framing import FrameError
 from chatd.protocol.render import Rendered, download_reply
 from chatd.protocol.upload import UploadDecoder
 from chatd.server.blobs import BlobStore, BodyMissing, TempBody
+from chatd.server.hub import Hub
 from chatd.server.peer import Peer
-
-if TYPE_CHECKING:
-    from chatd.server.connection import Connection
-    from chatd.server.daemon import Daemon
 
 log = logs.get_logger("chatd.files")
 
@@ -52,10 +51,23 @@ _STORE_FAILED = "the server could not store the file; try again later"
 class Files:
     """The daemon's file service: one per daemon, created at start-up."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self._d = daemon
-        self.loop = daemon.loop
-        self.blobs = BlobStore(Path(daemon.config.server.data_dir) / FILES_DIR)
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        chat: Chat,
+        hub: Hub,
+        workers: concurrent.futures.Executor,
+        clock: Callable[[], float],
+        apply: Callable[[Peer | None, Outcome], None],
+    ) -> None:
+        self.loop = loop
+        self._chat = chat
+        self._hub = hub
+        self._workers = workers
+        self._clock = clock
+        self.apply = apply  # the server's one way to queue an Outcome
+        self.blobs = BlobStore(Path(chat.config.server.data_dir) / FILES_DIR)
         self.thread = concurrent.futures.ThreadPoolExecutor(1, "chatd-files")
         self._finishing: Counter[str] = Counter()  # sha256 -> uploads being committed
         self._pending: set[asyncio.Future[None]] = set()
@@ -63,38 +75,33 @@ class Files:
     def start(self) -> None:
         """Start-up, before listening: forget file rows without a message, remove
         temp files and bodies that no row names (a crash's leftovers)."""
-        d = self._d
-        d.hub.changes(d.chat.take_file_cleanup())
-        temps, bodies = self.blobs.sweep_orphans(d.chat.body_in_use)
+        self._hub.changes(self._chat.take_file_cleanup())
+        temps, bodies = self.blobs.sweep_orphans(self._chat.body_in_use)
         if temps or bodies:
             log.info("files.swept", temp_files=temps, bodies=bodies)
 
     def upload(self, peer: Peer, cmd: Upload | ParseError) -> UploadSession:
         """An `upload` line (or one that failed to parse: its data follows anyway)."""
-        d = self._d
         if isinstance(cmd, ParseError):
             return UploadSession(self, peer, None, Error(cmd.code, cmd.message, cmd.cmd))
-        began = d.chat.begin_upload(peer, cmd, d.clock())
+        began = self._chat.begin_upload(peer, cmd, self._clock())
         if isinstance(began, Error):
             return UploadSession(self, peer, None, began)
         return UploadSession(self, peer, began, None)
 
-    def download(self, conn: Connection, cmd: Download) -> asyncio.Future[None]:
+    def download(self, peer: Peer, cmd: Download) -> asyncio.Future[None]:
         """`download`: the core checks who may; the body is read, verified and rendered
         on a worker thread. The future is done once the reply is queued."""
-        d = self._d
-        peer = conn.peer
-        assert peer is not None
-        waiter: asyncio.Future[None] = d.loop.create_future()
-        out = d.chat.handle(peer, cmd, d.clock())
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        out = self._chat.handle(peer, cmd, self._clock())
         ok = out.replies[0] if len(out.replies) == 1 else None
         if not isinstance(ok, Ok):
             self.apply(peer, out)
             waiter.set_result(None)
             return waiter
         file: dict[str, Any] = dict(ok.fields["file"])
-        fut = d.loop.run_in_executor(d.workers, self._render, ok.cmd, file, peer.mode)
-        fut.add_done_callback(functools.partial(self._downloaded, conn, ok.cmd, file, waiter))
+        fut = self.loop.run_in_executor(self._workers, self._render, ok.cmd, file, peer.mode)
+        fut.add_done_callback(functools.partial(self._downloaded, peer, ok.cmd, file, waiter))
         return waiter
 
     def _render(self, cmd: str, file: dict[str, Any], mode: Mode) -> bytes:
@@ -103,14 +110,12 @@ class Files:
 
     def _downloaded(
         self,
-        conn: Connection,
+        peer: Peer,
         cmd: str,
         file: dict[str, Any],
         waiter: asyncio.Future[None],
         fut: asyncio.Future[bytes],
     ) -> None:
-        peer = conn.peer
-        assert peer is not None
         reply: Event
         try:
             reply = Rendered(fut.result())
@@ -123,17 +128,12 @@ class Files:
             self.apply(peer, Outcome(replies=[reply]))
         waiter.set_result(None)
 
-    def apply(self, peer: Peer, out: Outcome) -> None:
-        self._d.hub.apply(peer, out)
-        if out.rearm:
-            self._d.rearm()
-
     # Bodies ------------------------------------------------------------------------
 
     def collect(self) -> None:
         """Deletes bodies that lost their last file row (after retention, a deleted
         room), unless an upload of the same content is being committed."""
-        chat = self._d.chat
+        chat = self._chat
         for sha in chat.take_dead_bodies():
             if not self._finishing[sha] and not chat.body_in_use(sha):
                 self._delete(sha)
@@ -151,9 +151,8 @@ class Files:
     def committed(self, ticket: UploadTicket, body: Body, peer: Peer, error: str | None) -> None:
         """The body is stored (or `error` says why not): the core finishes the upload,
         and the body goes if, refused, no file row names it."""
-        d = self._d
         if error is None:
-            out = d.chat.finish_upload(peer, ticket, body, d.clock())
+            out = self._chat.finish_upload(peer, ticket, body, self._clock())
         else:
             out = Outcome(replies=[Error(Code.INTERNAL, _STORE_FAILED, ticket.verb)])
         self.apply(peer, out)
@@ -161,7 +160,7 @@ class Files:
         self._finishing[sha256] -= 1
         if self._finishing[sha256] <= 0:
             del self._finishing[sha256]
-            if not self._d.chat.body_in_use(sha256):
+            if not self._chat.body_in_use(sha256):
                 self._delete(sha256)  # stored, then refused at finish: nobody names it
         self.collect()
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,6 +29,7 @@ from chatd.server.daemon import Daemon
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 5.0
+_TELNET_NEGOTIATION = re.compile(rb"\xff[\xfb-\xfe][\x00-\xff]")
 
 
 class FakeClock:
@@ -79,6 +81,8 @@ class Client:
         raw = await asyncio.wait_for(self.reader.readline(), timeout)
         if not raw:
             raise EOFError("connection closed")
+        if b"\xff" in raw or b"\r" in raw:  # a client that spoke telnet gets CRLF and
+            raw = _TELNET_NEGOTIATION.sub(b"", raw).replace(b"\r", b"")  # negotiation
         return raw.decode().rstrip("\n")
 
     async def reply(self, timeout: float = TIMEOUT) -> list[str]:

@@ -1,0 +1,42 @@
+"""What a door needs from the server, in one small explicit value.
+
+A door (the line protocol, telnet, HTTP, IRC) gets a Context, not the Daemon: the
+core, the hub, the file service, the thread pool, the clock, the counters, and
+`apply`, the one way an Outcome reaches the hub (it also re-aims the timer when timed
+work moved). The Daemon builds it once at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chatd.config import Config
+from chatd.core.chat import Chat
+from chatd.core.outcome import Outcome
+from chatd.server.hub import Hub
+from chatd.server.ops import ServerMetrics
+from chatd.server.peer import Peer
+from chatd.server.uploads import Files
+
+Apply = Callable[[Peer | None, Outcome], None]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Context:
+    loop: asyncio.AbstractEventLoop
+    chat: Chat
+    hub: Hub
+    files: Files
+    workers: concurrent.futures.Executor  # slow pure work: password hashing, rendering
+    clock: Callable[[], float]
+    metrics: ServerMetrics
+    apply: Apply  # queue an outcome; `peer` is the acting session (None: nobody's)
+    rearm: Callable[[], None]  # the core's next wake-up may have moved
+
+    @property
+    def config(self) -> Config:
+        """The live config (a reload replaces it)."""
+        return self.chat.config
