@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,7 +71,7 @@ async def raw(port: int, data: bytes, *, read_until_close: bool = True) -> bytes
 
 def status_lines(data: bytes) -> list[int]:
     """The status codes of every response in a raw byte stream."""
-    return [int(line.split()[1]) for line in data.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+    return [int(m) for m in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
 
 
 @dataclass

@@ -257,6 +257,11 @@ class HttpConnection(asyncio.Protocol):
         method = event.method.decode("ascii", "replace").upper()
         target = event.target.decode("latin-1")
         headers = [(k, v) for k, v in event.headers]
+        size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in headers)
+        limit = self.door.settings.max_header_bytes
+        if size > limit:  # h11 only limits headers that arrive in pieces
+            self._raw_error(431, Code.TOO_LARGE, f"the request headers pass {limit} bytes")
+            return
         from chatd.server.http import endpoints
 
         try:

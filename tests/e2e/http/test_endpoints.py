@@ -9,7 +9,7 @@ from tests.helpers.server import StartServer
 
 
 async def test_connect_send_events_status(start_server: StartServer) -> None:
-    server, base = await start_http(start_server)
+    _server, base = await start_http(start_server)
     async with client(base) as anon:
         r = await anon.post("/connect", json={"name": "alice", "password": "pw1"})
         assert r.status_code == 200
@@ -36,7 +36,7 @@ async def test_connect_send_events_status(start_server: StartServer) -> None:
 
 
 async def test_command_runs_any_line_command(start_server: StartServer) -> None:
-    server, base = await start_http(start_server)
+    _server, base = await start_http(start_server)
     async with await user(base, "alice") as alice:
         r = await alice.post("/command", json={"line": "room create den"})
         assert r.status_code == 200
@@ -60,7 +60,7 @@ async def test_command_runs_any_line_command(start_server: StartServer) -> None:
 
 
 async def test_error_statuses_of_send(start_server: StartServer) -> None:
-    server, base = await start_http(start_server, limits__general_messages_per_window=1)
+    _server, base = await start_http(start_server, limits__general_messages_per_window=1)
     async with await user(base, "alice") as alice, await user(base, "bob") as bob:
         r = await alice.post("/send", json={"to": "@nobody", "text": "hi"})
         assert (r.status_code, error_code(r)) == (404, "no-such-user")
@@ -85,7 +85,7 @@ async def test_error_statuses_of_send(start_server: StartServer) -> None:
 
 
 async def test_banned_user_gets_403_with_retry_after(start_server: StartServer) -> None:
-    server, base = await start_http(start_server, moderation__strikes_to_ban=1)
+    _server, base = await start_http(start_server, moderation__strikes_to_ban=1)
     async with await user(base, "alice") as alice, await user(base, "bob") as bob:
         assert (await bob.post("/command", json={"line": "ban alice spam"})).status_code == 200
         r = await alice.post("/send", json={"to": "#general", "text": "hi"})
@@ -97,7 +97,7 @@ async def test_banned_user_gets_403_with_retry_after(start_server: StartServer) 
 
 
 async def test_connect_errors(start_server: StartServer) -> None:
-    server, base = await start_http(start_server)
+    _server, base = await start_http(start_server)
     await connect(base, "alice", "secret")
     async with client(base) as anon:
         r = await anon.post("/connect", json={"name": "alice", "password": "wrong"})
@@ -113,7 +113,7 @@ async def test_connect_errors(start_server: StartServer) -> None:
 
 
 async def test_missing_unknown_and_revoked_tokens(start_server: StartServer) -> None:
-    server, base = await start_http(start_server)
+    _server, base = await start_http(start_server)
     token = await connect(base, "alice")
     async with client(base) as anon:
         for method, path in (("GET", "/status"), ("POST", "/send"), ("GET", "/events")):
@@ -131,7 +131,7 @@ async def test_missing_unknown_and_revoked_tokens(start_server: StartServer) -> 
 
 
 async def test_password_change_revokes_tokens(start_server: StartServer) -> None:
-    server, base = await start_http(start_server)
+    _server, base = await start_http(start_server)
     old = await connect(base, "alice", "first")
     other = await connect(base, "alice", "first")
     async with client(base, old) as alice:
@@ -162,7 +162,7 @@ async def test_tokens_survive_a_restart(start_server: StartServer) -> None:
 
 
 async def test_idempotency_key_sends_once(start_server: StartServer) -> None:
-    server, base = await start_http(start_server)
+    _server, base = await start_http(start_server)
     async with await user(base, "alice") as alice:
         headers = {"Idempotency-Key": "retry-1"}
         body = {"to": "#general", "text": "only once"}
@@ -179,7 +179,7 @@ async def test_idempotency_key_sends_once(start_server: StartServer) -> None:
 
 
 async def test_unknown_path_and_wrong_method(start_server: StartServer) -> None:
-    server, base = await start_http(start_server)
+    _server, base = await start_http(start_server)
     async with client(base) as anon:
         r = await anon.get("/nope")
         assert (r.status_code, error_code(r)) == (404, "not-found")
@@ -192,7 +192,7 @@ async def test_unknown_path_and_wrong_method(start_server: StartServer) -> None:
 
 
 async def test_reply_to_sends_a_comment(start_server: StartServer) -> None:
-    server, base = await start_http(start_server)
+    _server, base = await start_http(start_server)
     async with await user(base, "alice") as alice:
         first = (await alice.post("/send", json={"to": "#general", "text": "q?"})).json()
         r = await alice.post(
