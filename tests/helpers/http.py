@@ -87,6 +87,18 @@ class SseReader:
     lines: AsyncIterator[str]
     comments: list[str] = field(default_factory=list)
 
+    async def comment(self, timeout: float = TIMEOUT) -> str:
+        """The next comment line (`: ...`), skipping anything else."""
+
+        async def read() -> str:
+            async for line in self.lines:
+                if line.startswith(":"):
+                    self.comments.append(line)
+                    return line
+            raise EOFError("the stream ended")
+
+        return await asyncio.wait_for(read(), timeout)
+
     async def next(self, timeout: float = TIMEOUT) -> SseEvent:
         return await asyncio.wait_for(self._next(), timeout)
 

@@ -50,6 +50,7 @@ _REASONS = {
     503: b"Service Unavailable",
 }
 WRITE_HIGH = 256 * 1024  # streamed responses wait for the socket above this
+LINGER_BYTES = 8 << 20  # body bytes read and dropped after an early answer, then close
 
 
 @dataclass(slots=True)
@@ -115,6 +116,7 @@ class HttpConnection(asyncio.Protocol):
         "_close_after",
         "_drained",
         "_error",
+        "_lingered",
         "_paused_reading",
         "_req",
         "_state",
@@ -147,6 +149,7 @@ class HttpConnection(asyncio.Protocol):
         self._paused_reading = False
         self._close_after = False
         self._error: HttpError | None = None
+        self._lingered = 0
         self.ws: WebSocket | None = None
 
     # asyncio callbacks ---------------------------------------------------------------
@@ -222,7 +225,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _process(self) -> None:
         conn = self.h11
-        while self._state in ("idle", "head", "body"):
+        while self._state in ("idle", "head", "body", "linger"):
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as e:
@@ -232,7 +235,9 @@ class HttpConnection(asyncio.Protocol):
                 return
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 break
-            if isinstance(event, h11.Request):
+            if self._state == "linger":
+                self._linger(event)
+            elif isinstance(event, h11.Request):
                 self._on_request(event)
             elif isinstance(event, h11.Data):
                 self._on_data(event.data)
@@ -278,14 +283,32 @@ class HttpConnection(asyncio.Protocol):
             self._send(h11.InformationalResponse(status_code=100, headers=[]))
 
     def _refuse(self, e: HttpError) -> None:
-        """Answers now, before the body: the connection closes after (the body that may
-        still come is not read)."""
+        """Answers now, before or amid the body, then closes. A client still sending
+        its body would see a reset instead of the answer, so the rest of the body is
+        read and dropped first (up to LINGER_BYTES, within the idle timeout), unless
+        the client waits for 100-continue and so sends nothing more."""
         self._state = "handling"
         self._cancel_timer()
         self._body = None
+        linger = False
         if self.h11.their_state is h11.SEND_BODY:
             self._close_after = True
+            linger = not self.h11.they_are_waiting_for_100_continue
         self._respond(error_response(e))
+        if linger and self.transport is not None:
+            self._state = "linger"
+            self._lingered = 0
+            self._arm(self.door.settings.idle_timeout_s, self._close)
+            self.door.loop.call_soon(self._process)
+        elif self._close_after:
+            self._close()
+
+    def _linger(self, event: object) -> None:
+        if isinstance(event, h11.Data):
+            self._lingered += len(event.data)
+            if self._lingered <= LINGER_BYTES:
+                return
+        self._close()
 
     def _on_data(self, data: bytes) -> None:
         body, req = self._body, self._req
@@ -379,6 +402,8 @@ class HttpConnection(asyncio.Protocol):
         conn = self.h11
         self._req = None
         self._task = None
+        if self._close_after and conn.their_state is h11.SEND_BODY:
+            return  # _refuse lingers, then closes
         if self._close_after or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
             self._close()
             return

@@ -108,7 +108,7 @@ async def test_oversized_headers_and_bodies(start_server: StartServer) -> None:
         b"POST /connect HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
         + b"80\r\n"
         + b" " * 128
-        + b"\r\n"
+        + b"\r\n0\r\n\r\n"
     )
     data = await raw(port, chunked)
     assert status_lines(data) == [413]
