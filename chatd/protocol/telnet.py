@@ -6,8 +6,9 @@ queues the answers in `out` for the connection to write:
   peers never loop): BINARY (RFC 856) is accepted both ways, every other option
   refused; `offer_binary()` asks for it first (the telnet door does at connect, the
   main port when a client shows it is telnet by its first IAC);
-- DO TIMING-MARK (RFC 860) is always answered WILL TIMING-MARK: Debian's telnet sends
-  it after Ctrl-C and discards all output until the answer comes;
+- DO TIMING-MARK (RFC 860) is answered WILL TIMING-MARK: Debian's telnet sends it
+  after Ctrl-C and discards all output until the answer comes (marks arriving back to
+  back share one answer, so a storm is not echoed);
 - AYT gets a line (from a client that agreed to BINARY, i.e. a real telnet); IP, BRK, ABORT and SUSP (Ctrl-C and friends), EL and EC edit the
   line being typed. They stay in the data as two-byte markers, MARK + a letter, that
   the line framer applies (0xFF never survives as data: IAC IAC is dropped).
@@ -52,6 +53,7 @@ _REPEATS = re.compile(rb"(\xff[\xfb-\xfe][\x00-\xff])\1+")
 _DATA, _CMD, _OPT, _SB, _SB_IAC = range(5)
 
 AYT_ANSWER = b"* yes, chatd is here\r\n"
+_WILL_TM = bytes((IAC, WILL, TIMING_MARK))
 
 
 class Telnet:
@@ -64,7 +66,7 @@ class Telnet:
         self._verb = 0
         self._sb_len = 0
         self._last = 0  # the last data byte seen (to tell mangling from a real Ctrl-C)
-        self._us: dict[int, str] = {}  # option -> "yes" | "want" (absent: no)
+        self._us: dict[int, str] = {}  # option -> "yes" | "want" | "refused" (absent: no)
         self._him: dict[int, str] = {}
         self.out = bytearray()  # answers to write to the client
         self.seen = False  # the client has sent at least one IAC
@@ -177,21 +179,23 @@ class Telnet:
     def _option(self, verb: int, opt: int) -> None:
         """RFC 1143, without the queue bits: answer only when a state changes."""
         if verb == DO and opt == TIMING_MARK:
-            self.out += bytes((IAC, WILL, TIMING_MARK))  # every time: it is a mark
+            if not self.out.endswith(_WILL_TM):  # a storm of marks needs one answer
+                self.out += _WILL_TM
             return
         mine = verb in (DO, DONT)  # DO/DONT are about what we do
         table = self._us if mine else self._him
         yes, no = (WILL, WONT) if mine else (DO, DONT)
         if verb in (WILL, DO):
             state = table.get(opt)
-            if state == "yes":
-                return
+            if state in ("yes", "refused"):
+                return  # nothing changes, so nothing is said (a storm gets one answer)
             if state == "want":
                 table[opt] = "yes"  # the answer to our own request
             elif opt in _SUPPORTED:
                 table[opt] = "yes"
                 self.out += bytes((IAC, yes, opt))
             else:
+                table[opt] = "refused"
                 self.out += bytes((IAC, no, opt))
         else:  # WONT, DONT
             state = table.pop(opt, None)
