@@ -834,9 +834,9 @@ class IrcConnection(asyncio.Protocol):
                 echo: list[IrcMessage] = []
                 if "echo-message" in self.caps:
                     echo = self._echo(command, target, text, event)
-                if echo or label is not None:
-                    return Rendered(self._bytes(echo, label))
-                return None
+                # Even empty: the reply must reach the hub, which counts the sent
+                # message as received by this session (no replay of one's own words).
+                return Rendered(self._bytes(echo, label))
             if isinstance(event, Error) and not notice:
                 return Rendered(self._bytes([self._error(event, target)], label))
             return None
@@ -1029,6 +1029,9 @@ class IrcConnection(asyncio.Protocol):
                 if target.lower() != self.nick.lower():
                     return [self._num(irc.ERR_USERSDONTMATCH, "Can't change mode for other users")]
                 if len(msg.params) > 1:
+                    flags = msg.params[1]
+                    if flags.strip("+-") and not set(flags.strip("+-")) - {"i"}:
+                        return [IrcMessage("MODE", (self.nick, "+i"), self._user_mask(self.nick))]
                     return [self._num(irc.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")]
                 return [self._num(irc.RPL_UMODEIS, "+i")]
             try:
@@ -1043,8 +1046,14 @@ class IrcConnection(asyncio.Protocol):
                     self._num(irc.RPL_CREATIONTIME, chan, str(created)),
                 ]
             modes = msg.params[1]
-            if modes.lstrip("+") in ("b", "B") and len(msg.params) == 2:
-                return [self._num(irc.RPL_ENDOFBANLIST, chan, "End of channel ban list")]
+            lists = {
+                "b": ("368", "End of channel ban list"),
+                "e": ("349", "End of channel exception list"),
+                "I": ("347", "End of channel invite list"),
+            }
+            if modes.lstrip("+") in lists and len(msg.params) == 2:
+                numeric, text = lists[modes.lstrip("+")]
+                return [self._num(numeric, chan, text)]
             return [
                 self._num(
                     irc.ERR_CHANOPRIVSNEEDED,
