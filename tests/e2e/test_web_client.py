@@ -9,13 +9,15 @@ import asyncio
 import base64
 import hashlib
 import os
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from playwright.async_api import FilePayload, expect
 
 from tests.helpers.browser import PHONE, WebUser, chromium, launch
-from tests.helpers.server import Client, Server, StartServer, free_port
+from tests.helpers.server import TIMEOUT, Child, Client, Server, StartServer, free_port
 
 pytestmark = [
     pytest.mark.skipif(
@@ -68,6 +70,8 @@ async def test_two_browsers_and_an_nc_user_chat(start_server: StartServer) -> No
         await alice.message("hi browsers, carol here").locator(".comment-btn").click()
         await expect(alice.page.locator("#replying")).to_be_visible()
         await alice.send("welcome, carol")
+        await expect(bob.chat_item("#general").locator(".badge")).to_have_text("1")
+        await bob.open_chat("#general")
         under = bob.message("hi browsers, carol here").locator(".comments .msg")
         await expect(under).to_have_count(1)
         await expect(under.locator(".text")).to_have_text("welcome, carol")
@@ -117,32 +121,46 @@ async def test_history_pages_in_on_scroll(start_server: StartServer) -> None:
 
 
 async def test_page_survives_a_restart_and_shows_what_it_missed(
-    start_server: StartServer,
+    spawn_server: Callable[..., Child], tmp_path: Path
 ) -> None:
-    port = free_port()
-    server = await start_server(http__port=port)
+    # A daemon in a child process, restarted for real. In between it runs once with
+    # the HTTP door closed, so the page cannot come back before carol has spoken.
+    line_port, http_port = free_port(), free_port()
+    with_http = tmp_path / "http.toml"
+    with_http.write_text(f"[http]\nport = {http_port}\n")
+    without_http = tmp_path / "nohttp.toml"
+    without_http.write_text("[http]\nport = 0\n")
+
+    def restart(child: Child, config: Path) -> Child:
+        child.proc.terminate()
+        child.proc.wait(TIMEOUT)
+        return spawn_server("--config", str(config), port=line_port)
+
+    child = spawn_server("--config", str(with_http), port=line_port)
     async with launch() as browser:
-        alice = await WebUser.login(browser, f"http://127.0.0.1:{port}", "alice", "pw")
+        alice = await WebUser.login(browser, f"http://127.0.0.1:{http_port}", "alice", "pw")
         await alice.send("before the restart")
-        # Restart with the HTTP door closed, so the page cannot come back before carol
-        # has spoken; then open it again on the same port.
-        server = await server.restart(http__port=0)
+        child = restart(child, without_http)
         await expect(alice.page.locator("#app")).to_have_attribute("data-conn", "offline")
-        carol = await server.login("carol")
+        carol = await Client.connect(line_port)
+        await nc_cmd(carol, "login carol")
         await nc_cmd(carol, "send_all you missed this")
         await nc_cmd(carol, "send alice and this, privately")
         await carol.close()
-        server = await server.restart(http__port=port)
+        child = restart(child, with_http)
         await alice.wait_online()
         await alice.see("you missed this")
         await expect(alice.page.locator(".missed-marker")).to_have_text("1 missed message")
-        await expect(alice.message("you missed this")).to_have_class("msg missed")
+        await expect(alice.message("you missed this")).to_have_class(re.compile(r"\bmissed\b"))
         await expect(alice.chat_item("@carol").locator(".badge")).to_have_text("1")
         await alice.open_chat("@carol")
         await alice.see("and this, privately")
         # And the page is live again after it.
-        bob = await server.login("bob")
+        bob = await Client.connect(line_port)
+        await nc_cmd(bob, "login bob")
         await nc_cmd(bob, "send alice still there?")
+        await expect(alice.chat_item("@bob")).to_be_visible()
+        await alice.open_chat("@bob")
         await alice.see("still there?")
         await bob.close()
         alice.assert_no_errors()
@@ -206,7 +224,6 @@ async def test_server_text_is_shown_as_text_never_as_html(start_server: StartSer
         await nc_cmd(mallory, f"send_all {attack}")
         await nc_cmd(mallory, f"send_all {bold}")
         await nc_cmd(mallory, f"send alice {attack}")
-        await nc_cmd(mallory, "room create x")
         await alice.see(attack)
         await alice.see(bold)
         texts = await alice.page.locator("#messages .msg > .text").all_text_contents()
@@ -223,25 +240,36 @@ async def test_server_text_is_shown_as_text_never_as_html(start_server: StartSer
 
 async def test_phone_sized_screen(start_server: StartServer) -> None:
     server, base = await web_server(start_server)
+    # A scene worth a screenshot: alice comes back to a conversation she missed.
+    await (await server.login("alice", password="pw")).close()
     bob = await server.login("bob")
     carol = await server.login("carol")
     await nc_cmd(carol, "send_all morning all! the build is green again")
+    server.clock.advance(95)
     await nc_cmd(bob, "send_all nice, I'll cut the release after lunch")
+    server.clock.advance(140)
     ok = await nc_cmd(carol, "send_all notes from yesterday's call are in the wiki")
     root = int(ok.split("[")[1].split("]")[0])
+    server.clock.advance(61)
     await nc_cmd(bob, f"comment {root} thanks, reading them now")
+    await carol.send("upload #general release-notes.txt\n" + _b64(b"v1.4\n" * 300) + ".\n")
+    assert (await carol.reply())[-1].startswith("OK sent")
     await nc_cmd(carol, "room create release")
+    await nc_cmd(carol, "room invite #release alice")
     async with launch() as browser:
         alice = await WebUser.login(browser, base, "alice", "pw")
-        await nc_cmd(carol, "room invite #release alice")
+        await expect(alice.page.locator(".missed-marker")).to_have_text("5 missed messages")
+        phone = await WebUser.login(browser, base, "alice", "pw", viewport=PHONE)
+        page = phone.page
+        server.clock.advance(200)
         await nc_cmd(carol, "send #release checklist is pinned")
         await nc_cmd(bob, "send alice lunch at 12?")
-        await expect(alice.chat_item("@bob").locator(".badge")).to_have_text("1")
+        await nc_cmd(bob, "send alice the usual place")
+        await expect(alice.chat_item("@bob").locator(".badge")).to_have_text("2")
+        await expect(phone.chat_item("@bob").locator(".badge")).to_have_text("2")
         await alice.send("see you both there")
         desktop = await alice.page.screenshot()
 
-        phone = await WebUser.login(browser, base, "alice", "pw", viewport=PHONE)
-        page = phone.page
         # The side list fills the screen; each chat is a comfortable tap target.
         for chat in ("#general", "#release", "@bob"):
             item = phone.chat_item(chat)

@@ -47,9 +47,10 @@ const ui = {
 
 /** One logged-in session of the page: token, store, socket. */
 class Session {
-  constructor(token, me) {
+  constructor(token, me, isNew) {
     this.token = token;
     this.me = me;
+    this.isNew = isNew; // a new account's first replay is recent history, not missed
     this.store = new ChatStore(me);
     this.store.chat("#general");
     this.generation = 0; // counts (re)connects; missed markers belong to one
@@ -162,7 +163,7 @@ class Session {
     if (obj.type === "message") {
       const chat = this.store.chat(obj.chat);
       if (!this.store.add(obj, { counts: true })) return;
-      if (obj.replay) this.markMissed(chat, obj.id);
+      if (obj.replay && !(this.isNew && this.generation === 1)) this.markMissed(chat, obj.id);
       this.renderList();
       if (this.store.isActive(chat)) this.renderChat({});
     } else if (obj.type === "notice") {
@@ -406,12 +407,12 @@ function plural(n, word) {
 
 let session = null;
 
-function beginSession(token, me) {
+function beginSession(token, me, isNew = false) {
   sessionStorage.setItem(TOKEN_KEY, token);
   sessionStorage.setItem(USER_KEY, me);
   ui.login.hidden = true;
   ui.app.hidden = false;
-  session = new Session(token, me);
+  session = new Session(token, me, isNew);
   session.start();
 }
 
@@ -434,7 +435,7 @@ ui.loginForm.addEventListener("submit", async (event) => {
   submit.disabled = true;
   try {
     const reply = await api.connect(ui.loginName.value.trim(), ui.loginPassword.value);
-    beginSession(reply.token, reply.user);
+    beginSession(reply.token, reply.user, reply.new === true);
   } catch (err) {
     ui.loginError.textContent =
       err instanceof api.ApiError ? err.message : "The server cannot be reached.";

@@ -125,7 +125,7 @@ function messageItem(msg, me, actions, missed, isComment) {
           title: `sha256 ${msg.file.sha256 || ""}`,
           onclick: () => actions.onDownload(msg.file),
         },
-        h("span", { className: "file-icon", ariaHidden: "true" }, "⬇"),
+        h("span", { className: "file-icon", ariaHidden: "true" }, "↓"),
         h("span", { className: "file-name" }, String(msg.file.name)),
         h("span", { className: "file-size" }, formatSize(Number(msg.file.size) || 0)),
       )
