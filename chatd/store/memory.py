@@ -117,9 +117,8 @@ class MemoryStore:
             case o.DeleteToken(digest):
                 self.tokens.pop(digest, None)
             case o.DeleteTokensOf(user):
-                for digest, row in list(self.tokens.items()):
-                    if row.user == user:
-                        del self.tokens[digest]
+                for digest in [d for d, t in self.tokens.items() if t.user == user]:
+                    del self.tokens[digest]
 
     def _update(self, user: str, **values: object) -> None:
         row = self.accounts.get(user)

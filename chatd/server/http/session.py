@@ -130,13 +130,29 @@ class TokenSession:
             self._pending.discard(fut)
             if not fut.done():
                 if captured:
-                    fut.set_result(captured[0])
+                    first = captured[0]
+                    if isinstance(first, Ok) and isinstance(first.fields.get("id"), int):
+                        self.acked(first.fields["id"])
+                    fut.set_result(first)
                 else:
                     fut.set_exception(SessionGone())
 
         self._pending.add(fut)
         self.pipeline.feed([Submit(command, reply=reply, done=done)])
         return fut
+
+    def acked(self, msg_id: int) -> None:
+        """The user's own message `msg_id` is committed: like the line door's OK, it
+        counts as received, but only if nothing before it is still unread here (an
+        HTTP session has no socket that already got the earlier ones)."""
+        peer, acct = self.peer, self.peer.account
+        if acct is None or msg_id <= peer.sent_id:
+            return
+        if msg_id > self.door.watermark:
+            self.door.watermark = msg_id  # committed: every lower id is too
+        earlier = self.door.messages_after(acct, acct.received(), 1)
+        if not earlier or earlier[0].id >= msg_id:
+            peer.sent_id = msg_id
 
     def expect_raw(self) -> asyncio.Future[Reply]:
         """The next reply line the sink sees (an upload's or a download's, queued by

@@ -64,7 +64,7 @@ async def test_token_login_ping_and_close(start_server: StartServer) -> None:
 
 
 async def test_client_close_logs_the_session_out(start_server: StartServer) -> None:
-    server, base = await start_http(start_server)
+    _server, base = await start_http(start_server)
     token = await connect(base, "alice")
     ws = await websockets.connect(_ws_url(base))
     await ws.send("login bob")
