@@ -326,9 +326,10 @@ async def longpoll(port: int, http_port: int, clients: int, rounds: int) -> dict
         sender.transport.write(b"send_all wake %d\n" % r)
         got = await asyncio.wait_for(asyncio.gather(*(p.got for p in pollers if p.got)), 60)
         samples += [t - started for t in got]
-    for closing in (*pollers, sender):
-        if closing.transport is not None:
-            closing.transport.close()
+    sender.transport.close()
+    for poller in pollers:
+        if poller.transport is not None:
+            poller.transport.close()
     return {"clients": clients, "rounds": rounds, "wake_ms": percentiles(samples)}
 
 
