@@ -1,15 +1,35 @@
-"""structlog set-up: JSON lines for journald and shippers, readable output on a TTY.
+"""structlog set-up: journald's native protocol under systemd, JSON lines for other
+collectors and shippers, readable output on a TTY.
 
 Every action logs one event with fields (`message.sent user=… chat=… id=…`); message
 text is never logged at info. Loggers are cached on first use (an uncached structlog
 proxy costs microseconds per call on the hot path), so the level is not baked into
 them: `set_level` changes it at run time for every logger (SIGHUP reload).
+
+Under systemd (`JOURNAL_STREAM` names stdout) each event goes to journald as one
+datagram in its native protocol, so warnings and errors keep their priority
+(`journalctl -p warning`) and every field is searchable (`CHATD_EVENT=user.banned`).
+The MESSAGE is the same JSON line as elsewhere, so `journalctl -o cat | jq` still works.
+It is spoken directly (systemd-python is a C extension with no wheels): a datagram of
+`KEY=value` lines to /run/systemd/journal/socket, per systemd's "Native Journal
+Protocol" document.
 """
 
 from __future__ import annotations
 
+import array
+import contextlib
+import errno
+import fcntl
+import io
+import json
 import logging
+import os
+import re
+import socket
+import struct
 import sys
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, TextIO
 
 import structlog
@@ -96,26 +116,215 @@ def set_level(level: str) -> None:
     _Logger.min_level = LEVELS[level]
 
 
-def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
-    """Sets the process-wide structlog pipeline; `fmt` is auto, json or console."""
-    out = stream or sys.stdout
-    use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
-        if use_json
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+#: Where journald listens for native-protocol datagrams (sd_journal_send(3)).
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+#: syslog(3) priorities journald files events under: `journalctl -p warning` is 0-4.
+PRIORITIES = {
+    "debug": 7,
+    "info": 6,
+    "warning": 4,
+    "warn": 4,
+    "error": 3,
+    "exception": 3,
+    "critical": 2,
+}
+#: Keys the journal entry carries in its own fields (PRIORITY, its own timestamp).
+_OWN_KEYS = frozenset({"event", "level", "timestamp"})
+_NOT_FIELD_CHARS = re.compile(r"[^A-Z0-9_]")
+#: Datagrams above the socket's buffer fail with these; the payload then goes in a memfd.
+_TOO_BIG = frozenset({errno.EMSGSIZE, errno.ENOBUFS, errno.EAGAIN})
+_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
+_SNDBUF = 8 * 1024 * 1024  # as sd-journal asks; the kernel caps it at net.core.wmem_max
+
+
+def journal_field_name(key: str) -> str:
+    """`CHATD_` plus the key as a valid journal field name (A-Z, 0-9, _; at most 64).
+
+    The prefix keeps our fields apart from journald's own and can never start with `_`
+    (trusted fields, which journald drops from clients) or a digit."""
+    return ("CHATD_" + _NOT_FIELD_CHARS.sub("_", key.upper()))[:64]
+
+
+def _field_value(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
+
+
+def journal_fields(
+    event_dict: Mapping[str, Any], message: str, identifier: str = "chatd"
+) -> list[tuple[str, str]]:
+    """The journal entry of one event: MESSAGE (the JSON line), PRIORITY from its level,
+    SYSLOG_IDENTIFIER, CHATD_EVENT and one CHATD_<KEY> per field (JSON for non-strings)."""
+    out = [
+        ("MESSAGE", message),
+        ("PRIORITY", str(PRIORITIES.get(str(event_dict.get("level", "info")), 6))),
+        ("SYSLOG_IDENTIFIER", identifier),
+    ]
+    if "event" in event_dict:
+        out.append(("CHATD_EVENT", _field_value(event_dict["event"])))
+    out.extend(
+        (journal_field_name(key), _field_value(value))
+        for key, value in event_dict.items()
+        if key not in _OWN_KEYS
     )
+    return out
+
+
+def encode_native(fields: Iterable[tuple[str, str | bytes]]) -> bytes:
+    """One datagram of journald's native protocol: `KEY=value\n` per field, or for a
+    value with a newline (a traceback) the binary-safe `KEY\n`, its length as a 64-bit
+    little-endian integer, the value, `\n`."""
+    parts: list[bytes] = []
+    for key, value in fields:
+        data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+        name = key.encode("ascii")
+        if b"\n" in data:
+            parts.append(name + b"\n" + struct.pack("<Q", len(data)) + data + b"\n")
+        else:
+            parts.append(name + b"=" + data + b"\n")
+    return b"".join(parts)
+
+
+def journal_stream_matches(stream: TextIO, environ: Mapping[str, str]) -> bool:
+    """Whether `stream` is the journal stream systemd connected (JOURNAL_STREAM is
+    `device:inode` of it). A redirected or piped stdout keeps the variable from the
+    parent but not the inode, so it does not match and gets plain lines."""
+    value = environ.get("JOURNAL_STREAM", "")
+    dev, sep, ino = value.partition(":")
+    if not sep:
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+        return (int(dev), int(ino)) == (st.st_dev, st.st_ino)
+    except (ValueError, OSError, io.UnsupportedOperation):
+        return False
+
+
+def output_kind(fmt: str, stream: TextIO, environ: Mapping[str, str]) -> str:
+    """`journal`, `json` or `console` for `log.format` (auto, json, console) and the
+    stream: auto is journal when the stream is the journal, console on a terminal,
+    JSON lines otherwise. An explicit `json` stays JSON lines, also under systemd."""
+    if fmt != "auto":
+        return fmt
+    if journal_stream_matches(stream, environ):
+        return "journal"
+    return "console" if stream.isatty() else "json"
+
+
+def syslog_prefixed(text: str, level: str = "error", stream: TextIO | None = None) -> str:
+    """`text` with a `<N>` priority on each line when `stream` (default stderr) is the
+    journal: journald reads it (SyslogLevelPrefix=, on by default), so a line written
+    before logging is set up, like `bad config`, still lands at its priority."""
+    out = sys.stderr if stream is None else stream
+    if not journal_stream_matches(out, os.environ):
+        return text
+    prefix = f"<{PRIORITIES.get(level, 6)}>"
+    return "\n".join(prefix + line for line in text.split("\n"))
+
+
+class JournalRenderer:
+    """The last processor under journald: the JSON line and the native datagram."""
+
+    __slots__ = ("_identifier", "_json")
+
+    def __init__(self, identifier: str = "chatd") -> None:
+        self._identifier = identifier
+        self._json = structlog.processors.JSONRenderer()
+
+    def __call__(
+        self, logger: object, name: str, event_dict: structlog.typing.EventDict
+    ) -> tuple[tuple[bytes, str], dict[str, Any]]:
+        line = str(self._json(logger, name, event_dict))
+        datagram = encode_native(journal_fields(event_dict, line, self._identifier))
+        return (datagram, line), {}
+
+
+class JournalLogger:
+    """Sends each rendered event to journald; falls back to the JSON line on `fallback`
+    (stdout, the journal's stream) if journald cannot be reached, so nothing is lost.
+
+    One blocking datagram socket for the process: journald reads fast, and a full queue
+    should slow the daemon as a full stdout pipe would, not drop lines."""
+
+    __slots__ = ("_address", "_fallback", "_sock")
+
+    def __init__(self, address: str, fallback: TextIO, *, sndbuf: int = _SNDBUF) -> None:
+        self._address = address
+        self._fallback = fallback
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        with contextlib.suppress(OSError):
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+
+    def send(self, datagram: bytes, line: str) -> None:
+        try:
+            try:
+                self._sock.sendto(datagram, self._address)
+            except OSError as e:
+                if e.errno not in _TOO_BIG:
+                    raise
+                self._send_memfd(datagram)
+        except OSError:
+            self._fallback.write(line + "\n")
+            self._fallback.flush()
+
+    def _send_memfd(self, datagram: bytes) -> None:
+        """A payload too big for one datagram goes as a sealed memfd (as sd-journal does)."""
+        fd = os.memfd_create("chatd-journal", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            view = memoryview(datagram)
+            while view:
+                view = view[os.write(fd, view) :]
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+            self._sock.sendmsg([], rights, 0, self._address)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        self._sock.close()
+
+    # structlog calls the method named after the level; all of them send.
+    debug = info = msg = warning = error = critical = exception = send
+
+
+def configure(
+    level: str = "info",
+    fmt: str = "auto",
+    stream: TextIO | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    journal_socket: str = JOURNAL_SOCKET,
+) -> None:
+    """Sets the process-wide structlog pipeline; `fmt` is auto, json or console (see
+    `output_kind`). `environ` and `journal_socket` are for tests."""
+    out = stream or sys.stdout
+    kind = output_kind(fmt, out, os.environ if environ is None else environ)
+    if kind == "journal" and not os.path.exists(journal_socket):
+        kind = "json"
     set_level(level)
+    logger_factory: Any
+    if kind == "journal":
+        journal = JournalLogger(journal_socket, out)
+        renderer: structlog.typing.Processor = JournalRenderer()
+        logger_factory = lambda *_args: journal  # noqa: E731 (one socket per process)
+    else:
+        renderer = (
+            structlog.processors.JSONRenderer()
+            if kind == "json"
+            else structlog.dev.ConsoleRenderer(colors=out.isatty())
+        )
+        logger_factory = structlog.WriteLoggerFactory(out)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info if use_json else _passthrough,
+            _passthrough if kind == "console" else structlog.processors.format_exc_info,
             renderer,
         ],
         wrapper_class=_Logger,
-        logger_factory=structlog.WriteLoggerFactory(out),
+        logger_factory=logger_factory,
         cache_logger_on_first_use=True,
     )
 
