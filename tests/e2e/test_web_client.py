@@ -93,6 +93,55 @@ async def test_two_browsers_and_an_nc_user_chat(start_server: StartServer) -> No
     await carol.close()
 
 
+async def test_login_errors_rooms_reload_and_logout(start_server: StartServer) -> None:
+    server, base = await web_server(start_server)
+    await (await server.login("alice", password="right")).close()
+    async with launch() as browser:
+        context = await browser.new_context(base_url=base)
+        page = await context.new_page()
+        await page.goto("/")
+        await page.fill("#login-name", "alice")
+        await page.fill("#login-password", "wrong")
+        await page.click("#login-submit")
+        await expect(page.locator("#login-error")).to_contain_text("password")
+        await expect(page.locator("#app")).to_be_hidden()
+        await context.close()
+
+        alice = await WebUser.login(browser, base, "alice", "right")
+        bob = await WebUser.login(browser, base, "bob")
+        # "#name" in the open box creates a room; the invite box adds a member.
+        await alice.start_chat("#trip")
+        await alice.page.fill("#invite-name", "bob")
+        await alice.page.press("#invite-name", "Enter")
+        await expect(bob.chat_item("#trip")).to_be_visible()
+        await alice.send("tickets booked")
+        await expect(bob.chat_item("#trip").locator(".badge")).to_have_text("1")
+        await bob.open_chat("#trip")
+        await bob.see("tickets booked")
+        await bob.page.click("#leave")
+        await expect(bob.chat_item("#trip")).to_have_count(0)
+        await expect(alice.page.locator("#messages .note", has_text="bob left")).to_be_visible()
+        # A reload keeps the session (the token lives in sessionStorage) and the history.
+        await alice.page.reload()
+        await alice.wait_online()
+        await alice.open_chat("#trip")
+        await alice.see("tickets booked")
+        # Logging out revokes the token and shows the login form again.
+        token = await alice.page.evaluate("sessionStorage.getItem('chatd.token')")
+        assert token
+        await alice.page.click("#logout")
+        await expect(alice.page.locator("#login")).to_be_visible()
+        assert await alice.page.evaluate("sessionStorage.getItem('chatd.token')") is None
+        status = await alice.page.evaluate(
+            "async (t) => (await fetch('/status', {headers: {Authorization: 'Bearer ' + t}}))"
+            ".status",
+            token,
+        )
+        assert status == 401
+        alice.assert_no_errors()
+        bob.assert_no_errors()
+
+
 async def test_history_pages_in_on_scroll(start_server: StartServer) -> None:
     server, base = await web_server(start_server, limits__general_messages_per_window=1000)
     carol = await server.login("carol")
@@ -308,3 +357,16 @@ def _keep_screenshots(**shots: bytes) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, png in shots.items():
         (out / f"web-{name.replace('_', '-')}.png").write_bytes(png)
+
+
+def test_the_page_has_no_way_to_parse_server_text_as_html() -> None:
+    """The rule behind the XSS test, checked on every script the page ships."""
+    static = ROOT / "chatd" / "web" / "static"
+    scripts = sorted(static.glob("*.js"))
+    assert {p.name for p in scripts} >= {"app.js", "conn.js", "state.js", "view.js", "api.js"}
+    for path in scripts:
+        code = path.read_text()
+        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+            assert sink not in code, f"{path.name} uses {sink}"
+    html = (static / "index.html").read_text()
+    assert "<script>" not in html and "script-src 'self'" in html

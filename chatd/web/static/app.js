@@ -34,6 +34,7 @@ const ui = {
   title: $("chat-title"),
   inviteForm: $("invite-form"),
   inviteName: $("invite-name"),
+  leave: $("leave"),
   banner: $("banner"),
   scroller: $("scroller"),
   messages: $("messages"),
@@ -100,42 +101,46 @@ class Session {
     else ui.conn.textContent = "";
   }
 
-  /** Runs after every (re)connect: chats, the active chat's page, and any gap. */
+  /**
+   * Runs after every (re)connect: the chat list, the active chat's page, and any gap.
+   * The server replays what no session of this user received; history fills in what
+   * another session (nc, another tab) received while this page was away.
+   */
   async catchUp() {
     this.generation += 1;
-    const before = new Map();
-    for (const chat of this.store.chats.values()) {
-      if (chat.loadedOnce) before.set(keyOf(chat.name), chat.newest);
-    }
+    const reconnect = this.generation > 1;
+    const baseline = new Map(); // chat key -> the newest id this page knew of
+    for (const [key, chat] of this.store.chats) baseline.set(key, Math.max(chat.seen, chat.newest));
     try {
       const status = await this.conn.command("status");
-      const lastIds = new Map();
+      const gaps = [];
       for (const c of status.chats || []) {
-        this.store.chat(c.chat);
-        lastIds.set(keyOf(c.chat), Number(c.last_id) || 0);
+        const chat = this.store.chat(c.chat);
+        const last = Number(c.last_id) || 0;
+        const known = baseline.get(keyOf(chat.name));
+        // A chat this page never heard of appeared while it was away: all of it is new.
+        if (reconnect && last > (known ?? 0) && last > chat.newest) gaps.push([chat, known ?? 0]);
+        chat.seen = Math.max(chat.seen, last);
       }
       const rooms = await this.conn.command("rooms");
       for (const r of rooms.rooms || []) this.store.chat(r.room);
       this.renderList();
-      for (const [key, newest] of before) {
-        if ((lastIds.get(key) || 0) > newest) await this.fillGap(this.store.chats.get(key), newest);
-      }
+      for (const [chat, since] of gaps) await this.fillGap(chat, since);
       if (!this.active.loadedOnce) await this.loadLatest(this.active);
     } catch (err) {
       if (err instanceof CommandError) this.flash(`catch-up failed: ${err.message}`);
       return; // offline again: the next connect catches up
     }
     const missed = this.missedCount();
-    if (missed > 0) {
-      this.flash(`${this.generation > 1 ? "Reconnected: " : ""}${plural(missed, "missed message")}`);
-    }
+    if (missed > 0) this.flash(`${reconnect ? "Reconnected: " : ""}${plural(missed, "missed message")}`);
   }
 
-  /** Messages a chat got since `newest` while this page was away (another session saw them). */
-  async fillGap(chat, newest) {
+  /** The messages of a chat after id `since`, which this page has not seen. */
+  async fillGap(chat, since) {
     const reply = await this.conn.command(`history ${chat.name} ${CATCH_UP}`);
     for (const m of reply.messages || []) {
-      if (this.store.add(m, { counts: true }) && m.id > newest) this.markMissed(chat, m.id);
+      const fresh = m.id > since;
+      if (this.store.add(m, { counts: fresh }) && fresh) this.markMissed(chat, m.id);
     }
     this.renderList();
     if (this.store.isActive(chat)) this.renderChat({});
@@ -174,9 +179,9 @@ class Session {
   }
 
   onNotice(n) {
-    const room = typeof n.room === "string" ? this.store.chat(n.room) : null;
     const note = (text, actions) => {
-      if (!room) return this.flash(text);
+      if (typeof n.room !== "string") return this.flash(text);
+      const room = this.store.chat(n.room);
       room.notes.push({ after: room.newest, text, actions });
       this.renderList();
       if (this.store.isActive(room)) this.renderChat({});
@@ -187,10 +192,13 @@ class Session {
       case "joined":
         return note(`${n.user} joined`);
       case "left":
+        if (n.user === this.me) return this.leaveRoom(n.room, `You left ${n.room}`);
         return note(`${n.user} left`);
       case "removed":
+        if (n.user === this.me) return this.leaveRoom(n.room, `You were removed from ${n.room}`);
         return note(`${n.user} was removed`);
       case "denied":
+        if (n.user === this.me) return this.flash(`Your request to join ${n.room} was declined`);
         return note(`${n.user} was not let in`);
       case "owner":
         return note(`${n.user} owns the room now`);
@@ -218,6 +226,13 @@ class Session {
         return this.flash(`${n.event} ${fields.join(" ")}`.trim());
       }
     }
+  }
+
+  leaveRoom(name, why) {
+    this.store.remove(name);
+    this.flash(why);
+    this.renderList();
+    this.renderChat({ bottom: true });
   }
 
   /** A command whose reply only matters if it fails. */
@@ -257,7 +272,14 @@ class Session {
       if (err instanceof CommandError) {
         chat.loadedOnce = true;
         chat.exhausted = true;
-        if (err.code !== "no-such-chat") this.flash(err.message);
+        this.flash(err.message);
+        if (err.code === "no-such-user" || err.code === "no-such-chat" || err.code === "not-a-member") {
+          chat.loading = false;
+          this.store.remove(chat.name);
+          this.renderList();
+          this.renderChat({ bottom: true });
+          return;
+        }
       }
     } finally {
       chat.loading = false;
@@ -379,6 +401,7 @@ class Session {
     const atBottom = el.scrollHeight - el.scrollTop - el.clientHeight < 40;
     ui.title.textContent = chat.name;
     ui.inviteForm.hidden = chat.kind !== "room";
+    ui.leave.hidden = chat.kind !== "room";
     renderMessages(ui.messages, chat, this.me, {
       onComment: (msg) => this.setReplyTo(msg),
       onDownload: (file) => this.download(file),
@@ -509,6 +532,12 @@ ui.inviteForm.addEventListener("submit", async (event) => {
     ui.inviteName.value = "";
     session.flash(`${user} is now in ${session.active.name}`);
   }
+});
+
+ui.leave.addEventListener("click", async () => {
+  if (!session || session.active.kind !== "room") return;
+  const name = session.active.name;
+  if (await session.run(`room leave ${name}`)) session.leaveRoom(name, `You left ${name}`);
 });
 
 ui.back.addEventListener("click", () => ui.app.classList.remove("show-chat"));

@@ -20,6 +20,7 @@ export class Chat {
     this.messages = new Map();
     this.notes = []; // local notices shown in this chat: {after: id, text}
     this.unread = 0;
+    this.seen = 0; // the highest id the server said this chat has (status last_id)
     this.loadedOnce = false; // the newest page of history was fetched
     this.exhausted = false; // paging reached the first message
     this.loading = false;
@@ -70,6 +71,12 @@ export class ChatStore {
       this.chats.set(key, chat);
     }
     return chat;
+  }
+
+  /** Drops a chat from the list (a user that does not exist, a room one was removed from). */
+  remove(name) {
+    this.chats.delete(keyOf(name));
+    if (keyOf(this.active) === keyOf(name)) this.active = "#general";
   }
 
   has(name) {

@@ -1,5 +1,5 @@
 // Building the DOM. Every piece of text from the server goes in as a text node
-// (h() turns strings into Text nodes, and nothing here touches innerHTML), so a
+// (h() turns strings into Text nodes; no HTML string is ever parsed), so a
 // message saying <img src=x onerror=...> is shown as those characters, never parsed.
 
 /**
