@@ -413,7 +413,7 @@ _SPECS = (
     Spec("thread", "thread <id>", "a message and its comments", _p_id(Thread)),
     Spec(
         "schedule",
-        "schedule <when> <send_all …|send …|comment …>",
+        "schedule <when> send_all|send|comment ...",
         "run a send later; when is +30s, +10m, +2h, +1d, HH:MM or an ISO 8601 time",
         _p_schedule,
     ),

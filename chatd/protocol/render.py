@@ -10,6 +10,7 @@ from __future__ import annotations
 import binascii
 import functools
 import json
+import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -218,9 +219,24 @@ def _lines(r: Renderer, pushes: Sequence[Push]) -> list[str]:
     return [r.message_line(p) for p in pushes]
 
 
+HELP_COLUMN = 32  # usages up to this long share a column; a longer one gets its own line
+HELP_WIDTH = 80  # help items, with their two-space indent, fit an 80-column terminal
+
+
 def _help(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
+    """Usage and summary in two aligned columns within 80 columns: a summary too long for
+    its column wraps under itself, a usage too long for its column has a line of its own."""
     cmds = f["commands"]
-    items = [f"{c['usage']:<44} {c['summary']}" for c in cmds]
+    pad = " " * (HELP_COLUMN + 2)
+    items: list[str] = []
+    for c in cmds:
+        usage, summary = str(c["usage"]), str(c["summary"])
+        lines = textwrap.wrap(summary, HELP_WIDTH - 2 - len(pad)) or [""]
+        if len(usage) <= HELP_COLUMN:
+            items.append(f"{usage:<{HELP_COLUMN}}  {lines.pop(0)}".rstrip())
+        else:
+            items.append(usage)
+        items += [pad + line for line in lines]
     return items, _plural(len(cmds), "command")
 
 
