@@ -328,6 +328,21 @@ def content_type(name: str) -> str:
     return guessed or "application/octet-stream"
 
 
+_SAFE_DOWNLOADS = ("image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf")
+
+
+def download_type(name: str) -> str:
+    """The Content-Type a download is served with: plain text, common images, PDF,
+    audio and video by their type, anything else (HTML, SVG, scripts: what a browser
+    would run in this origin) as application/octet-stream."""
+    kind = content_type(name)
+    if kind.startswith("text/plain") or kind in _SAFE_DOWNLOADS:
+        return kind
+    if kind.startswith(("audio/", "video/")):
+        return kind
+    return "application/octet-stream"
+
+
 def content_disposition(name: str) -> str:
     """`attachment` with an ASCII fallback and the RFC 5987 UTF-8 name."""
     fallback = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in name)

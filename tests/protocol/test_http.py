@@ -18,6 +18,7 @@ from chatd.protocol.http import (
     content_disposition,
     content_type,
     cursor_param,
+    download_type,
     error_body,
     error_headers,
     etag_matches,
@@ -133,6 +134,8 @@ def test_static_names_types_and_downloads() -> None:
     assert content_type("x.mjs").startswith("text/javascript")
     assert content_type("photo.JPG") == "image/jpeg"
     assert content_type("noext") == "application/octet-stream"
+    assert download_type("page.html") == download_type("x.svg") == "application/octet-stream"
+    assert download_type("a.png") == "image/png" and download_type("n.txt").startswith("text/plain")
     cd = content_disposition('résumé "final".pdf')
     assert cd.startswith('attachment; filename="r_sum_ _final_.pdf"')
     assert "filename*=UTF-8''r%C3%A9sum%C3%A9%20%22final%22.pdf" in cd

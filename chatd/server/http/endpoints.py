@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from chatd import logs
-from chatd.core.files import Body, UploadTicket
+from chatd.core.outcome import Body, UploadTicket
 from chatd.protocol import commands as c
 from chatd.protocol.events import Code, Error, Ok
 from chatd.protocol.http import (
@@ -28,8 +28,8 @@ from chatd.protocol.http import (
     bearer,
     command_line,
     content_disposition,
-    content_type,
     cursor_param,
+    download_type,
     dumps,
     etag_matches,
     events_body,
@@ -424,7 +424,11 @@ class RawUpload(BodyReader):
             reply = session.expect_raw()
             files.committed(self.ticket, body, session.peer, error)
             waiter.set_result(None)
-            return _reply_response(await reply)
+            answer = await reply
+            if isinstance(answer, Rendered) and answer.data.startswith(b'{"type":"ok"'):
+                ok = json.loads(answer.data)
+                return json_response(dumps({"id": ok["id"], "file": ok["file"]}))
+            return _reply_response(answer)
         finally:
             session.release()
 
@@ -454,11 +458,12 @@ async def download(conn: HttpConnection, req: Request) -> Response | None:
         f = reply.fields["file"]
         etag = f'"{f["sha256"]}"'
         headers = [
-            ("Content-Type", content_type(f["name"])),
+            ("Content-Type", download_type(f["name"])),
             ("Content-Disposition", content_disposition(f["name"])),
             ("ETag", etag),
             ("Cache-Control", "private, max-age=31536000, immutable"),
             ("X-Content-Type-Options", "nosniff"),
+            ("Content-Security-Policy", "sandbox"),
         ]
         if etag_matches(req.header(b"if-none-match"), etag):
             return Response(304, b"", headers=tuple(headers[2:]))

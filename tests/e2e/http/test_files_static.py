@@ -30,10 +30,12 @@ async def test_upload_and_download_round_trip(start_server: StartServer) -> None
         f = up["file"]
         assert f["size"] == len(data) and f["sha256"] == hashlib.sha256(data).hexdigest()
         assert f["name"] == "report_ü.bin" and isinstance(up["id"], int)
+        assert set(up) == {"id", "file"}
         r = await bob.get(f"/files/{f['id']}")
         assert r.status_code == 200 and r.content == data
         assert r.headers["content-type"] == "application/octet-stream"
         assert r.headers["etag"] == f'"{f["sha256"]}"'
+        assert r.headers["content-security-policy"] == "sandbox"
         assert "filename*=UTF-8''report_%C3%BC.bin" in r.headers["content-disposition"]
         r = await bob.get(f"/files/{f['id']}", headers={"If-None-Match": f'"{f["sha256"]}"'})
         assert r.status_code == 304 and r.content == b""
