@@ -293,11 +293,7 @@ class App:
                 self.out.show(self._help(topic))
                 return topic is None or c.usage_of(topic) is not None
             case c.Switch(chat):
-                self.view.chat = GENERAL if chat.lower() == GENERAL else chat
-                if self.term is not None:
-                    self.term.set_prompt(self.view.prompt(self._session().connected))
-                self.info(f"now talking in {self.view.chat}")
-                return True
+                return await self._switch(chat)
             case c.Wire(line, draft):
                 return await self._wire(line, draft)
             case c.Upload(path, target):
@@ -307,6 +303,29 @@ class App:
             case c.ChangePassword(new, old):
                 return await self._passwd(new, old)
         raise AssertionError(action)  # pragma: no cover
+
+    async def _switch(self, chat: str) -> bool:
+        """`/join #room`, `/query bob`: a room is checked with the server first (`who
+        #room`, which only a member may ask), so a room that does not exist, or is not
+        yours, is said at once rather than at the first message sent there."""
+        if chat.lower() == GENERAL:
+            chat = GENERAL
+        elif chat.startswith("#"):
+            try:
+                reply = await self._session().request(f"who {chat}")
+            except ConnectionLost:  # offline: switch unchecked; a send there would say
+                reply = {"type": "ok", "room": chat}
+            if reply.get("type") != "ok":
+                self.out.problem(reply_lines(reply, self.theme))
+                if reply.get("code") == "not-a-member":
+                    self.info("ask its owner for an invite, or a join link: /join <link>")
+                return False
+            chat = str(reply.get("room") or chat)
+        self.view.chat = chat
+        if self.term is not None:
+            self.term.set_prompt(self.view.prompt(self._session().connected))
+        self.info(f"now talking in {self.view.chat}")
+        return True
 
     async def _wire(self, line: str, draft: c.Draft | None) -> bool:
         try:

@@ -11,11 +11,13 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TextIO
 
 from chatd.client.app import run_interactive, run_scripted
 from chatd.client.connection import Endpoint
 from chatd.client.render import Theme, use_color
+from chatd.client.session import name_problem
 from chatd.client.terminal import history_path, load_history
 
 
@@ -45,18 +47,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _ask_name(interactive: bool) -> str | None:
+def _ask_name(
+    interactive: bool, ask: Callable[[str], str] = input, err: TextIO | None = None
+) -> str | None:
+    """The name prompt. A name with a space is refused and asked again: sent as is, its
+    second word would be taken for a password. An empty answer or EOF gives up."""
+    err = err or sys.stderr
     if not interactive:
-        print("chat: --user NAME is needed when stdin is not a terminal", file=sys.stderr)
+        print("chat: --user NAME is needed when stdin is not a terminal", file=err)
         return None
-    try:
-        name = input("name: ").strip()
-    except EOFError:
-        return None
-    if not name:
-        print("chat: a name is needed", file=sys.stderr)
-        return None
-    return name
+    while True:
+        try:
+            name = ask("name: ").strip()
+        except EOFError:
+            return None
+        problem = name_problem(name)
+        if problem is None:
+            return name
+        print(f"chat: {problem}", file=err)
+        if not name:
+            return None
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -235,6 +235,18 @@ def _server_layout(name: str, cmd: str, fields: Mapping[str, Any], theme: Theme)
     return [*lines, info_line(summary, theme)]
 
 
+HELP_COLUMN = 34  # usages up to this long share a column; a longer one stands alone
+
+
 def help_lines(rows: Sequence[tuple[str, str]], theme: Theme) -> list[str]:
-    width = max((len(usage) for usage, _ in rows), default=0)
-    return [f"  {theme.paint(usage.ljust(width), BOLD)}  {summary}" for usage, summary in rows]
+    """Usage and summary in two aligned columns, like the server's `help`: a usage too
+    long for the column gets a line of its own, its summary under the column."""
+    width = max((len(u) for u, _ in rows if len(u) <= HELP_COLUMN), default=0)
+    lines = []
+    for usage, summary in rows:
+        if len(usage) <= width:
+            lines.append(f"  {theme.paint(usage.ljust(width), BOLD)}  {summary}")
+        else:
+            lines.append(f"  {theme.paint(usage, BOLD)}")
+            lines.append(f"  {' ' * width}  {summary}")
+    return lines

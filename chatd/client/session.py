@@ -26,6 +26,20 @@ RETRYABLE = frozenset({"server-busy", "too-many-sessions", "internal"})
 PASSWORD_TRIES = 3
 
 
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be sent in a login, or None. Only what the client must catch
+    itself: in `login alice secret` the second word is a password, so a name with a space
+    would silently log in as its first word; the server judges everything else."""
+    if not name:
+        return "a name is needed"
+    if any(ch.isspace() for ch in name):
+        return (
+            f"{name!r} is not a name: a name is one word (letters, digits, _ . -); "
+            "a password is asked for when the account has one"
+        )
+    return None
+
+
 class LoginError(Exception):
     """The server refused the login; `code` is its error token."""
 
@@ -76,6 +90,9 @@ class Session:
 
     async def start(self) -> None:
         """The first connection and login; raises ConnectError or LoginError."""
+        problem = name_problem(self.user)
+        if problem is not None:
+            raise LoginError("bad-name", problem)
         await self._connect(again=False)
 
     async def request(
