@@ -138,6 +138,15 @@ async def test_login_errors_rooms_reload_and_logout(start_server: StartServer) -
             token,
         )
         assert status == 401
+        # A page whose token was revoked elsewhere goes back to the login form.
+        await bob.page.evaluate(
+            "async () => fetch('/session', {method: 'DELETE', headers: {Authorization:"
+            " 'Bearer ' + sessionStorage.getItem('chatd.token')}})"
+        )
+        await bob.page.reload()
+        await expect(bob.page.locator("#login-error")).to_have_text(
+            "Your session has ended; please log in again."
+        )
         alice.assert_no_errors()
         bob.assert_no_errors()
 
@@ -193,8 +202,15 @@ async def test_page_survives_a_restart_and_shows_what_it_missed(
         await expect(alice.page.locator("#app")).to_have_attribute("data-conn", "offline")
         carol = await Client.connect(line_port)
         await nc_cmd(carol, "login carol")
-        await nc_cmd(carol, "send_all you missed this")
+        # alice on nc receives this one: the server will not replay it to the page,
+        # which must find it by itself (status, then history of a chat new to it).
+        alice_nc = await Client.connect(line_port)
+        await nc_cmd(alice_nc, "login alice pw")
         await nc_cmd(carol, "send alice and this, privately")
+        await alice_nc.until(lambda s: "and this, privately" in s)
+        await nc_cmd(alice_nc, "quit")
+        # Nobody of alice's receives this one: the server replays it to the page.
+        await nc_cmd(carol, "send_all you missed this")
         await carol.close()
         child = restart(child, with_http)
         await alice.wait_online()

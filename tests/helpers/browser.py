@@ -8,6 +8,7 @@ a person would, by the elements' text.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -111,8 +112,9 @@ class WebUser:
 
     def message(self, text: str) -> Locator:
         """The message (or comment) in the open chat whose text is exactly `text`."""
+        exactly = re.compile(f"^{re.escape(text)}$")
         return self.page.locator("#messages .msg").filter(
-            has=self.page.locator(":scope > .text", has_text=text)
+            has=self.page.locator(":scope > .text", has_text=exactly)
         )
 
     async def see(self, text: str) -> None:
