@@ -365,9 +365,9 @@ class IrcRenderer:
         if batch is not None:
             tags["batch"] = batch
         text = prefix + self.text(m)
-        if m.reply_to is not None and mode is not Mode.IRC_TAGS:
-            text = f"(re [{m.reply_to}]) {text}"
-        room = MAX_BODY - len(f":{source} PRIVMSG {target} :\r\n".encode())
+        # Split what an IRC client could not have sent in one line (nc allows 4 KiB);
+        # the source prefix may take a relayed line past 512 bytes, as elsewhere.
+        room = MAX_BODY - len(f"PRIVMSG {target} :\r\n".encode())
         if len(text) * 4 <= room:  # the common case: surely one line
             return render("PRIVMSG", (target, text), source, tags)
         return b"".join(

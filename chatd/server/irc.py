@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import fnmatch
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -55,8 +56,10 @@ CAPS: Mapping[str, str] = {
     "echo-message": "",
     "labeled-response": "",
     "message-tags": "",
+    "multi-prefix": "",  # one prefix (@) only: nothing changes, but clients ask
     "sasl": "PLAIN",
     "server-time": "",
+    "userhost-in-names": "",
 }
 
 # Line-protocol commands the service nick will not run: they change how this
@@ -170,6 +173,8 @@ class IrcDoor:
         self.daemon = daemon
         self.renderer: Renderer = daemon.renderer
         self.connections: set[IrcConnection] = set()
+        # account key -> (username, realname) its latest IRC connection gave in USER
+        self.idents: dict[str, tuple[str, str]] = {}
         self.created = datetime.fromtimestamp(ctx.clock(), UTC)
         self.configure()
 
@@ -210,6 +215,8 @@ class IrcConnection(asyncio.Protocol):
         self.cap_negotiating = False
         self.nick = ""
         self.user_given = False
+        self.username = ""
+        self.realname = ""
         self.password: str | None = None
         self.sasl_buf: str | None = None  # AUTHENTICATE data being collected
         self.sasl_ok = False
@@ -482,6 +489,7 @@ class IrcConnection(asyncio.Protocol):
             )
         else:
             self.user_given = True
+            self.username, self.realname = msg.params[0], msg.params[3]
             self._try_register()
 
     def cmd_authenticate(self, msg: IrcMessage, label: str | None) -> None:
@@ -664,6 +672,7 @@ class IrcConnection(asyncio.Protocol):
         acct = peer.account
         self.nick = acct.name
         self.registered = True
+        self.door.idents[acct.key] = (self.username or acct.name, self.realname or acct.name)
         t.nick = acct.name.encode()
         if self.timer is not None:
             self.timer.cancel()
@@ -693,6 +702,7 @@ class IrcConnection(asyncio.Protocol):
             ),
             self._num(irc.RPL_MYINFO, self.server, f"chatd-{__version__}", "i", "nt"),
             self._num(irc.RPL_ISUPPORT, *tokens, "are supported by this server"),
+            *self._lusers(),
             *self._motd(),
         ]
         for chan, _, _ in q.channels(self.ctx.chat, acct):
@@ -705,6 +715,18 @@ class IrcConnection(asyncio.Protocol):
         else:
             peer.paused = True
         log.info("irc.registered", session=peer.id, user=acct.name, caps=sorted(self.caps))
+
+    def _ident(self, name: str) -> tuple[str, str]:
+        return self.door.idents.get(key(name), (name, name))
+
+    def _lusers(self) -> list[IrcMessage]:
+        chat = self.ctx.chat
+        users = sum(len(a.sessions) for a in chat.online.values())
+        return [
+            self._num("251", f"There are {users} users and 0 invisible on 1 servers"),
+            self._num("254", str(len(chat.rooms) + 1), "channels formed"),
+            self._num("255", f"I have {users} clients and 0 servers"),
+        ]
 
     def _motd(self) -> list[IrcMessage]:
         motd = self.ctx.config.irc.motd
@@ -734,6 +756,8 @@ class IrcConnection(asyncio.Protocol):
         size = 0
         for m in members:
             word = ("@" if m.op else "") + m.name
+            if "userhost-in-names" in self.caps:
+                word += f"!{m.name}@{self.server}"
             if size + len(word) > 400:
                 out.append(self._num(irc.RPL_NAMREPLY, "=", chan, " ".join(batch)))
                 batch, size = [], 0
@@ -1073,14 +1097,15 @@ class IrcConnection(asyncio.Protocol):
 
         def row(name: str, chan: str, op: bool) -> IrcMessage:
             flags = ("G" if name == self.nick and self.away else "H") + ("@" if op else "")
+            user, real = self._ident(name)
             if not fields:
                 return self._num(
-                    irc.RPL_WHOREPLY, chan, name, self.server, self.server, name, flags, f"0 {name}"
+                    irc.RPL_WHOREPLY, chan, user, self.server, self.server, name, flags, f"0 {real}"
                 )
             values = {
-                "t": token, "c": chan, "u": name, "i": "255.255.255.255", "h": self.server,
+                "t": token, "c": chan, "u": user, "i": "255.255.255.255", "h": self.server,
                 "s": self.server, "n": name, "f": flags, "d": "0", "l": "0", "a": name,
-                "o": "0", "r": name,
+                "o": "0", "r": real,
             }  # fmt: skip
             return self._num(
                 irc.RPL_WHOSPCRPL, *(values[f] for f in "tcuihsnfdlaor" if f in fields)
@@ -1095,9 +1120,12 @@ class IrcConnection(asyncio.Protocol):
                     members, chan = [], mask
                 out = [row(m.name, chan, m.op) for m in members if m.sessions]
             else:
-                acct = chat.online.get(key(mask))
-                if acct is not None:
-                    out = [row(acct.name, "*", chat.is_admin(acct))]
+                pattern = key(mask)
+                for acct in sorted(chat.online.values(), key=lambda a: a.key):
+                    user, real = self._ident(acct.name)
+                    seen = (acct.key, key(user), key(real), key(self.server))
+                    if any(fnmatch.fnmatchcase(x, pattern) for x in seen):
+                        out.append(row(acct.name, "*", chat.is_admin(acct)))
             out.append(self._num(irc.RPL_ENDOFWHO, mask, "End of WHO list"))
             return out
 
@@ -1119,7 +1147,14 @@ class IrcConnection(asyncio.Protocol):
                 ]
             name = acct.name
             out = [
-                self._num(irc.RPL_WHOISUSER, name, name, self.server, "*", name),
+                self._num(
+                    irc.RPL_WHOISUSER,
+                    name,
+                    *self._ident(name)[:1],
+                    self.server,
+                    "*",
+                    self._ident(name)[1],
+                ),
                 self._num(irc.RPL_WHOISSERVER, name, self.server, f"chatd {__version__}"),
                 self._num(irc.RPL_WHOISACCOUNT, name, name, "is logged in as"),
             ]
@@ -1211,6 +1246,21 @@ class IrcConnection(asyncio.Protocol):
             return [self._num("303", " ".join(online))]
 
         self._query(make, label)
+
+    def cmd_lusers(self, msg: IrcMessage, label: str | None) -> None:
+        self._query(self._lusers, label)
+
+    def cmd_whowas(self, msg: IrcMessage, label: str | None) -> None:
+        if not self._need(msg, 1, label):
+            return
+        nick = msg.params[0]
+        self._answer(
+            [
+                self._num("406", nick, "There was no such nickname (chatd keeps no WHOWAS)"),
+                self._num("369", nick, "End of WHOWAS"),
+            ],
+            label,
+        )
 
     def cmd_motd(self, msg: IrcMessage, label: str | None) -> None:
         self._answer(self._motd(), label)
@@ -1310,7 +1360,8 @@ class IrcConnection(asyncio.Protocol):
         return out
 
     def cmd_markread(self, msg: IrcMessage, label: str | None) -> None:
-        if not self._need(msg, 1, label):
+        if not msg.params:
+            self._answer([self._fail("MARKREAD", "NEED_MORE_PARAMS", "MARKREAD <target>")], label)
             return
         target = msg.params[0]
 
@@ -1362,6 +1413,8 @@ _POST: dict[str, _Handler] = {
     "AWAY": IrcConnection.cmd_away,
     "ISON": IrcConnection.cmd_ison,
     "MOTD": IrcConnection.cmd_motd,
+    "LUSERS": IrcConnection.cmd_lusers,
+    "WHOWAS": IrcConnection.cmd_whowas,
     "VERSION": IrcConnection.cmd_version,
     "OPER": IrcConnection.cmd_oper,
     "USERHOST": IrcConnection.cmd_userhost,

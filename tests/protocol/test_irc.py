@@ -76,7 +76,7 @@ _r = IrcRenderer(server="srv", host="srv", file_url="http://h:1/files/")
 def test_renderer_modes_for_a_channel_message() -> None:
     m = Message(5, "#general", "ann", "hello", 1_800_000_000.5, reply_to=3)
     plain = parse(_r.render(Push(m), Mode.IRC).decode().rstrip())
-    assert plain.tags == {} and plain.params == ("#general", "(re [3]) hello")
+    assert plain.tags == {} and plain.params == ("#general", "hello")
     timed = parse(_r.render(Push(m), Mode.IRC_TIME).decode().rstrip())
     assert timed.tags == {"time": "2027-01-15T08:00:00.500Z"}
     tagged = parse(_r.render(Push(m), Mode.IRC_TAGS).decode().rstrip())
@@ -101,7 +101,7 @@ def test_renderer_files_long_text_and_notices() -> None:
     data = _r.render(Push(long), Mode.IRC_TAGS)
     lines = data.split(b"\r\n")[:-1]
     assert len(lines) > 1
-    assert all(len(x.split(b" ", 1)[1]) + 2 <= MAX_BODY for x in lines)
+    assert all(len(x.split(b" ", 2)[2]) + 2 <= MAX_BODY for x in lines)  # minus tags, source
     joined = parse(
         _r.render(Notice("joined", {"room": "#r", "user": "bob"}), Mode.IRC).decode().rstrip()
     )
