@@ -259,6 +259,21 @@ def inspircd(workdir: Path) -> Iterator[Running]:
         yield Running("irc", port, pid, log, setup_window=200)
 
 
+@contextlib.contextmanager
+def chatd_irc(workdir: Path) -> Iterator[Running]:
+    """chatd's IRC door (issue 15): the `chatd` target's config plus `[irc] port`; the
+    loadgen speaks IRC to it as to ngIRCd."""
+    irc_port = free_port()
+    with chatd({"store.synchronous": "normal", "irc.port": irc_port}, workdir) as running:
+        yield Running("irc", irc_port, running.pid, running.log)
+
+
+def chatd_irc_version() -> str:
+    from chatd import __version__
+
+    return f"chatd {__version__} (IRC door)"
+
+
 TARGETS: dict[str, Mapping[str, object]] = {
     "chatd": {"store.synchronous": "normal"},
     "chatd-full": {"store.synchronous": "full"},
@@ -268,10 +283,15 @@ TARGETS: dict[str, Mapping[str, object]] = {
 IRC_TARGETS: dict[str, Callable[[Path], contextlib.AbstractContextManager[Running]]] = {
     "ngircd": ngircd,
     "inspircd": inspircd,
+    "chatd-irc": chatd_irc,
 }
 """IRC servers for reference: each starts one in a working directory."""
 
-VERSIONS: dict[str, Callable[[], str]] = {"ngircd": ngircd_version, "inspircd": inspircd_version}
+VERSIONS: dict[str, Callable[[], str]] = {
+    "ngircd": ngircd_version,
+    "inspircd": inspircd_version,
+    "chatd-irc": chatd_irc_version,
+}
 """The version line of each IRC target, for the results file."""
 
 ALL_TARGETS = (*TARGETS, *IRC_TARGETS)
