@@ -213,7 +213,7 @@ async def test_page_survives_a_restart_and_shows_what_it_missed(
         await nc_cmd(carol, "send_all you missed this")
         await carol.close()
         child = restart(child, with_http)
-        await alice.wait_online()
+        await alice.wait_online(timeout_ms=20_000)  # the backoff reaches 15 s at most
         await alice.see("you missed this")
         await expect(alice.page.locator(".missed-marker")).to_have_text("1 missed message")
         await expect(alice.message("you missed this")).to_have_class(re.compile(r"\bmissed\b"))

@@ -40,6 +40,7 @@ def chromium() -> str | None:
 async def launch() -> AsyncIterator[Browser]:
     exe = chromium()
     assert exe is not None, "chromium is not installed (apt-get install chromium)"
+    expect.set_options(timeout=TIMEOUT_MS)  # a loaded CI machine is slower than 5 s
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=exe, args=list(CHROMIUM_ARGS), timeout=30_000
@@ -87,8 +88,9 @@ class WebUser:
         await user.wait_online()
         return user
 
-    async def wait_online(self) -> None:
-        await expect(self.page.locator("#app")).to_have_attribute("data-conn", "online")
+    async def wait_online(self, timeout_ms: float = TIMEOUT_MS) -> None:
+        app = self.page.locator("#app")
+        await expect(app).to_have_attribute("data-conn", "online", timeout=timeout_ms)
 
     def chat_item(self, chat: str) -> Locator:
         return self.page.locator(f'.chat-item[data-chat="{chat}"]')
