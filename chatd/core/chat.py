@@ -8,7 +8,6 @@ feature; this class puts them together and adds dispatch, session close and time
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +27,7 @@ from chatd.core.threads import ThreadCommands
 from chatd.protocol import commands as c
 from chatd.protocol.events import GENERAL, Code, Error
 
-Handler = Callable[[Session, Any, float], Outcome]
+Handler = Callable[[Any, Session, Any, float], Outcome]
 
 
 class Chat(
@@ -48,59 +47,40 @@ class Chat(
         self.load_rooms(snapshot)
         self.load_schedules(snapshot)
         self.load_files(snapshot)
+        self.derive_last_seen()
 
     def handle(self, s: Session, cmd: c.Command, now: float) -> Outcome:
-        """Runs one command for a session; every refusal becomes an ERR reply."""
-        spec, method = self._dispatch[cmd.verb]
+        """Runs one command for a session, whatever door it came in by: the login and
+        admin gates, then its handler, found by the command's type (HANDLERS)."""
+        return self.run(cmd.verb, lambda: self._gated(s, cmd, now))
+
+    def _gated(self, s: Session, cmd: c.Command, now: float) -> Outcome:
+        spec, handler = HANDLERS[type(cmd)]
+        if s.account is None and not spec.before_login:
+            raise Refused(Code.NOT_LOGGED_IN, "log in first: login <name> [password]")
+        if spec.admin and not self.is_admin(s.account):
+            raise Refused(Code.FORBIDDEN, f"{spec.name} is for admins only")
+        return handler(self, s, cmd, now)
+
+    def run(self, verb: str, step: Callable[[], Outcome]) -> Outcome:
+        """The one place a refusal becomes its ERR reply and a crash becomes `internal`
+        (logged, the connection and the server go on), for a command, its resumption
+        after slow work (password hashing) and the end of an upload."""
         try:
-            if s.account is None and not spec.before_login:
-                raise Refused(Code.NOT_LOGGED_IN, "log in first: login <name> [password]")
-            if spec.admin and not self.is_admin(s.account):
-                raise Refused(Code.FORBIDDEN, f"{spec.name} is for admins only")
-            if method is None:
-                raise Refused(Code.UNKNOWN_COMMAND, f"{spec.name} is not available yet")
-            out = method(s, cmd, now)
+            out = step()
         except Refused as e:
-            log.info("command.failed", cmd=cmd.verb, code=str(e.code), session=s.id)
-            return Outcome(replies=[Error(e.code, e.message, cmd.verb, e.retry_after)])
+            log.info("command.failed", cmd=verb, code=str(e.code))
+            return Outcome(replies=[Error(e.code, e.message, verb, e.retry_after)])
         except Exception:
-            return self._failed(cmd.verb)
-        if out.deferred is not None:
-            self._guard_resume(cmd.verb, out)
+            log.exception("command.failed", cmd=verb, code=str(Code.INTERNAL))
+            return Outcome(replies=[Error(Code.INTERNAL, "internal error; logged", verb)])
+        deferred = out.deferred
+        if deferred is not None:
+            resume = deferred.resume
+            out.deferred = Deferred(
+                deferred.work, lambda result, now: self.run(verb, lambda: resume(result, now))
+            )
         return out
-
-    def _failed(self, verb: str) -> Outcome:
-        log.exception("command.failed", cmd=verb, code=str(Code.INTERNAL))
-        return Outcome(replies=[Error(Code.INTERNAL, "internal error; logged", verb)])
-
-    def _guard_resume(self, verb: str, out: Outcome) -> None:
-        """Deferred work resumes later; its refusals and crashes become replies too."""
-        assert out.deferred is not None
-        work, resume = out.deferred.work, out.deferred.resume
-
-        def guarded(result: Any, now: float) -> Outcome:
-            try:
-                after = resume(result, now)
-            except Refused as e:
-                log.info("command.failed", cmd=verb, code=str(e.code))
-                return Outcome(replies=[Error(e.code, e.message, verb, e.retry_after)])
-            except Exception:
-                return self._failed(verb)
-            if after.deferred is not None:
-                self._guard_resume(verb, after)
-            return after
-
-        out.deferred = Deferred(work, guarded)
-
-    @functools.cached_property
-    def _dispatch(self) -> dict[str, tuple[c.Spec, Handler | None]]:
-        """Verb or alias -> its table row and handler, resolved once."""
-        table: dict[str, tuple[c.Spec, Handler | None]] = {}
-        for verb in (*c.COMMANDS, *c.ALIASES):
-            spec = c.lookup(verb)
-            assert spec is not None
-            table[verb] = (spec, getattr(self, "cmd_" + spec.name, None))
-        return table
 
     def close(self, s: Session, now: float) -> Outcome:
         """A connection ended: detach the session and save what it received."""
@@ -146,3 +126,38 @@ class Chat(
         """When `tick` next has something to do (None: nothing pending)."""
         times = [t for t in (self.schedules_wakeup(), self.sweep_wakeup()) if t is not None]
         return min(times) if times else None
+
+
+def _row(name: str, handler: Handler) -> tuple[c.Spec, Handler]:
+    return c.COMMANDS[name], handler
+
+
+#: Command type -> its row of the command table (gates) and its handler.
+HANDLERS: dict[type[c.Command], tuple[c.Spec, Handler]] = {
+    c.Help: _row("help", AccountCommands.cmd_help),
+    c.SetMode: _row("mode", AccountCommands.cmd_mode),
+    c.Ping: _row("ping", AccountCommands.cmd_ping),
+    c.Login: _row("login", AccountCommands.cmd_login),
+    c.Passwd: _row("passwd", AccountCommands.cmd_passwd),
+    c.Status: _row("status", AccountCommands.cmd_status),
+    c.Quit: _row("quit", AccountCommands.cmd_quit),
+    c.SendAll: _row("send_all", MessagingCommands.cmd_send_all),
+    c.Send: _row("send", MessagingCommands.cmd_send),
+    c.Who: _row("who", MessagingCommands.cmd_who),
+    c.History: _row("history", MessagingCommands.cmd_history),
+    c.Ban: _row("ban", ModerationCommands.cmd_ban),
+    c.Unban: _row("unban", ModerationCommands.cmd_unban),
+    c.Kick: _row("kick", ModerationCommands.cmd_kick),
+    c.Announce: _row("announce", ModerationCommands.cmd_announce),
+    c.Stats: _row("stats", ModerationCommands.cmd_stats),
+    c.Comment: _row("comment", ThreadCommands.cmd_comment),
+    c.Thread: _row("thread", ThreadCommands.cmd_thread),
+    c.Room: _row("room", RoomCommands.cmd_room),
+    c.Rooms: _row("rooms", RoomCommands.cmd_rooms),
+    c.Join: _row("join", RoomCommands.cmd_join),
+    c.Schedule: _row("schedule", ScheduleCommands.cmd_schedule),
+    c.Scheduled: _row("scheduled", ScheduleCommands.cmd_scheduled),
+    c.Cancel: _row("cancel", ScheduleCommands.cmd_cancel),
+    c.Upload: _row("upload", FileCommands.cmd_upload),
+    c.Download: _row("download", FileCommands.cmd_download),
+}

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import bisect
 
-from chatd.core.model import Account, Session
+from chatd.core.model import Session
 from chatd.core.names import dm_key
 from chatd.core.outcome import (
     Outcome,
     PutMessage,
 )
-from chatd.core.state import ChatState, Refused, account_of, log, msg_id, ok, retry_after
+from chatd.core.state import ChatState, account_of, log, msg_id, ok
 from chatd.protocol import commands as c
-from chatd.protocol.events import GENERAL, Code, Message, Ok, Push
+from chatd.protocol.events import GENERAL, Message, Ok, Push
 from chatd.protocol.render import rfc3339
 
 
@@ -58,23 +58,6 @@ class MessagingCommands(ChatState):
         )
         log.info("message.sent", user=msg.sender, chat=msg.chat, id=msg.id)
         return out
-
-    def _count_general(self, acct: Account, now: float) -> None:
-        """Fixed window: N messages per window, the window starting at its first message."""
-        lim = self.config.limits
-        if now >= acct.window_start + lim.general_window_s:
-            acct.window_start, acct.window_count = now, 0
-        if acct.window_count >= lim.general_messages_per_window:
-            wait = acct.window_start + lim.general_window_s - now
-            raise Refused(
-                Code.RATE_LIMITED,
-                f"at most {lim.general_messages_per_window} messages to {GENERAL} per "
-                f"{lim.general_window_s:g}s",
-                retry_after(wait),
-            )
-        acct.window_count += 1
-
-    # Moderation -------------------------------------------------------------------
 
     def cmd_who(self, s: Session, cmd: c.Who, now: float) -> Outcome:
         """who [#room]: users online, or a room's members."""

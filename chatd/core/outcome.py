@@ -183,6 +183,26 @@ class Deferred:
     resume: Callable[[Any, float], Outcome]
 
 
+@dataclass(frozen=True, slots=True)
+class UploadTicket:
+    """An accepted `upload` line: what the data may be and where it goes."""
+
+    user: str  # account key of the sender
+    target: str  # as typed; resolved again by finish_upload
+    name: str  # sanitised
+    limit: int  # the most bytes the data may decode to
+    too_large: str  # the ERR text when it does not fit
+    verb: str
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """What the server stored: the decoded size and its SHA-256 (hex)."""
+
+    size: int
+    sha256: str
+
+
 @dataclass(slots=True)
 class Outcome:
     replies: list[Event] = field(default_factory=list)
@@ -193,6 +213,7 @@ class Outcome:
     acked: int = 0  # id of a message the acting session sent (its OK counts as received)
     rearm: bool = False  # timed work moved (a schedule added or cancelled): re-aim the timer
     deferred: Deferred | None = None
+    upload: UploadTicket | None = None  # an accepted `upload`: the door takes the data
 
     def notify(self, sessions: Sequence[Session], notice: Notice) -> None:
         if sessions:

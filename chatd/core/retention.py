@@ -26,20 +26,16 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-from chatd.config import Config
 from chatd.core.model import Account
 from chatd.core.names import key
 from chatd.core.outcome import DeleteMessages, Outcome
-from chatd.core.snapshot import Snapshot
+from chatd.core.parts import Mark
 from chatd.core.state import ChatState, log
 from chatd.protocol.events import GENERAL
 
 SWEEP_CHATS_PER_TICK = 2000
 SWEEP_DELETES_PER_TICK = 2000
-
-Mark = tuple[int, float]  # (frontier id, first sweep time it was seen delivered to all)
 
 
 def note_frontier(marks: list[Mark], frontier: int, now: float) -> None:
@@ -70,19 +66,7 @@ def due_frontier(marks: list[Mark], now: float, ttl: float) -> int:
 
 
 class Retention(ChatState):
-    if TYPE_CHECKING:  # FileCommands' hook, found through Chat's MRO at run time
-
-        def forget_files(self, message_ids: Iterable[int], out: Outcome) -> None: ...
-
-    def __init__(self, config: Config, snapshot: Snapshot, *, started: float) -> None:
-        super().__init__(config, snapshot, started=started)
-        self._marks: dict[str, list[Mark]] = {}
-        self._sweep_at = started  # the daemon ticks at start-up: the first pass runs then
-        self._pass: list[str] = []  # chats still to visit in the unfinished pass
-        self._general_frontier: int | float = 0
-        self._derive_last_seen()
-
-    def _derive_last_seen(self) -> None:
+    def derive_last_seen(self) -> None:
         """Start-up: when each user was last online, as a lower bound from what is
         stored (not persisted itself): account creation, the newest message they sent,
         and the newest message at or below their cursor (they were online to receive
@@ -110,39 +94,41 @@ class Retention(ChatState):
 
     def sweep(self, now: float, out: Outcome) -> None:
         """Deletes what retention says is due at `now`, in small batches."""
-        if not self._pass:
-            if now < self._sweep_at:
+        state = self.retention
+        if not state.chats_left:
+            if now < state.at:
                 return
             self._start_pass(now)
         # Should this tick fail half-way, the next try comes an interval later, not at
         # once in a loop; a pass left unfinished resumes then.
-        self._sweep_at = now + self.config.retention.sweep_interval_s
+        state.at = now + self.config.retention.sweep_interval_s
         budget = SWEEP_DELETES_PER_TICK
         deleted: list[int] = []
         for _ in range(SWEEP_CHATS_PER_TICK):
-            if not self._pass or budget <= 0:
+            if not state.chats_left or budget <= 0:
                 break
-            chat = self._pass.pop()
+            chat = state.chats_left.pop()
             n = self._sweep_chat(chat, now, budget, deleted)
             budget -= n
             if budget <= 0:
-                self._pass.append(chat)  # it may have more: visit it again next tick
+                state.chats_left.append(chat)  # it may have more: visit it again next tick
         if deleted:
             self._forget(deleted, out)
-        if self._pass:
-            self._sweep_at = now  # more to do: again at once, after the loop served others
+        if state.chats_left:
+            state.at = now  # more to do: again at once, after the loop served others
 
     def sweep_wakeup(self) -> float | None:
         """When the next sweep is due (`now` of the last tick while a pass is unfinished)."""
-        return self._sweep_at
+        return self.retention.at
 
     def _start_pass(self, now: float) -> None:
         for acct in self.online.values():
             acct.last_seen = now
-        self._general_frontier = self._frontier_general(now)
-        self._pass = [chat for chat, msgs in self.chats.items() if msgs]
-        for chat in [c for c in self._marks if not self.chats.get(c)]:
-            del self._marks[chat]
+        state = self.retention
+        state.general_frontier = self._frontier_general(now)
+        state.chats_left = [chat for chat, msgs in self.chats.items() if msgs]
+        for chat in [c for c in state.marks if not self.chats.get(c)]:
+            del state.marks[chat]
 
     def _sweep_chat(self, chat: str, now: float, budget: int, deleted: list[int]) -> int:
         """Notes the chat's frontier and deletes its due prefix (at most `budget`)."""
@@ -150,7 +136,7 @@ class Retention(ChatState):
         if not msgs:
             return 0
         ret = self.config.retention
-        marks = self._marks.setdefault(chat, [])
+        marks = self.retention.marks.setdefault(chat, [])
         frontier = int(min(self._frontier(chat), msgs[-1].id))
         note_frontier(marks, frontier, now)
         due = due_frontier(marks, now, ret.delivered_ttl_s)
@@ -168,12 +154,12 @@ class Retention(ChatState):
             while marks and marks[0][0] < first:
                 marks.pop(0)
         if not marks:
-            del self._marks[chat]
+            del self.retention.marks[chat]
         return n
 
     def _forget(self, ids: list[int], out: Outcome) -> None:
         out.changes.append(DeleteMessages(tuple(ids)))
-        self.forget_files(ids, out)
+        self.files.forget(ids, out)
         log.info("retention.deleted", messages=len(ids), first=ids[0], last=ids[-1])
 
     # Who must have received a chat's messages -------------------------------------------
@@ -181,7 +167,7 @@ class Retention(ChatState):
     def _frontier(self, chat: str) -> int | float:
         """The lowest `received()` over the chat's recipients (inf: nobody left)."""
         if chat == GENERAL:
-            return self._general_frontier
+            return self.retention.general_frontier
         if chat.startswith("@"):
             parties = (self.accounts.get(k) for k in chat[1:].split("|"))
             return _lowest(a for a in parties if a is not None)

@@ -14,8 +14,6 @@ and requests, so a later room of the same name starts empty.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from chatd.core.model import Account, Room, Session
 from chatd.core.names import RESERVED_ROOMS, key, valid_name
@@ -41,13 +39,8 @@ _LINK_BYTES = 18  # 144 random bits: unguessable, and 24 characters to paste
 
 
 class RoomCommands(ChatState):
-    if TYPE_CHECKING:  # FileCommands' rule, found through Chat's MRO at run time
-
-        def forget_files(self, message_ids: Iterable[int], out: Outcome) -> None: ...
-
     def load_rooms(self, snapshot: Snapshot) -> None:
         """Rebuilds rooms, members, links and join requests from the store."""
-        self.link_rooms: dict[str, str] = {}  # join link token -> room key
         for row in snapshot.rooms:
             self.rooms[row.key] = Room(row.key, row.name, row.owner, row.created)
             self.topics.setdefault(row.key, set())
@@ -312,7 +305,7 @@ class RoomCommands(ChatState):
         if msgs:
             ids = tuple(m.id for m in msgs)
             out.changes.append(DeleteMessages(ids))
-            self.forget_files(ids, out)
+            self.files.forget(ids, out)
         self.topics.pop(room.key, None)
         del self.rooms[room.key]
         out.changes.append(DeleteRoom(room.key))

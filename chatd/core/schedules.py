@@ -1,11 +1,10 @@
 """Scheduled messages: schedule, scheduled, cancel, and firing them on time (issue 5).
 
 A schedule stores the wrapped command line and runs it at its time as its user, through
-the same `cmd_` method a typed command would use, so it obeys every rule a live send
-does (ban, membership, rate limit) as of that moment. Pending schedules sit in a heap
-keyed by due time: `schedules_wakeup()` is its top and `run_due_schedules()` pops only
-what is due, so nothing ever walks all of them. A cancelled entry stays in the heap and
-is skipped when it surfaces (the heap is rebuilt when such leftovers dominate).
+`Chat.handle` like a typed command, so it obeys every rule a live send does (ban,
+membership, rate limit) as of that moment. Pending schedules live in the ScheduleBook
+(chatd/core/parts.py): `schedules_wakeup()` is its earliest due time and
+`run_due_schedules()` pops only what is due.
 
 Durability: the store row goes in the batch that creates the schedule, and is deleted in
 the batch that carries the message it produced, so a restart neither loses nor repeats
@@ -14,34 +13,21 @@ one. Those that fell due while the server was down go out at the first tick.
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import tzinfo
 from zoneinfo import ZoneInfo
 
 from chatd.core.model import Account, Session
 from chatd.core.outcome import DeleteSchedule, Outcome, PutSchedule
+from chatd.core.parts import Pending
 from chatd.core.snapshot import Snapshot
 from chatd.core.state import ChatState, Refused, account_of, log, ok, retry_after
 from chatd.core.timespec import WhenError, parse_when
 from chatd.protocol import commands as c
-from chatd.protocol.events import GENERAL, Code, Notice, Ok
+from chatd.protocol.events import GENERAL, Code, Error, Notice, Ok
 from chatd.protocol.render import rfc3339
 
 _LATE_S = 1.0  # fired this much after its time: logged as late (e.g. due while down)
-_STALE_SLACK = 64  # cancelled heap entries tolerated beyond the live ones
-
-
-@dataclass(frozen=True, slots=True)
-class Pending:
-    """One scheduled command: `command` is the line as typed after `when`."""
-
-    id: int
-    user: str
-    at: float
-    command: str
-    created: float
+_SCHEDULABLE = (c.SendAll, c.Send, c.Comment)
 
 
 class ScheduleCommands(ChatState):
@@ -49,13 +35,8 @@ class ScheduleCommands(ChatState):
         """Rebuilds the pending schedules from the store."""
         name = self.config.server.timezone
         self.schedule_zone: tzinfo | None = ZoneInfo(name) if name else None
-        self.schedules: dict[int, Pending] = {}
-        self.schedules_by_user: dict[str, dict[int, Pending]] = {}
-        self.schedule_heap: list[tuple[float, int]] = []
-        self.next_schedule_id = snapshot.next_schedule_id
         for row in snapshot.schedules:
-            self._add_schedule(Pending(row.id, row.user, row.at, row.command, row.created))
-            self.next_schedule_id = max(self.next_schedule_id, row.id + 1)
+            self.schedules.add(Pending(row.id, row.user, row.at, row.command, row.created))
 
     # Commands ----------------------------------------------------------------------
 
@@ -72,7 +53,7 @@ class ScheduleCommands(ChatState):
         horizon = self.config.schedule.horizon_s
         if at > now + horizon:
             raise Refused(Code.BAD_ARGS, f"{cmd.when} is more than {horizon / 86400:g} days ahead")
-        mine = self.schedules_by_user.get(acct.key, {})
+        mine = self.schedules.of(acct.key)
         cap = self.config.schedule.max_pending_per_user
         if len(mine) >= cap:
             first = min((p.at for p in mine.values()), default=now)
@@ -82,9 +63,8 @@ class ScheduleCommands(ChatState):
                 retry_after(first - now),
             )
         self._check_schedulable(acct, cmd.inner, at, now)
-        pending = Pending(self.next_schedule_id, acct.key, at, cmd.inner_line, now)
-        self.next_schedule_id += 1
-        self._add_schedule(pending)
+        pending = Pending(self.schedules.next_id, acct.key, at, cmd.inner_line, now)
+        self.schedules.add(pending)
         out = ok("schedule", cmd, schedule_id=pending.id, at=rfc3339(at))
         out.changes.append(PutSchedule(pending.id, acct.key, at, pending.command, now))
         out.rearm = True
@@ -94,20 +74,17 @@ class ScheduleCommands(ChatState):
     def cmd_scheduled(self, s: Session, cmd: c.Scheduled, now: float) -> Outcome:
         """scheduled: your pending scheduled messages, soonest first."""
         acct = account_of(s)
-        mine = sorted(self.schedules_by_user.get(acct.key, {}).values(), key=_due)
+        mine = sorted(self.schedules.of(acct.key).values(), key=_due)
         rows = [{"schedule_id": p.id, "at": rfc3339(p.at), "command": p.command} for p in mine]
         return ok("scheduled", cmd, scheduled=rows)
 
     def cmd_cancel(self, s: Session, cmd: c.Cancel, now: float) -> Outcome:
         """cancel <schedule_id>: drops one of your pending scheduled messages."""
         acct = account_of(s)
-        pending = self.schedules.get(cmd.schedule_id)
+        pending = self.schedules.by_id.get(cmd.schedule_id)
         if pending is None or pending.user != acct.key:
             raise Refused(Code.NO_SUCH_SCHEDULE, f"no pending scheduled message {cmd.schedule_id}")
-        self._forget_schedule(pending)
-        if len(self.schedule_heap) > 2 * len(self.schedules) + _STALE_SLACK:
-            self.schedule_heap = [(p.at, p.id) for p in self.schedules.values()]
-            heapq.heapify(self.schedule_heap)
+        self.schedules.forget(pending)
         out = ok("cancel", cmd, schedule_id=pending.id)
         out.changes.append(DeleteSchedule(pending.id))
         out.rearm = True
@@ -118,27 +95,19 @@ class ScheduleCommands(ChatState):
 
     def run_due_schedules(self, now: float, out: Outcome) -> None:
         """Fires every schedule due at `now` into `out`, oldest first."""
-        heap = self.schedule_heap
-        while heap and heap[0][0] <= now:
-            _, ident = heapq.heappop(heap)
-            pending = self.schedules.get(ident)
-            if pending is None:
-                continue  # cancelled
-            self._forget_schedule(pending)
-            out.changes.append(DeleteSchedule(ident))
+        for pending in self.schedules.due(now):
+            out.changes.append(DeleteSchedule(pending.id))
             self._fire(pending, now, out)
 
     def schedules_wakeup(self) -> float | None:
         """When the next schedule is due."""
-        heap = self.schedule_heap
-        while heap and heap[0][1] not in self.schedules:
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        return self.schedules.wakeup()
 
     def _fire(self, pending: Pending, now: float, out: Outcome) -> None:
-        """Runs the stored command as its user. The user's sessions get `scheduled-sent`,
-        then the message like any of their other sessions would; a refusal at this
-        point drops it with `scheduled-failed`."""
+        """Runs the stored command as its user, from none of their connections, through
+        `handle` like any command: every session of theirs gets the message and none
+        an OK. They get `scheduled-sent` first; a refusal at this point drops it with
+        `scheduled-failed`."""
         acct = self.accounts.get(pending.user)
         if acct is None:  # pragma: no cover - accounts are never deleted
             return
@@ -146,23 +115,19 @@ class ScheduleCommands(ChatState):
         fields = {"schedule_id": pending.id, "user": acct.name, "late_s": late_s}
         try:
             cmd = c.parse(pending.command)
-            spec = c.lookup(cmd.verb)
-            method: Callable[[Session, c.Command, float], Outcome] | None = (
-                getattr(self, "cmd_" + spec.name, None) if spec is not None else None
-            )
-            if method is None or not isinstance(cmd, c.SendAll | c.Send | c.Comment):
-                raise Refused(Code.BAD_ARGS, f"cannot schedule {pending.command!r}")
-            # A session of the user's that is none of their connections: every real
-            # session of theirs gets the message, none gets an OK.
-            inner = method(Session(0, "schedule", now, account=acct), cmd, now)
-        except (Refused, c.ParseError) as e:
-            reason = str(e.code)
-            out.notify(acct.sessions, _failed(pending, reason))
-            log.info("schedule.failed", **fields, reason=reason, detail=e.message)
+        except c.ParseError as e:
+            cmd, code, detail = None, e.code, e.message
+        if cmd is not None and not isinstance(cmd, _SCHEDULABLE):
+            cmd, code, detail = None, Code.BAD_ARGS, f"cannot schedule {pending.command!r}"
+        if cmd is None:
+            out.notify(acct.sessions, _failed(pending, str(code)))
+            log.info("schedule.failed", **fields, reason=str(code), detail=detail)
             return
-        except Exception:
-            log.exception("schedule.failed", **fields, reason="internal")
-            out.notify(acct.sessions, _failed(pending, str(Code.INTERNAL)))
+        inner = self.handle(Session(0, "schedule", now, account=acct), cmd, now)
+        error = next((r for r in inner.replies if isinstance(r, Error)), None)
+        if error is not None:
+            out.notify(acct.sessions, _failed(pending, str(error.code)))
+            log.info("schedule.failed", **fields, reason=str(error.code), detail=error.message)
             return
         ident = next((r.fields.get("id") for r in inner.replies if isinstance(r, Ok)), None)
         out.changes.extend(inner.changes)
@@ -199,19 +164,6 @@ class ScheduleCommands(ChatState):
                 self._user(target)
         elif isinstance(inner, c.Comment):
             self._visible_message(acct, inner.message_id)
-
-    def _add_schedule(self, pending: Pending) -> None:
-        self.schedules[pending.id] = pending
-        self.schedules_by_user.setdefault(pending.user, {})[pending.id] = pending
-        heapq.heappush(self.schedule_heap, (pending.at, pending.id))
-
-    def _forget_schedule(self, pending: Pending) -> None:
-        """Out of the indexes; its heap entry is skipped when it surfaces."""
-        del self.schedules[pending.id]
-        mine = self.schedules_by_user[pending.user]
-        del mine[pending.id]
-        if not mine:
-            del self.schedules_by_user[pending.user]
 
 
 def _due(p: Pending) -> tuple[float, int]:

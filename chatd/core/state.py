@@ -1,8 +1,11 @@
-"""State shared by every feature of the core, and the helpers they all use.
+"""State shared by every feature of the core, and the rules they all use.
 
 Each feature (accounts, messaging, moderation, rooms, threads, schedules, files,
 retention) is a mixin over ChatState in its own module, with one `cmd_<verb>` method
-per command; `chat.Chat` puts them together.
+per command; `chat.Chat` puts them together with an explicit table from command type
+to handler. All state is declared here, in `__init__`: the shared indexes, and each
+feature's part (chatd/core/parts.py), so no feature depends on another's hidden
+attributes or methods.
 """
 
 from __future__ import annotations
@@ -18,9 +21,8 @@ from chatd.config import Config
 from chatd.core.flood import LoginThrottle
 from chatd.core.model import Account, Room, Session
 from chatd.core.names import dm_key, key
-from chatd.core.outcome import (
-    Outcome,
-)
+from chatd.core.outcome import Outcome
+from chatd.core.parts import FileIndex, ScheduleBook, SweepState
 from chatd.core.snapshot import Snapshot
 from chatd.protocol import commands as c
 from chatd.protocol.events import GENERAL, Code, FileInfo, Message, Notice, Ok
@@ -59,6 +61,10 @@ class ChatState:
         self.messages: dict[int, Message] = {}
         self.topics: dict[str, set[Session]] = {GENERAL: set()}
         self.rooms: dict[str, Room] = {}
+        self.link_rooms: dict[str, str] = {}  # join link token -> room key
+        self.files = FileIndex(snapshot.next_file_id)
+        self.schedules = ScheduleBook(snapshot.next_schedule_id)
+        self.retention = SweepState(at=started)  # the daemon ticks at start-up: a pass then
         # The server's own counters (bytes, commits, slow consumers) for `stats`; the
         # daemon sets it, the core only calls it.
         self.server_stats: Callable[[], Mapping[str, float]] = dict
@@ -87,6 +93,17 @@ class ChatState:
         return self._login_throttle.configure(
             lim.login_failures_before_throttle, lim.login_throttle_s, lim.login_failures_forget_s
         )
+
+    # The one way a command runs (Chat implements it) ------------------------------
+
+    def handle(self, s: Session, cmd: c.Command, now: float) -> Outcome:
+        """Runs one command for a session; every refusal becomes an ERR reply."""
+        raise NotImplementedError
+
+    def run(self, verb: str, step: Callable[[], Outcome]) -> Outcome:
+        """Runs one step of a command (the command, its resumption after slow work,
+        the end of an upload), turning a refusal or a crash into its ERR reply."""
+        raise NotImplementedError
 
     # Sessions ---------------------------------------------------------------------
 
@@ -124,6 +141,33 @@ class ChatState:
                 acct = self.accounts.get(party)
                 if acct is not None:
                     acct.add_private_chat(m.chat)
+
+    def _count_general(self, acct: Account, now: float) -> None:
+        """Fixed window: N messages per window, the window starting at its first message."""
+        lim = self.config.limits
+        if now >= acct.window_start + lim.general_window_s:
+            acct.window_start, acct.window_count = now, 0
+        if acct.window_count >= lim.general_messages_per_window:
+            wait = acct.window_start + lim.general_window_s - now
+            raise Refused(
+                Code.RATE_LIMITED,
+                f"at most {lim.general_messages_per_window} messages to {GENERAL} per "
+                f"{lim.general_window_s:g}s",
+                retry_after(wait),
+            )
+        acct.window_count += 1
+
+    def _check_general_window(self, acct: Account, now: float) -> None:
+        """Would a message to #general be rate-limited now? (Counted at finish only.)"""
+        lim = self.config.limits
+        end = acct.window_start + lim.general_window_s
+        if now < end and acct.window_count >= lim.general_messages_per_window:
+            raise Refused(
+                Code.RATE_LIMITED,
+                f"at most {lim.general_messages_per_window} messages to {GENERAL} per "
+                f"{lim.general_window_s:g}s",
+                retry_after(end - now),
+            )
 
     def _check_not_banned(self, acct: Account, now: float) -> None:
         if acct.banned_until > now:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from typing import TYPE_CHECKING
 
-from chatd.core.model import Account, Session
+from chatd.core.model import Session
 from chatd.core.outcome import Outcome, PutMessage
 from chatd.core.state import ChatState, account_of, log, msg_id, ok
 from chatd.protocol import commands as c
@@ -22,10 +21,6 @@ from chatd.protocol.render import rfc3339
 
 
 class ThreadCommands(ChatState):
-    if TYPE_CHECKING:  # MessagingCommands' rule, found through Chat's MRO at run time
-
-        def _count_general(self, acct: Account, now: float) -> None: ...
-
     def cmd_comment(self, s: Session, cmd: c.Comment, now: float) -> Outcome:
         """comment <id> <text>: a comment on a message you can see, posted to its chat
         under the same rules as a send there (ban, #general rate limit)."""

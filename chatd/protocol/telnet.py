@@ -9,8 +9,9 @@ queues the answers in `out` for the connection to write:
 - DO TIMING-MARK (RFC 860) is answered WILL TIMING-MARK: Debian's telnet sends it
   after Ctrl-C and discards all output until the answer comes (marks arriving back to
   back share one answer, so a storm is not echoed);
-- AYT gets a line (from a client that agreed to BINARY, i.e. a real telnet); IP, BRK, ABORT and SUSP (Ctrl-C and friends), EL and EC edit the
-  line being typed. They stay in the data as two-byte markers, MARK + a letter, that
+- AYT gets a line (from a client that agreed to BINARY, i.e. a real telnet);
+- IP, BRK, ABORT and SUSP (Ctrl-C and friends), EL and EC edit the line being
+  typed. They stay in the data as two-byte markers, MARK + a letter, that
   the line framer applies (0xFF never survives as data: IAC IAC is dropped).
 - An interrupt-like command right after a non-ASCII byte, before BINARY, is telnet
   mangling an 8-bit character (it strips the 8th bit looking for its control keys:

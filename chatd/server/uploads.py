@@ -29,8 +29,7 @@ from typing import Any
 
 from chatd import logs
 from chatd.core.chat import Chat
-from chatd.core.files import Body, UploadTicket
-from chatd.core.outcome import Outcome
+from chatd.core.outcome import Body, Outcome, UploadTicket
 from chatd.protocol.commands import Download, ParseError, Upload
 from chatd.protocol.events import Code, Error, Event, Mode, Ok
 from chatd.protocol.framing import FrameError
@@ -75,8 +74,8 @@ class Files:
     def start(self) -> None:
         """Start-up, before listening: forget file rows without a message, remove
         temp files and bodies that no row names (a crash's leftovers)."""
-        self._hub.changes(self._chat.take_file_cleanup())
-        temps, bodies = self.blobs.sweep_orphans(self._chat.body_in_use)
+        self._hub.changes(self._chat.files.take_cleanup())
+        temps, bodies = self.blobs.sweep_orphans(self._chat.files.in_use)
         if temps or bodies:
             log.info("files.swept", temp_files=temps, bodies=bodies)
 
@@ -134,8 +133,8 @@ class Files:
         """Deletes bodies that lost their last file row (after retention, a deleted
         room), unless an upload of the same content is being committed."""
         chat = self._chat
-        for sha in chat.take_dead_bodies():
-            if not self._finishing[sha] and not chat.body_in_use(sha):
+        for sha in chat.files.take_dead_bodies():
+            if not self._finishing[sha] and not chat.files.in_use(sha):
                 self._delete(sha)
 
     def _delete(self, sha256: str) -> None:
@@ -160,7 +159,7 @@ class Files:
         self._finishing[sha256] -= 1
         if self._finishing[sha256] <= 0:
             del self._finishing[sha256]
-            if not self._chat.body_in_use(sha256):
+            if not self._chat.files.in_use(sha256):
                 self._delete(sha256)  # stored, then refused at finish: nobody names it
         self.collect()
 

@@ -4,17 +4,16 @@ clock."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import replace
 
 import pytest
 
 from chatd.config import Config
 from chatd.core import retention
-from chatd.core.files import Body, UploadTicket
 from chatd.core.model import Session
-from chatd.core.outcome import DeleteFile, DeleteMessages, Outcome
-from chatd.core.retention import Mark, due_frontier, note_frontier
+from chatd.core.outcome import Body, DeleteFile, DeleteMessages, Outcome, UploadTicket
+from chatd.core.parts import Mark
+from chatd.core.retention import due_frontier, note_frontier
 from chatd.protocol.commands import Upload
 from chatd.protocol.events import GENERAL, Ok
 from tests.helpers.core import T0, Harness, error_code, first
@@ -233,20 +232,17 @@ def test_sweep_works_in_small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     assert h.chat.messages == {} and h.store.messages == {}
 
 
-def test_files_hook_is_told_which_messages_went() -> None:
+def test_files_are_told_which_messages_went() -> None:
     h = Harness()
     a = h.login("alice")
     h.run(a, "send_all one")
-    deliver(a, upto=1)
-    calls: list[list[int]] = []
-
-    def forget_files(message_ids: Iterable[int], out: Outcome) -> None:
-        calls.append(list(message_ids))
-
-    h.chat.forget_files = forget_files  # type: ignore[method-assign]
+    ticket = h.chat.begin_upload(a, Upload("#general", "keep.txt", verb="upload"), h.now)
+    assert isinstance(ticket, UploadTicket)
+    h.store.commit(h.chat.finish_upload(a, ticket, Body(5, "ef" * 32), h.now).changes)
+    deliver(a, upto=1)  # only the first message is delivered, so only it expires
     tick(h, SWEEP)
-    tick(h, TTL)
-    assert calls == [[1]]
+    assert deleted(tick(h, TTL)) == [1]
+    assert [f.message_id for f in h.chat.files.by_id.values()] == [2]  # the file stays
 
 
 def test_an_expiring_file_message_takes_its_file_along() -> None:
@@ -263,8 +259,8 @@ def test_an_expiring_file_message_takes_its_file_along() -> None:
     out = tick(h, TTL)
     assert deleted(out) == [ok.fields["id"]]
     assert any(isinstance(ch, DeleteFile) for ch in out.changes)
-    assert h.chat.stored_files == {} and h.store.files == {}
-    assert h.chat.take_dead_bodies() == ["ab" * 32]
+    assert h.chat.files.by_id == {} and h.store.files == {}
+    assert h.chat.files.take_dead_bodies() == ["ab" * 32]
 
 
 def test_last_seen_is_derived_at_start_up() -> None:

@@ -3,9 +3,9 @@ persistence (the core driven directly through tests.helpers.core.Core)."""
 
 from __future__ import annotations
 
-import pytest
-
 from chatd.core.model import Session
+from chatd.core.outcome import Body, UploadTicket
+from chatd.protocol.commands import Upload
 from chatd.protocol.events import Ok, Push
 from tests.helpers.core import Core, messages, notices, room_with
 
@@ -235,14 +235,14 @@ def test_owner_leaving_hands_the_room_to_the_longest_member() -> None:
     core.ok(carol, "room kick #dev bob")
 
 
-def test_last_member_leaving_deletes_the_room_and_its_messages(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_last_member_leaving_deletes_the_room_and_its_messages() -> None:
     core = Core()
-    forgotten: list[int] = []
-    monkeypatch.setattr(core.chat, "forget_files", lambda ids, out: forgotten.extend(ids))
     alice, bob = room_with(core, "alice", "bob")
     plans = core.ok(alice, "send #dev secret plans")["id"]
+    ticket = core.chat.begin_upload(alice, Upload("#dev", "plan.txt", verb="upload"), core.now)
+    assert isinstance(ticket, UploadTicket)
+    drawing = core.chat.finish_upload(alice, ticket, Body(5, "cd" * 32), core.now)
+    core.store.commit(drawing.changes)
     core.ok(alice, "room link #dev")
     core.ok(core.login("carol"), f"join {core.ok(alice, 'room link #dev')['link']}")
     core.ok(alice, "room leave #dev")
@@ -252,7 +252,8 @@ def test_last_member_leaving_deletes_the_room_and_its_messages(
     assert core.store.links == {} and core.store.requests == {}
     assert not any(m.chat == "#dev" for m in core.store.messages.values())
     assert plans not in core.chat.messages
-    assert forgotten == [plans]  # and their files with them
+    assert core.chat.files.by_id == {} and core.store.files == {}  # their files went too
+    assert core.chat.files.take_dead_bodies() == ["cd" * 32]
     # a new room of the same name starts empty
     carol = core.login("carol")
     core.ok(carol, "room create dev")

@@ -191,7 +191,7 @@ async def test_a_cut_off_upload_leaves_nothing_behind(server: Server) -> None:
     await file_thread(server)
     assert temps(server) == [] and bodies(server) == []
     assert await bob.silent()
-    assert server.daemon.chat.stored_files == {}
+    assert server.daemon.chat.files.by_id == {}
 
 
 async def test_bad_base64_is_bad_args_and_the_connection_stays_usable(server: Server) -> None:
@@ -322,7 +322,7 @@ async def test_quota(start_server: StartServer) -> None:
     # Expiry gives the space back.
     chat = server.daemon.chat
     out = Outcome()
-    chat.forget_files([chat.stored_files[file_id(first)].message_id], out)
+    chat.files.forget([chat.files.by_id[file_id(first)].message_id], out)
     server.daemon.hub.apply(None, out)
     assert (await upload(alice, "alice", "g", os.urandom(2000))).startswith("OK sent")
 
@@ -341,31 +341,31 @@ async def test_expiry_with_the_message_removes_the_body(start_server: StartServe
     server.daemon.tick()  # 10 s later: the message goes, and its file
     await file_thread(server)
     assert bodies(server) == []
-    assert fid not in server.daemon.chat.stored_files
+    assert fid not in server.daemon.chat.files.by_id
     assert (await download(bob, fid))[0].startswith("ERR no-such-message ")
 
 
 async def test_the_last_reference_removes_a_shared_body(server: Server) -> None:
-    """Through the hook retention calls (`forget_files`), one message at a time."""
+    """Through what retention calls (`FileIndex.forget`), one message at a time."""
     alice = await server.login("alice")
     data = os.urandom(3000)
     ids = [file_id(await upload(alice, "alice", n, data)) for n in ("one", "two")]
     chat, files = server.daemon.chat, server.daemon.files
-    mids = [chat.stored_files[i].message_id for i in ids]
+    mids = [chat.files.by_id[i].message_id for i in ids]
     out = Outcome()
-    chat.forget_files([mids[0]], out)
+    chat.files.forget([mids[0]], out)
     server.daemon.hub.apply(None, out)
     files.collect()
     await file_thread(server)
     assert len(bodies(server)) == 1  # still named by the second
     assert (await download(alice, ids[1]))[1] == data
     out = Outcome()
-    chat.forget_files([mids[1], 12345], out)
+    chat.files.forget([mids[1], 12345], out)
     server.daemon.hub.apply(None, out)
     files.collect()
     await file_thread(server)
     assert bodies(server) == []
-    assert chat.stored_bytes == {}
+    assert chat.files.bytes_of == {}
 
 
 async def test_a_download_bigger_than_the_send_buffer_is_not_a_slow_consumer(

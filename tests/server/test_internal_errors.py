@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
+from chatd.core.chat import HANDLERS
 from chatd.core.model import Session
 from chatd.core.outcome import Outcome
 from chatd.protocol import commands as c
@@ -9,12 +14,13 @@ from tests.helpers.server import Server
 
 
 async def test_a_crashing_command_answers_internal_and_nothing_else_breaks(
-    server: Server,
+    server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(s: Session, cmd: c.Who, now: float) -> Outcome:
+    def broken(chat: Any, s: Session, cmd: c.Who, now: float) -> Outcome:
         raise RuntimeError("a bug")
 
-    server.daemon.chat.cmd_who = broken  # type: ignore[method-assign]  # a fault injected
+    spec, _ = HANDLERS[c.Who]
+    monkeypatch.setitem(HANDLERS, c.Who, (spec, broken))  # a fault injected
     alice = await server.login("alice")
     bob = await server.login("bob")
     assert (await alice.cmd("who")).startswith("ERR internal")
