@@ -167,6 +167,7 @@ class HttpConnection(asyncio.Protocol):
             log.info("http.refused", peer=transport.get_extra_info("peername"), reason=refusal)
             return
         transport.set_write_buffer_limits(high=WRITE_HIGH)
+        self.door.open.add(self)
         self._arm(self.door.settings.idle_timeout_s, self._idle_timeout)
 
     def data_received(self, data: bytes) -> None:
@@ -206,6 +207,7 @@ class HttpConnection(asyncio.Protocol):
             self._drained.set_result(None)
         if self.ip:
             self.door.left(self.ip)
+            self.door.open.discard(self)
         self.transport = None
         del prev
 
@@ -363,13 +365,16 @@ class HttpConnection(asyncio.Protocol):
         ]
         if self._close_after:
             headers.append(("Connection", "close"))
-        try:
-            self._send(
+        conn = self.h11
+        try:  # one write, one syscall, for the whole answer
+            data = conn.send(
                 h11.Response(status_code=resp.status, headers=headers, reason=_reason(resp.status))
             )
             if resp.body and not (req is not None and req.head):
-                self._send(h11.Data(data=resp.body))
-            self._send(h11.EndOfMessage())
+                data += conn.send(h11.Data(data=resp.body))
+            data += conn.send(h11.EndOfMessage())
+            if self.transport is not None:
+                self.transport.write(data)
         except h11.LocalProtocolError as e:
             log.warning("http.response_failed", error=str(e))
             self._close()
@@ -445,6 +450,13 @@ class HttpConnection(asyncio.Protocol):
             b"Connection: close\r\n\r\n%s" % (status, reason, len(body), body)
         )
         transport.close()
+
+    def close_now(self) -> None:
+        """Shutdown: close once what was written has gone out."""
+        if self.transport is not None and self.ws is None:
+            self._close()
+        elif self.transport is not None:
+            self.transport.close()
 
     def _close(self) -> None:
         self._state = "closed"

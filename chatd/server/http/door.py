@@ -19,12 +19,14 @@ from chatd import logs
 from chatd.config import HttpSection
 from chatd.core import tokens
 from chatd.core.model import Account
+from chatd.core.outcome import Outcome
 from chatd.core.state import Refused
 from chatd.protocol import commands as c
-from chatd.protocol.events import Code, Message, Push
+from chatd.protocol.events import Code, Message, Notice, Push
 from chatd.protocol.http import HttpError, content_type
 from chatd.protocol.render import Renderer
 from chatd.server.context import Context
+from chatd.server.http.connection import HttpConnection
 from chatd.server.http.session import TokenSession, strip_login_ok
 from chatd.server.http.websocket import FrameCache
 from chatd.server.peer import Peer
@@ -34,6 +36,7 @@ log = logs.get_logger("chatd.http")
 
 STATIC_DIR = Path(chatd.__file__).parent / "web" / "static"
 IDEMPOTENCY_TTL_S = 86400.0
+RENDER_CACHE = 4096  # rendered messages kept for the next wake-up of other sessions
 IDEMPOTENCY_MAX = 10000  # remembered keys, all users together; the oldest go first
 
 
@@ -57,8 +60,11 @@ class HttpDoor:
         self.static_dir = static_dir
         self._static: dict[str, StaticFile] = {}
         self.frames = FrameCache()
+        self._rendered: dict[tuple[int, str, bool], bytes] = {}
         self.per_ip: Counter[str] = Counter()
         self.connections = 0
+        self.open: set[HttpConnection] = set()
+        self.stopping = False
         # The highest message id known committed: every id up to it is on disk
         # (batches commit in id order), so events may be handed out up to it.
         self.watermark = ctx.chat.next_id - 1
@@ -77,6 +83,8 @@ class HttpDoor:
     # Connections ---------------------------------------------------------------------
 
     def admit(self, ip: str) -> str | None:
+        if self.stopping:
+            return "the server is shutting down"
         limit = self.settings.max_connections_per_ip
         if self.per_ip[ip] >= limit:
             return f"too many connections from {ip} (at most {limit})"
@@ -89,6 +97,31 @@ class HttpDoor:
         self.per_ip[ip] -= 1
         if self.per_ip[ip] <= 0:
             del self.per_ip[ip]
+
+    def shutdown(self) -> None:
+        """The daemon stops: every WebSocket gets the `shutdown` notice and closes, as
+        an nc session does; every token session queues it for its SSE streams and
+        long-polls, logs out (its read position saved), and then every connection
+        closes once what was written has gone out."""
+        if self.stopping:
+            return
+        self.stopping = True
+        notice = Notice("shutdown", {})
+        line = self.renderer.json(notice).rstrip(b"\n")
+        for conn in list(self.open):
+            ws = conn.ws
+            if ws is not None and not ws.peer.closing:
+                self.ctx.apply(ws.peer, Outcome(closes=[(ws.peer, notice)]))
+        for session in list(self.sessions.values()):
+            session.add_notice(line)
+            session.wake()
+        self.loop.call_later(0.05, self._close_all)
+
+    def _close_all(self) -> None:
+        for session in list(self.sessions.values()):
+            session.close()
+        for conn in list(self.open):
+            conn.close_now()
 
     # Tokens and sessions ---------------------------------------------------------------
 
@@ -229,8 +262,16 @@ class HttpDoor:
         return out
 
     def render(self, m: Message, viewer: str, live_from: int) -> bytes:
-        """A message as a JSON-mode `message` object (no newline)."""
-        return self.renderer.json(Push(m, viewer, m.id < live_from))[:-1]
+        """A message as a JSON-mode `message` object (no newline). Rendered once per
+        message (and viewer, for a private one) however many sessions it wakes."""
+        replay = m.id < live_from
+        key = (m.id, viewer if m.to is not None else "", replay)
+        data = self._rendered.get(key)
+        if data is None:
+            if len(self._rendered) >= RENDER_CACHE:
+                self._rendered.clear()
+            data = self._rendered[key] = self.renderer.json(Push(m, viewer, replay))[:-1]
+        return data
 
     # Idempotent sends ---------------------------------------------------------------------
 

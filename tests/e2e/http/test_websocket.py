@@ -7,11 +7,12 @@ import asyncio
 import json
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from tests.helpers.http import client, connect, start_http
+from tests.helpers.http import SseReader, client, connect, start_http
 from tests.helpers.server import TIMEOUT, StartServer
 
 
@@ -99,3 +100,25 @@ async def test_bad_token_binary_frames_and_oversized_messages(start_server: Star
     async with client(base) as anon:
         r = await anon.get("/ws")
         assert r.status_code == 400
+
+
+async def test_shutdown_tells_websockets_and_sse_streams(start_server: StartServer) -> None:
+    server, base = await start_http(start_server)
+    token = await connect(base, "alice")
+    async with websockets.connect(_ws_url(base)) as ws, client(base, token) as alice:
+        await ws.send("login bob")
+        await _obj(ws)
+        headers = {"Accept": "text/event-stream"}
+        async with alice.stream("GET", "/events", headers=headers) as r:
+            sse = SseReader(r.aiter_lines())
+            await alice_ready(alice)
+            await server.daemon.stop()
+            assert (await _obj(ws)) == {"type": "notice", "event": "shutdown"}
+            assert (await sse.next()).data == {"type": "notice", "event": "shutdown"}
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), TIMEOUT)
+
+
+async def alice_ready(alice: httpx.AsyncClient) -> None:
+    """The SSE stream's session is logged in once another request with the token is."""
+    assert (await alice.get("/status")).status_code == 200
