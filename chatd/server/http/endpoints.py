@@ -152,18 +152,20 @@ async def connect(conn: HttpConnection, req: Request) -> Response:
     ctx = door.ctx
     try:
         reply = await session.submit(login)
+        if not isinstance(reply, Ok):
+            session.close()
+            return _reply_response(reply)
+        acct = session.peer.account
+        assert acct is not None
+        token, put = door.tokens.issue(acct, ctx.clock())
+        # Durable before it is handed out: the answer waits for the token's commit.
+        ctx.hub.changes([put])
+        await _committed(door)
     except SessionGone as e:
         raise HttpError(Code.INTERNAL, "the session closed during login") from e
-    if not isinstance(reply, Ok):
-        session.alive = False
-        session.gone()
-        return _reply_response(reply)
-    acct = session.peer.account
-    assert acct is not None
-    token, put = door.tokens.issue(acct, ctx.clock())
-    # Durable before it is handed out: the answer waits for the token's commit.
-    ctx.hub.changes([put])
-    await _committed(door)
+    except BaseException:  # the client went away: do not leave the session logged in
+        session.close()
+        raise
     door.adopt(token, session)
     session.use()
     session.release()
