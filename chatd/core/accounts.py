@@ -18,7 +18,7 @@ from chatd.core.outcome import (
 )
 from chatd.core.state import ChatState, Refused, account_of, log, msg_id, ok, retry_after
 from chatd.protocol import commands as c
-from chatd.protocol.events import GENERAL, Code, Mode, Ok, Push
+from chatd.protocol.events import GENERAL, Code, Message, Mode, Ok, Push
 
 _NAME_RULE = "names are 1-32 characters of A-Z a-z 0-9 _ . -"
 
@@ -65,7 +65,8 @@ class AccountCommands(ChatState):
             chats = []
             for chat in self._chats_of(acct):
                 msgs = self.chats.get(chat, [])
-                unread = len(msgs) - bisect.bisect_right(msgs, received, key=msg_id)
+                first = bisect.bisect_right(msgs, received, key=msg_id)
+                unread = sum(1 for m in msgs[first:] if not _mine(m, acct))
                 chats.append(
                     {
                         "chat": self._display(chat, acct),
@@ -158,8 +159,8 @@ class AccountCommands(ChatState):
             )
             n = self.config.chat.history_on_join
             replay = self.chats[GENERAL][-n:] if n else []
-        else:
-            replay = list(self._unread(acct, acct.received()))
+        else:  # your own messages are never unread, whichever session sent them
+            replay = [m for m in self._unread(acct, acct.received()) if not _mine(m, acct)]
         s.account = acct
         s.live_from = self.next_id
         acct.last_seen = now
@@ -207,3 +208,7 @@ class AccountCommands(ChatState):
 def _throttle_keys(s: Session, user_key: str) -> tuple[str, str]:
     """Failed logins count per address and per account (LoginThrottle)."""
     return f"ip:{s.peer}", f"user:{user_key}"
+
+
+def _mine(m: Message, acct: Account) -> bool:
+    return key(m.sender) == acct.key

@@ -75,13 +75,9 @@ class ModerationCommands(ChatState):
                 strikes=len(target.strikes),
                 reason=reason or None,
             )
-            out.notify(
-                target.sessions,
-                Notice(
-                    "warned",
-                    {"by": by.name, "strikes": len(target.strikes), "limit": mod.strikes_to_ban},
-                ),
-            )
+            # Never who reported: knowing would invite retaliation (the log has it).
+            warned = Notice("warned", {"strikes": len(target.strikes), "limit": mod.strikes_to_ban})
+            out.notify(target.sessions, warned)
         if changed:
             out.changes.append(SetStrikes(target.key, tuple(target.strikes.items())))
         if len(target.strikes) >= mod.strikes_to_ban and target.banned_until <= now:

@@ -18,6 +18,7 @@ from typing import Any
 
 from chatd.protocol.events import Error, Event, Message, Mode, Notice, Ok, Push
 from chatd.protocol.irc import IRC_MODES, IrcRenderer
+from chatd.protocol.terminal import inert
 
 
 @functools.lru_cache(maxsize=4)
@@ -128,9 +129,9 @@ class Renderer:
             return self._ok_text(event).encode()
         if isinstance(event, Error):
             retry = f" (retry in {event.retry_after}s)" if event.retry_after is not None else ""
-            return f"ERR {event.code} {event.message}{retry}\n".encode()
+            return f"ERR {event.code} {inert(event.message)}{retry}\n".encode()
         if isinstance(event, Notice):
-            return f"* {notice_text(event)}\n".encode()
+            return f"* {inert(notice_text(event))}\n".encode()
         raise TypeError(type(event).__name__)  # pragma: no cover
 
     def clock(self, ts: float) -> str:
@@ -141,17 +142,19 @@ class Renderer:
         return f"{datetime.fromtimestamp(second, self._tz):%H:%M:%S}"
 
     def message_line(self, push: Push) -> str:
-        """`HH:MM:SS [id] chat <sender> text`, with reply and file markers."""
+        """`HH:MM:SS [id] chat <sender> text`, with reply and file markers; the text
+        made inert for a terminal (chatd.protocol.terminal)."""
         m = push.message
-        if m.to is None and m.reply_to is None and m.file is None and m.text:  # most of them
-            return f"{self._clock(int(m.ts))} [{m.id}] {m.chat} <{m.sender}> {m.text}"
+        text = m.text if m.text.isprintable() else inert(m.text)
+        if m.to is None and m.reply_to is None and m.file is None and text:  # most of them
+            return f"{self._clock(int(m.ts))} [{m.id}] {m.chat} <{m.sender}> {text}"
         parts = [self.clock(m.ts), f"[{m.id}]", chat_for(m, push.viewer), f"<{m.sender}>"]
         if m.reply_to is not None:
             parts.append(f"(re [{m.reply_to}])")
         if m.file is not None:
-            parts.append(f"[file {m.file.id} {m.file.name} {m.file.size} bytes]")
-        if m.text and (m.file is None or m.text != m.file.name):
-            parts.append(m.text)
+            parts.append(f"[file {m.file.id} {inert(m.file.name)} {m.file.size} bytes]")
+        if text and (m.file is None or m.text != m.file.name):
+            parts.append(text)
         return " ".join(parts)
 
     def _ok_text(self, ok: Ok) -> str:
@@ -162,9 +165,10 @@ class Renderer:
             return f"{_download_head(f)}{lines}.\n"
         layout = _TEXT_OK.get(ok.name)
         items, summary = layout(self, ok.fields) if layout else ((), "")
+        summary = inert(summary)
         if not items:
             return f"OK {summary}\n" if summary else "OK\n"
-        head = "".join(f"  {item}\n" for item in items)
+        head = "".join(f"  {inert(item)}\n" for item in items)
         return f"{head}OK {summary}\n" if summary else f"{head}OK\n"
 
 

@@ -164,3 +164,17 @@ async def test_two_connections_creating_one_account_at_once(server: Server) -> N
     winner = "pw-one" if r1["type"] == "ok" else "pw-two"
     _, ok, _ = await jlogin_full(server, "carol", winner)
     assert ok["new"] is False
+
+
+async def test_your_own_messages_are_never_unread(server: Server) -> None:
+    """Not after a quick quit (the OK may still be unsent), not in `status`."""
+    alice = await server.login("alice")
+    await alice.send("send_all one\nsend_all two\nquit\n")
+    await alice.closed()
+    bob = await server.login("bob")
+    assert await bob.cmd("send_all three") == "OK sent [3]"
+    again = await server.connect()
+    assert await again.cmd("login alice") == "OK welcome alice, 1 unread"
+    assert (await again.line()).endswith("<bob> three")
+    await again.send("status\n")
+    assert "  #general: 0 unread, last [3]" in await again.reply()

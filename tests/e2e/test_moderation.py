@@ -17,7 +17,6 @@ async def test_third_distinct_strike_bans_over_tcp(start_server: StartServer) ->
     assert (await troll.obj()) == {
         "type": "notice",
         "event": "warned",
-        "by": "r1",
         "strikes": 1,
         "limit": 3,
     }
