@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
+
+from chatd.core.chat import HANDLERS
+from chatd.core.model import Session
+from chatd.core.outcome import Outcome
+from chatd.protocol import commands as c
 from tests.helpers.http import client, connect, error_code, start_http, user
 from tests.helpers.server import StartServer
 
@@ -202,3 +209,19 @@ async def test_reply_to_sends_a_comment(start_server: StartServer) -> None:
         events = (await alice.get("/events", params={"since": first["id"], "timeout": 0})).json()
         [comment] = events["events"]
         assert comment["reply_to"] == first["id"] and comment["text"] == "a!"
+
+
+async def test_a_crashing_command_is_500_and_nothing_else_breaks(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(chat: Any, s: Session, cmd: c.Who, now: float) -> Outcome:
+        raise RuntimeError("a bug")
+
+    spec, _ = HANDLERS[c.Who]
+    monkeypatch.setitem(HANDLERS, c.Who, (spec, broken))  # a fault injected
+    _server, base = await start_http(start_server)
+    async with await user(base, "alice") as alice:
+        r = await alice.post("/command", json={"line": "who"})
+        assert (r.status_code, error_code(r)) == (500, "internal")
+        r = await alice.post("/send", json={"to": "#general", "text": "still here"})
+        assert r.status_code == 200
