@@ -14,11 +14,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from playwright.async_api import Browser, Locator, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    ConsoleMessage,
+    Locator,
+    Page,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
 
 TIMEOUT_MS = 10_000
 DESKTOP: ViewportSize = {"width": 1100, "height": 720}
 PHONE: ViewportSize = {"width": 390, "height": 844}
+NETWORK_ERRORS = ("Failed to load resource", "WebSocket connection to")
 CHROMIUM_ARGS = (
     "--headless",
     "--no-sandbox",
@@ -78,8 +87,11 @@ class WebUser:
         context.set_default_timeout(TIMEOUT_MS)
         page = await context.new_page()
         user = cls(page, name)
-        # Uncaught exceptions in the page's scripts fail the test (see assert_no_errors).
+        # Uncaught exceptions and console errors (a CSP refusal, a failed module) fail
+        # the test (assert_no_errors); failed requests are the tests' own doing
+        # (a wrong password, a server restart) and are left to their assertions.
         page.on("pageerror", lambda exc: user.errors.append(str(exc)))
+        page.on("console", user._console)
         await page.goto("/")
         await page.fill("#login-name", name)
         await page.fill("#login-password", password)
@@ -125,6 +137,11 @@ class WebUser:
     async def unread(self, chat: str) -> str:
         badge = self.chat_item(chat).locator(".badge")
         return (await badge.text_content() or "") if await badge.count() else ""
+
+    def _console(self, message: ConsoleMessage) -> None:
+        text = message.text
+        if message.type == "error" and not text.startswith(NETWORK_ERRORS):
+            self.errors.append(text)
 
     def assert_no_errors(self) -> None:
         assert self.errors == [], self.errors
