@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from chatd.config import Config
 from chatd.core.chat import Chat
 from chatd.core.outcome import Outcome
+from chatd.server.counters import ServerMetrics
 from chatd.server.hub import Hub
-from chatd.server.ops import ServerMetrics
 from chatd.server.peer import Peer
 from chatd.server.uploads import Files
 

@@ -22,9 +22,11 @@ from chatd.server import http as http_door
 from chatd.server import irc as irc_door
 from chatd.server.connection import Connection
 from chatd.server.context import Context
+from chatd.server.counters import ServerMetrics
 from chatd.server.hub import Hub
-from chatd.server.ops import Operations, ReloadResult, ServerMetrics, reconcile
+from chatd.server.listeners import Operations
 from chatd.server.peer import Peer
+from chatd.server.reload import ReloadResult, reconcile
 from chatd.server.uploads import Files
 from chatd.store.base import Store
 from chatd.store.sqlite import SqliteStore

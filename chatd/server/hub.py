@@ -34,7 +34,7 @@ from chatd.core.model import Session
 from chatd.core.outcome import Change, Outcome, PutMessage
 from chatd.protocol.events import Error, Event, Message, Mode, Notice, Push
 from chatd.protocol.render import Renderer
-from chatd.server.ops import ServerMetrics, chat_kind
+from chatd.server.counters import ServerMetrics, chat_kind
 from chatd.server.peer import Peer
 from chatd.store.base import Store
 

@@ -33,7 +33,7 @@ import trustme
 from chatd import logs
 from chatd.cli import _parser, main
 from chatd.server.daemon import Daemon
-from chatd.server.ops import ReloadResult
+from chatd.server.reload import ReloadResult
 from tests.helpers.metrics import Exposition, parse
 from tests.helpers.server import ROOT, Child, Client, StartServer, config_with, free_port
 

@@ -11,7 +11,7 @@ from chatd.server.http.door import HttpDoor
 if TYPE_CHECKING:
     from chatd.config import Config
     from chatd.server.context import Context
-    from chatd.server.ops import Operations
+    from chatd.server.listeners import Operations
     from chatd.store.base import Store
 
 __all__ = ["HttpConnection", "HttpDoor", "listen"]

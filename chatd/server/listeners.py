@@ -1,11 +1,10 @@
-"""Operations wiring the daemon owns: listeners (plain, TLS, socket activation), the
-systemd notify protocol and watchdog, metrics, and what a reload may change.
+"""Listeners and what comes with them: the doors' sockets (plain, TLS, socket
+activation by name), the systemd notify protocol and watchdog, and the metrics endpoint.
 
 Kept apart from daemon.py so the daemon reads as the chat server it is, and so the
 pieces here stay no-ops when nothing asks for them: without NOTIFY_SOCKET nothing is
 sent, without LISTEN_FDS the configured addresses are bound, without `[tls] port` and
-`[metrics] port` no extra listener exists. The counters are always there (they cost
-one attribute add each); only the HTTP endpoint is optional.
+`[metrics] port` no extra listener exists.
 """
 
 from __future__ import annotations
@@ -15,21 +14,18 @@ import contextlib
 import socket
 import ssl
 from collections.abc import Callable, Iterable, MutableMapping
-from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from chatd import logs
 from chatd.config import Config, ConfigError
-from chatd.protocol.events import GENERAL, Code
-from chatd.server.metrics import ChatdMetrics, Counter, LoopLagProbe, Registry
+from chatd.server.counters import ServerMetrics
+from chatd.server.metrics import LoopLagProbe
 from chatd.server.metrics import start_metrics_server as _start_metrics_server
 from chatd.server.systemd import ListenSocket, Notifier, Watchdog, listen_fds
 from chatd.server.tls import load_certificate, server_context
 
-log = logs.get_logger("chatd.ops")
+log = logs.get_logger("chatd.listeners")
 
-#: Chat kinds, the `kind` label of the message counters.
-KINDS = ("general", "room", "private")
 BACKLOG = 65535  # the kernel caps it at net.core.somaxconn; a login storm needs the room
 #: Socket-activation names that are not the plain line protocol (docs/operations.md).
 NOT_LINE_SOCKETS = frozenset(
@@ -37,165 +33,6 @@ NOT_LINE_SOCKETS = frozenset(
 )
 #: A TLS client that never answers close_notify holds its connection this long at most.
 TLS_SHUTDOWN_TIMEOUT_S = 5.0
-
-#: Settings read only at start-up: a reload logs them as ignored and keeps the old value.
-#: Listeners and the database are opened once; the renderer's time zone and the log
-#: format are fixed when they are built (loggers are cached with their pipeline).
-RESTART_SECTIONS = frozenset({"tls", "metrics", "store", "telnet"})
-RESTART_KEYS = frozenset(
-    {
-        "http.host",
-        "http.port",
-        "http.tls_port",
-        "irc.host",
-        "irc.port",
-        "irc.tls_port",
-        "server.host",
-        "server.port",
-        "server.data_dir",
-        "server.timezone",
-        "server.uvloop",
-        "log.format",
-    }
-)
-
-
-def chat_kind(chat: str) -> str:
-    """`general`, `room` or `private` for a chat key (`#general`, `#room`, `@a|b`)."""
-    if chat == GENERAL:
-        return "general"
-    return "private" if chat.startswith("@") else "room"
-
-
-class ServerMetrics:
-    """The daemon's counters, children resolved once so each event is one attribute add.
-
-    Gauges that the daemon already knows (connections, sessions, users online) are read
-    at scrape time through `watch`, so they cost nothing between scrapes.
-    """
-
-    __slots__ = (
-        "_errors",
-        "bytes_in",
-        "bytes_out",
-        "chatd",
-        "connections_accepted",
-        "connections_refused",
-        "delivered",
-        "errors",
-        "registry",
-        "sent",
-    )
-
-    def __init__(self, registry: Registry | None = None) -> None:
-        m = ChatdMetrics.create(registry)
-        reg = m.registry
-        self.chatd = m
-        self.registry = reg
-        self.connections_accepted = m.connections_accepted
-        self.connections_refused = reg.counter(
-            "chatd_connections_refused_total",
-            "Connections refused with server-busy (limits or shutdown).",
-        )
-        self.sent: dict[str, Counter] = {k: m.messages_sent.labels(k) for k in KINDS}
-        delivered = reg.counter_family(
-            "chatd_messages_delivered_total",
-            "Messages written live to sessions (each session counts once), by chat kind.",
-            ("kind",),
-        )
-        self.delivered: dict[str, Counter] = {k: delivered.labels(k) for k in KINDS}
-        self._errors = m.errors
-        self.errors: dict[str, Counter] = {str(c): m.errors.labels(str(c)) for c in Code}
-        self.bytes_in = reg.counter("chatd_bytes_received_total", "Bytes read from clients.")
-        self.bytes_out = reg.counter("chatd_bytes_sent_total", "Bytes written to clients.")
-
-    def error(self, code: str) -> None:
-        """Counts one error reply; codes are a small fixed set (the protocol's tokens)."""
-        counter = self.errors.get(code)
-        if counter is None:
-            counter = self.errors[code] = self._errors.labels(code)
-        counter.value += 1
-
-    def snapshot(self) -> dict[str, float]:
-        """The server's counters as flat names, e.g. for the admin `stats` reply."""
-        out: dict[str, float] = {
-            "connections_accepted": self.connections_accepted.value,
-            "connections_refused": self.connections_refused.value,
-            "bytes_in": self.bytes_in.value,
-            "bytes_out": self.bytes_out.value,
-            "errors": sum(c.value for c in self.errors.values()),
-            "store_commits": self.chatd.store_commit_seconds.count,
-        }
-        for kind in KINDS:
-            out[f"messages_sent_{kind}"] = self.sent[kind].value
-            out[f"messages_delivered_{kind}"] = self.delivered[kind].value
-        return out
-
-    def watch(
-        self,
-        *,
-        connections: Callable[[], float],
-        sessions: Callable[[], float],
-        users: Callable[[], float],
-        messages: Callable[[], float],
-        accounts: Callable[[], float],
-        slow_consumers: Callable[[], float],
-    ) -> None:
-        """Registers the values read at scrape time; call once, when the daemon has them."""
-        reg = self.registry
-        reg.gauge_callback("chatd_connections_open", "Client connections open.", connections)
-        reg.gauge_callback("chatd_sessions_online", "Logged-in sessions.", sessions)
-        reg.gauge_callback("chatd_users_online", "Users with at least one session.", users)
-        reg.gauge_callback("chatd_messages_stored", "Messages held (before retention).", messages)
-        reg.gauge_callback("chatd_accounts", "Accounts registered.", accounts)
-        reg.counter_callback(
-            "chatd_slow_consumers_total",
-            "Sessions closed because they stopped reading (send buffer over its limit).",
-            slow_consumers,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadResult:
-    """What a reload did: `applied` keys are live now, `ignored` ones need a restart."""
-
-    ok: bool
-    applied: tuple[str, ...] = ()
-    ignored: tuple[str, ...] = ()
-    error: str | None = None
-
-
-def changed_keys(old: Config, new: Config) -> list[str]:
-    """Dotted keys whose values differ, in file order."""
-    keys: list[str] = []
-    for section in fields(Config):
-        a, b = getattr(old, section.name), getattr(new, section.name)
-        if a == b:
-            continue
-        keys.extend(
-            f"{section.name}.{f.name}"
-            for f in fields(a)
-            if getattr(a, f.name) != getattr(b, f.name)
-        )
-    return keys
-
-
-def restart_only(key: str) -> bool:
-    return key in RESTART_KEYS or key.partition(".")[0] in RESTART_SECTIONS
-
-
-def reconcile(old: Config, new: Config) -> tuple[Config, ReloadResult]:
-    """The config to run after a reload: `new`, but with restart-only settings kept."""
-    changed = changed_keys(old, new)
-    ignored = [k for k in changed if restart_only(k)]
-    applied = tuple(k for k in changed if not restart_only(k))
-    effective = new
-    for key in ignored:
-        section, _, name = key.partition(".")
-        kept = getattr(old, section)
-        current = getattr(effective, section)
-        effective = replace(effective, **{section: replace(current, **{name: getattr(kept, name)})})
-    return effective, ReloadResult(True, applied, tuple(ignored))
 
 
 class Operations:
