@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 from chatd import __version__, logs
 from chatd.core import irc_queries as q
 from chatd.core.names import key, valid_name
+from chatd.core.outcome import Outcome
 from chatd.core.state import Refused
 from chatd.protocol import commands as c
 from chatd.protocol import irc
@@ -43,6 +44,7 @@ from chatd.server.peer import Peer
 from chatd.server.pipeline import Pipeline, Submit
 
 if TYPE_CHECKING:
+    from chatd.server.connection import Connection
     from chatd.server.daemon import Daemon
 
 log = logs.get_logger("chatd.irc")
@@ -259,6 +261,9 @@ class IrcConnection(asyncio.Protocol):
         self.peer.paused = True  # until the welcome burst: see _IrcTransport
         self.pipeline = Pipeline(ctx, self.peer)
         self.door.connections.add(self)
+        # The daemon's bookkeeping (connection limits, shutdown notice and drain, config
+        # reloads) reads only `ip`, `peer` and `set_limits`, which this class has too.
+        daemon.opened(cast("Connection", self))
         self.last_seen = ctx.loop.time()
         self.timer = ctx.loop.call_later(limits.login_timeout_s, self._login_timeout)
         log.info("irc.opened", session=self.peer.id, peer=self.ip)
@@ -294,8 +299,14 @@ class IrcConnection(asyncio.Protocol):
         peer.transport = None
         peer.closing = True
         self.door.connections.discard(self)
-        self.ctx.apply(None, self.ctx.chat.close(peer, self.ctx.clock()))
+        self.door.daemon.closed(cast("Connection", self))  # closes the core's session
         log.info("irc.closed", session=peer.id, error=str(exc) if exc else None)
+
+    def set_limits(self, max_line_bytes: int, burst: int, rate_per_s: float) -> None:
+        """A config reload (the daemon calls it for every connection); IRC's line
+        length is fixed by the protocol, the flood guard follows the config."""
+        if self.pipeline is not None:
+            self.pipeline.set_flood(burst, rate_per_s)
 
     def pause_writing(self) -> None:
         if self.peer is not None:
@@ -813,7 +824,15 @@ class IrcConnection(asyncio.Protocol):
         if not msg.params:
             self._answer([self._num("409", "No origin specified")], label)
             return
-        self._answer([IrcMessage("PONG", (self.server, msg.params[0]), self.server)], label)
+        pong = [IrcMessage("PONG", (self.server, msg.params[0]), self.server)]
+        pipeline, peer = self.pipeline, self.peer
+        if self.registered and pipeline is not None and peer is not None and pipeline.idle:
+            # Nothing of this session is waiting in the pipeline, so queueing the PONG
+            # in the open batch keeps it in order; no need to run a command for it
+            # (bots and the benchmark send a PING after every PRIVMSG).
+            self.ctx.apply(peer, Outcome(replies=[Rendered(self._bytes(pong, label))]))
+            return
+        self._answer(pong, label)
 
     def cmd_pong(self, msg: IrcMessage, label: str | None) -> None:
         self.ping_sent = False

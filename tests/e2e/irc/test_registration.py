@@ -129,3 +129,40 @@ async def test_quit_ends_the_session(start_server: StartServer) -> None:
     await c.until("ERROR")
     assert await c.silent(1.0)
     assert "frank" not in server.daemon.chat.online
+
+
+async def test_server_pings_an_idle_client_and_drops_a_silent_one(
+    start_server: StartServer,
+) -> None:
+    _, port = await start_irc(start_server, irc__ping_interval_s=0.3)
+    c = await IrcClient.connect(port)
+    await c.register("gus")
+    ping = (await c.until("PING", timeout=3))[-1]
+    await c.send(f"PONG :{ping.params[0]}")
+    again = (await c.until("PING", timeout=3))[-1]  # still connected: pinged again
+    assert again.command == "PING"
+    err = (await c.until("ERROR", timeout=3))[-1]  # this one went unanswered
+    assert "Ping timeout" in err.params[0]
+
+
+async def test_registration_timeout_and_shutdown_notice(start_server: StartServer) -> None:
+    server, port = await start_irc(start_server, limits__login_timeout_s=0.3)
+    idle = await IrcClient.connect(port)
+    err = (await idle.until("ERROR", timeout=3))[-1]
+    assert "no registration" in err.params[0]
+    c = await IrcClient.connect(port)
+    await c.register("hal")
+    await c.until("366")
+    await server.daemon.stop()
+    note = (await c.until("NOTICE"))[-1]
+    assert note.params == ("hal", "the server is shutting down")
+    assert await c.silent(1.0)  # closed
+
+
+async def test_connection_limit_per_address_counts_irc(start_server: StartServer) -> None:
+    _, port = await start_irc(start_server, limits__max_connections_per_ip=1)
+    first = await IrcClient.connect(port)
+    await first.register("ida")
+    second = await IrcClient.connect(port)
+    err = await second.msg()
+    assert err.command == "ERROR" and "too many connections" in err.params[0]
