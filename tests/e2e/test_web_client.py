@@ -157,11 +157,15 @@ async def test_history_pages_in_on_scroll(start_server: StartServer) -> None:
     await carol.send("".join(f"send_all m{i:02d}\n" for i in range(1, 76)))
     for _ in range(75):
         assert (await carol.reply())[-1].startswith("OK sent")
+    await nc_cmd(carol, "comment 1 a late comment on m01")  # ids are 1..75 on a new server
     async with launch() as browser:
         alice = await WebUser.login(browser, base, "alice")
         messages = alice.page.locator("#messages .msg")
         await alice.see("m75")
-        await expect(messages).to_have_count(30)  # one page: m46..m75
+        await expect(messages).to_have_count(30)  # one page: m47..m75 and the comment
+        # The comment's message is not loaded yet: it stands alone, saying what it answers.
+        late = alice.message("a late comment on m01")
+        await expect(late.locator(".re")).to_have_text("re [1]")
         scroller = alice.page.locator("#scroller")
         for _ in range(10):
             if await alice.page.locator(".note.start").count():
@@ -173,7 +177,10 @@ async def test_history_pages_in_on_scroll(start_server: StartServer) -> None:
             "This is the beginning of #general."
         )
         texts = await alice.page.locator("#messages .msg > .text").all_text_contents()
-        assert texts == [f"m{i:02d}" for i in range(1, 76)]
+        assert texts == ["m01", "a late comment on m01"] + [f"m{i:02d}" for i in range(2, 76)]
+        # Paging reached m01: the comment moved under it.
+        under = alice.message("m01").locator(".comments .msg > .text")
+        await expect(under).to_have_text("a late comment on m01")
         alice.assert_no_errors()
     await carol.close()
 

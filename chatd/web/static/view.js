@@ -111,9 +111,6 @@ function messageItem(msg, me, actions, missed, isComment) {
   if (missed && missed.has(msg.id)) classes.push("missed");
   const body = [];
   const text = typeof msg.text === "string" ? msg.text : "";
-  if (msg.reply_to != null && !isComment) {
-    body.push(h("span", { className: "re" }, `re [${msg.reply_to}] `));
-  }
   if (text && !(msg.file && text === msg.file.name)) body.push(...richText(text));
   const file = msg.file
     ? h(
@@ -138,6 +135,10 @@ function messageItem(msg, me, actions, missed, isComment) {
       { className: "meta" },
       h("span", { className: "from" }, String(msg.from)),
       h("time", { dateTime: String(msg.ts || ""), title: `[${msg.id}] ${msg.ts || ""}` }, formatTime(msg.ts)),
+      // A comment whose message is not loaded (yet) says what it answers.
+      msg.reply_to != null && !isComment
+        ? h("span", { className: "re", title: "a comment on an earlier message" }, `re [${msg.reply_to}]`)
+        : null,
       isComment
         ? null
         : h(
