@@ -125,7 +125,8 @@ class _IrcTransport(asyncio.Transport):
         self.held_bytes = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        data = bytes(data)
+        if type(data) is not bytes:  # the hub writes bytes: no copy on the hot path
+            data = bytes(data)
         if irc.ME_BYTES in data:
             data = data.replace(irc.ME_BYTES, self.nick)
         if self.held is not None:
@@ -854,11 +855,12 @@ class IrcConnection(asyncio.Protocol):
                     [self._num(irc.ERR_NORECIPIENT, f"No recipient given ({msg.command})")], label
                 )
             return
-        if len(msg.params) < 2 or not _clean(msg.params[1]):
+        text = _clean(msg.params[1]) if len(msg.params) > 1 else ""
+        if not text:
             if not notice:
                 self._answer([self._num(irc.ERR_NOTEXTTOSEND, "No text to send")], label)
             return
-        target, text = msg.params[0], _clean(msg.params[1])
+        target = msg.params[0]
         if target.lower() == self.ctx.config.irc.service_nick.lower():
             self._service(text, label)
             return
