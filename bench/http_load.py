@@ -374,7 +374,7 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.http_load", description=__doc__)
     p.add_argument("--clients", type=int, default=1000, help="receivers / waiting long-polls")
-    p.add_argument("--messages", type=int, default=100, help="messages per fan-out run")
+    p.add_argument("--messages", type=int, default=1000, help="messages per fan-out run")
     p.add_argument("--connections", type=int, default=20, help="keep-alive senders")
     p.add_argument("--seconds", type=float, default=5.0, help="length of the send run")
     p.add_argument("--rounds", type=int, default=20, help="long-poll rounds")

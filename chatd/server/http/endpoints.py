@@ -13,7 +13,6 @@ import functools
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from chatd import logs
 from chatd.core.outcome import Body, UploadTicket
@@ -100,7 +99,8 @@ async def _with_session(
 
 
 def _reply_response(reply: Reply, strip: bool = False) -> Response:
-    """A command's reply as HTTP: the JSON-mode object, with its status for an error."""
+    """A command's reply as HTTP: the JSON-mode object, with its status for an error
+    (`strip`: the ok object's fields alone, for GET /status)."""
     if isinstance(reply, Error):
         raise HttpError(reply.code, reply.message, retry_after=reply.retry_after)
     if isinstance(reply, Rendered):
@@ -109,24 +109,15 @@ def _reply_response(reply: Reply, strip: bool = False) -> Response:
             obj = json.loads(data)
             raise HttpError(obj["code"], obj["message"], retry_after=obj.get("retry_after"))
         return json_response(data)
-    if strip:
-        return json_response(_dumps_fields(reply.fields))
-    return json_response(_ok_json(reply))
+    data = _RENDERER.json(reply).rstrip(b"\n")  # JSON mode's own rendering
+    if not strip:
+        return json_response(data)
+    obj = json.loads(data)
+    del obj["type"], obj["cmd"]
+    return json_response(dumps(obj))
 
 
-def _ok_json(ok: Ok) -> bytes:
-    return _RENDER.json(ok).rstrip(b"\n")
-
-
-def _dumps_fields(fields: Any) -> bytes:
-    """An ok reply's fields alone (GET /status), rendered as JSON mode renders them."""
-    obj = json.loads(_RENDER.json(Ok("status", "status", fields)))
-    obj.pop("type", None)
-    obj.pop("cmd", None)
-    return dumps(obj)
-
-
-_RENDER = Renderer()
+_RENDERER = Renderer()  # stateless for JSON (its cache is for text-mode clocks)
 
 
 def _committed(door: HttpDoor) -> asyncio.Future[None]:
