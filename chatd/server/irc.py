@@ -495,7 +495,7 @@ class IrcConnection(asyncio.Protocol):
     def cmd_user(self, msg: IrcMessage, label: str | None) -> None:
         if self.registered:
             self._answer([self._num(irc.ERR_ALREADYREGISTERED, "You may not reregister")], label)
-        elif len(msg.params) < 4 or not msg.params[0]:
+        elif len(msg.params) < 4 or not msg.params[0] or not msg.params[3]:
             self._answer(
                 [self._num(irc.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")], label
             )
