@@ -151,6 +151,27 @@ async def test_login_errors_rooms_reload_and_logout(start_server: StartServer) -
         bob.assert_no_errors()
 
 
+async def test_a_refused_socket_is_explained_and_retried(start_server: StartServer) -> None:
+    # Two sessions per user: alice's nc session and the page's token session leave no
+    # room for the page's WebSocket until nc quits.
+    server, base = await web_server(start_server, chat__max_sessions_per_user=2)
+    alice_nc = await server.login("alice", password="pw")
+    async with launch() as browser:
+        context = await browser.new_context(base_url=base)
+        page = await context.new_page()
+        await page.goto("/")
+        await page.fill("#login-name", "alice")
+        await page.fill("#login-password", "pw")
+        await page.click("#login-submit")
+        banner = page.locator("#banner")
+        await expect(banner).to_have_text("The server refused the live connection; retrying.")
+        await expect(page.locator("#app")).not_to_have_attribute("data-conn", "online")
+        await nc_cmd(alice_nc, "quit")
+        await expect(page.locator("#app")).to_have_attribute("data-conn", "online", timeout=20_000)
+        await expect(banner).to_be_hidden()
+        await context.close()
+
+
 async def test_history_pages_in_on_scroll(start_server: StartServer) -> None:
     server, base = await web_server(start_server, limits__general_messages_per_window=1000)
     carol = await server.login("carol")

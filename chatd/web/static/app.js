@@ -13,6 +13,7 @@ const PAGE = 30; // messages per history page
 const CATCH_UP = 200; // at most this many per chat when filling a gap (chat.history_max)
 const TOKEN_KEY = "chatd.token";
 const USER_KEY = "chatd.user";
+const REFUSED = "The server refused the live connection; retrying.";
 
 const $ = (id) => document.getElementById(id);
 
@@ -71,6 +72,9 @@ class Session {
           endSession("Your session has ended; please log in again.");
           return false;
         }
+        // The token is good and the server answers, yet it refused the socket (a
+        // limit such as sessions per user); say so instead of only "offline".
+        if (why === "ok") this.flash(REFUSED, 0);
         return true;
       },
     });
@@ -95,6 +99,7 @@ class Session {
 
   onConnState(state, delay) {
     ui.app.dataset.conn = state;
+    if (state === "online" && ui.banner.textContent === REFUSED) ui.banner.hidden = true;
     if (state === "online") ui.conn.textContent = "online";
     else if (state === "connecting") ui.conn.textContent = "connecting…";
     else if (state === "offline") ui.conn.textContent = `offline, retrying in ${Math.ceil(delay / 1000)} s`;
