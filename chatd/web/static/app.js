@@ -82,6 +82,8 @@ class Session {
 
   start() {
     ui.me.textContent = this.me;
+    ui.banner.hidden = true;
+    this.setReplyTo(null);
     this.renderList();
     this.renderChat({ bottom: true });
     this.conn.start();
@@ -391,6 +393,7 @@ class Session {
   // ---- drawing ------------------------------------------------------------------
 
   renderList() {
+    if (session !== this) return; // a logged-out session's late replies draw nothing
     renderList(ui.rooms, ui.people, this.store.list(), keyOf(this.store.active), (name) =>
       this.open(name),
     );
@@ -400,6 +403,7 @@ class Session {
 
   /** bottom: scroll to the end; keepBottomDistance: older messages were put above. */
   renderChat({ bottom = false, keepBottomDistance = false }) {
+    if (session !== this) return;
     const chat = this.active;
     const el = ui.scroller;
     const fromBottom = el.scrollHeight - el.scrollTop;
@@ -420,6 +424,7 @@ class Session {
   }
 
   flash(text, ms = 6000) {
+    if (session !== this) return;
     clearTimeout(this.bannerTimer);
     ui.banner.textContent = text;
     ui.banner.hidden = false;
