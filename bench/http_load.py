@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from bench import servers
-from bench.cli import raise_nofile
+from bench.cli import raise_nofile, wait_quiet
 from bench.pygen import percentiles
 
 HOST = "127.0.0.1"
@@ -383,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
         "--scenarios", default="fanout_line,fanout_ws,send_rps,longpoll", help="comma-separated"
     )
     p.add_argument("--json", type=Path, help="write the results here")
+    p.add_argument(
+        "--wait-quiet", type=float, default=0.0, help="wait up to this long for a quiet machine"
+    )
     args = p.parse_args(argv)
     raise_nofile(4 * args.clients + 256)
     try:
@@ -394,7 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for _ in range(args.runs):
         for name in args.scenarios.split(","):
+            busy = wait_quiet(args.wait_quiet) if args.wait_quiet else None
             result = run_scenario(name, args)
+            result["host_busy_before_pct"] = busy
             print(json.dumps(result), flush=True)
             results.append(result)
     if args.json:
