@@ -169,6 +169,8 @@ class Connection(asyncio.Protocol):
             peer.paused = False
             peer.sent_id = max(peer.sent_id, peer.written_id)
             peer.buffer_limit = self._ctx.config.limits.send_buffer_bytes
+            if self.pipeline is not None:
+                self.pipeline.drained()
 
     # ---------------------------------------------------------------------------------
 

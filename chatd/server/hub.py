@@ -45,6 +45,7 @@ log = logs.get_logger("chatd.hub")
 class _Pending:
     chunks: list[bytes] = field(default_factory=list)
     top_id: int = 0
+    size: int = 0  # bytes in chunks
 
 
 @dataclass(slots=True)
@@ -113,6 +114,17 @@ class Hub:
             self._close_later(batch, session, notice)
         self._schedule()
 
+    def queued(self, peer: Peer) -> int:
+        """Bytes of replies for `peer` not yet handed to its transport (they wait for a
+        commit): with the transport's own buffer, what a door weighs before it runs
+        more of that session's commands."""
+        total = 0
+        for batch in (self._open, self._inflight):
+            pending = batch.direct.get(peer) if batch is not None else None
+            if pending is not None:
+                total += pending.size
+        return total
+
     def after(self, callback: Callable[[], None]) -> None:
         """Calls `callback` once everything queued so far is committed and written."""
         self._open.after.append(callback)
@@ -130,6 +142,7 @@ class Hub:
         if pending is None:
             pending = batch.direct[peer] = _Pending()
         pending.chunks.append(data)
+        pending.size += len(data)
         if isinstance(event, Push) and event.message.id > pending.top_id:
             pending.top_id = event.message.id
 

@@ -56,10 +56,23 @@ END = End()
 Item = str | FrameError | Command | Submit | End
 
 
+#: Commands one session runs in one event-loop turn; the rest wait for the next turn,
+#: so a paste of 10,000 costly commands never holds the loop away from others.
+COMMANDS_PER_TURN = 64
+
+
 class Pipeline:
-    """One session's commands, in order, through the core and the hub."""
+    """One session's commands, in order, through the core and the hub.
+
+    Fair to the others: at most COMMANDS_PER_TURN commands per loop turn, and none at
+    all while the session's unsent output (its transport buffer plus replies waiting
+    for a commit) passes `limits.send_buffer_bytes`: a client that pipelines costly
+    commands and never reads is simply not read any further (TCP pushes back on it)
+    until it reads, instead of piling up replies in memory.
+    """
 
     __slots__ = (
+        "_blocked",
         "_ctx",
         "_flood",
         "_flood_timer",
@@ -80,6 +93,7 @@ class Pipeline:
         self._flood_timer: asyncio.TimerHandle | None = None
         self.flood_holds = 0  # times this session was paused by the flood guard
         self._upload: UploadSession | None = None  # upload mode: lines are its data
+        self._blocked = False  # waiting for the client to read its output
 
     @property
     def waiting(self) -> bool:
@@ -95,6 +109,12 @@ class Pipeline:
         self._queue.extend(items)
         if not self._waiting:
             self._run()
+
+    def drained(self) -> None:
+        """The transport took everything written (the client read it): go on."""
+        if self._blocked:
+            self._blocked = False
+            self._resume()
 
     def set_flood(self, burst: int, rate_per_s: float) -> None:
         """New flood-guard limits (a config reload); the tokens held stay."""
@@ -114,6 +134,7 @@ class Pipeline:
 
     def _run(self) -> None:
         peer, ctx, queue = self.peer, self._ctx, self._queue
+        budget = COMMANDS_PER_TURN
         while queue:
             if peer.closing:
                 queue.clear()
@@ -122,6 +143,12 @@ class Pipeline:
                 if self._upload_lines():
                     return
                 continue
+            if budget <= 0:
+                self._next_turn()
+                return
+            budget -= 1
+            if self._backlogged():
+                return
             if not self._flood.take(ctx.loop.time()):
                 self._hold()
                 return
@@ -172,6 +199,26 @@ class Pipeline:
         return False
 
     # Waiting: later items are held, and reading pauses, until slow work is done ---
+
+    def _next_turn(self) -> None:
+        """This turn's share is used: the rest waits for the next loop turn."""
+        self._park()
+        self._ctx.loop.call_soon(self._resume)
+
+    def _backlogged(self) -> bool:
+        """Over its output limit: wait until the client reads (Connection's
+        resume_writing calls `drained`) or the waiting replies are written."""
+        transport = self.peer.transport
+        if transport is None:
+            return False
+        unsent = transport.get_write_buffer_size() + self._ctx.hub.queued(self.peer)
+        if unsent <= self._ctx.config.limits.send_buffer_bytes:
+            return False
+        self._park()
+        self._blocked = True
+        if not self.peer.paused:  # nothing in the kernel's way yet: look again once
+            self._ctx.hub.after(self.drained)  # the waiting replies are written
+        return True
 
     def _park(self) -> None:
         self._waiting = True
