@@ -862,7 +862,8 @@ class IrcConnection(asyncio.Protocol):
             return
         target = msg.params[0]
         if target.lower() == self.ctx.config.irc.service_nick.lower():
-            self._service(text, label)
+            if not notice:  # a NOTICE never gets an automatic answer (RFC 2812)
+                self._service(text, label)
             return
         reply_to = msg.tags.get("+draft/reply", "")
         cmd: c.Command
