@@ -142,6 +142,10 @@ class IrcSection:
     host: str = ""  # empty: same as server.host
     port: int = 0  # 0: no IRC listener
     tls_port: int = 0  # 0: no IRC-over-TLS listener (uses the [tls] certificate)
+    server_name: str = "chatd"  # the source of server lines and the host of every user
+    motd: str = ""  # message of the day, lines split on \n; empty: 422 (no MOTD)
+    service_nick: str = "chatd"  # /msg it any line-protocol command (docs/irc.md)
+    ping_interval_s: float = 120.0  # PING an idle client this often; no answer: closed
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +153,6 @@ class MetricsSection:
     port: int = 0  # 0: no Prometheus endpoint
     host: str = "127.0.0.1"
 
-    server_name: str = "chatd"  # the source of server lines and the host of every user
-    motd: str = ""  # message of the day, lines split on \n; empty: 422 (no MOTD)
-    service_nick: str = "chatd"  # /msg it any line-protocol command (docs/irc.md)
-    ping_interval_s: float = 120.0  # PING an idle client this often; no answer: closed
 
 @dataclass(frozen=True, slots=True)
 class Config:

@@ -48,7 +48,7 @@ from chatd.client.terminal import (
     save_history,
 )
 from chatd.protocol.events import GENERAL
-from chatd.protocol.render import rfc3339
+from chatd.protocol.timefmt import rfc3339
 
 REMEMBERED_MESSAGES = 2000
 KNOWN_STALE_S = 30.0

@@ -17,8 +17,9 @@ from datetime import datetime, tzinfo
 from typing import Any, TextIO
 
 from chatd.protocol.commands import lookup
-from chatd.protocol.events import Notice, Ok
+from chatd.protocol.notices import AnyNotice
 from chatd.protocol.render import Renderer, notice_text
+from chatd.protocol.replies import AnyOk
 
 Obj = Mapping[str, Any]
 
@@ -157,7 +158,7 @@ def notice_line(n: Obj, theme: Theme) -> str:
     if event == "raw":  # a text line from a server that did not speak JSON yet
         return theme.paint(clean(n.get("text", "")), YELLOW)
     fields = {k: v for k, v in n.items() if k not in ("type", "event")}
-    return theme.paint(clean(f"* {notice_text(Notice(event, fields))}"), YELLOW)
+    return theme.paint(clean(f"* {notice_text(AnyNotice(event, fields))}"), YELLOW)
 
 
 def info_line(text: str, theme: Theme) -> str:
@@ -226,7 +227,7 @@ def reply_lines(
 def _server_layout(name: str, cmd: str, fields: Mapping[str, Any], theme: Theme) -> list[str]:
     """The server's text layout for this reply (items, then `OK summary`), made quieter."""
     try:
-        text = Renderer().text(Ok(name, cmd, fields)).decode()
+        text = Renderer().text(AnyOk(name, cmd, fields)).decode()
     except (KeyError, TypeError, ValueError, AttributeError, IndexError):
         extra = json.dumps(dict(fields), ensure_ascii=False) if fields else ""
         return [info_line(clean(f"ok {cmd} {extra}".rstrip()), theme)]

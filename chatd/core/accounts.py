@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
-from typing import Any
 
 from chatd import __version__
 from chatd.core import passwords
@@ -16,9 +15,10 @@ from chatd.core.outcome import (
     Outcome,
     PutAccount,
 )
-from chatd.core.state import ChatState, Refused, account_of, log, msg_id, ok, retry_after
+from chatd.core.state import ChatState, Refused, account_of, log, msg_id, reply, retry_after
 from chatd.protocol import commands as c
-from chatd.protocol.events import GENERAL, Code, Message, Mode, Ok, Push
+from chatd.protocol import replies as r
+from chatd.protocol.events import GENERAL, Code, Message, Mode, Push
 
 _NAME_RULE = "names are 1-32 characters of A-Z a-z 0-9 _ . -"
 
@@ -32,50 +32,39 @@ class AccountCommands(ChatState):
             if spec is None:
                 raise Refused(Code.BAD_ARGS, f"no command {cmd.topic!r}; help lists them")
             specs = (spec,)
-        rows = [{"name": x.name, "usage": x.usage, "summary": x.summary} for x in specs]
-        return ok("help", cmd, commands=rows)
+        rows = tuple(r.CommandRow(x.name, x.usage, x.summary) for x in specs)
+        return reply(r.HelpOk(cmd.verb, rows))
 
     def cmd_mode(self, s: Session, cmd: c.SetMode, now: float) -> Outcome:
         """mode text|json: the reply already comes in the new mode."""
         s.mode = Mode(cmd.mode)
-        return ok("mode", cmd, mode=cmd.mode)
+        return reply(r.ModeOk(cmd.verb, cmd.mode))
 
     def cmd_ping(self, s: Session, cmd: c.Ping, now: float) -> Outcome:
         """ping: keep-alive."""
-        return ok("ping", cmd)
+        return reply(r.PingOk(cmd.verb))
 
     def cmd_quit(self, s: Session, cmd: c.Quit, now: float) -> Outcome:
         """quit: OK bye, then the server closes the connection."""
-        out = ok("quit", cmd)
+        out = reply(r.QuitOk(cmd.verb))
         out.closes.append((s, None))
         return out
 
     def cmd_status(self, s: Session, cmd: c.Status, now: float) -> Outcome:
         """status: server state; after login also the user's chats and unread counts."""
-        fields: dict[str, Any] = {
-            "server": {
-                "version": __version__,
-                "uptime_s": int(now - self.started),
-                "online": len(self.online),
-            }
-        }
+        server = r.ServerRow(__version__, int(now - self.started), len(self.online))
         acct = s.account
-        if acct is not None:
-            received = acct.received()
-            chats = []
-            for chat in self._chats_of(acct):
-                msgs = self.chats.get(chat, [])
-                first = bisect.bisect_right(msgs, received, key=msg_id)
-                unread = sum(1 for m in msgs[first:] if not _mine(m, acct))
-                chats.append(
-                    {
-                        "chat": self._display(chat, acct),
-                        "unread": unread,
-                        "last_id": msgs[-1].id if msgs else 0,
-                    }
-                )
-            fields.update(user=acct.name, sessions=len(acct.sessions), chats=chats)
-        return ok("status", cmd, **fields)
+        if acct is None:
+            return reply(r.StatusOk(cmd.verb, server))
+        received = acct.received()
+        chats = []
+        for chat in self._chats_of(acct):
+            msgs = self.chats.get(chat, [])
+            first = bisect.bisect_right(msgs, received, key=msg_id)
+            unread = sum(1 for m in msgs[first:] if not _mine(m, acct))
+            last = msgs[-1].id if msgs else 0
+            chats.append(r.ChatRow(self._display(chat, acct), unread, last))
+        return reply(r.StatusOk(cmd.verb, server, acct.name, len(acct.sessions), tuple(chats)))
 
     def cmd_login(self, s: Session, cmd: c.Login, now: float) -> Outcome:
         """login <name> [password]: the first login creates the account."""
@@ -168,9 +157,7 @@ class AccountCommands(ChatState):
         self.online[acct.key] = acct
         for topic in (GENERAL, *acct.rooms):
             self.topics.setdefault(topic, set()).add(s)
-        out.replies.append(
-            Ok("login", cmd.verb, {"user": acct.name, "new": new, "unread": len(replay)})
-        )
+        out.replies.append(r.LoginOk(cmd.verb, acct.name, new, len(replay)))
         out.replies.extend(Push(m, acct.key, True) for m in replay)
         out.replies.extend(self._login_notices(acct))
         log.info("user.login", user=acct.name, session=s.id, new=new, unread=len(replay))
@@ -194,7 +181,7 @@ class AccountCommands(ChatState):
             if hashed is None:
                 raise Refused(Code.BAD_PASSWORD, "wrong current password")
             acct.pw_hash = hashed
-            out = ok("passwd", cmd)
+            out = reply(r.PasswdOk(cmd.verb))
             out.changes.append(PutAccount(acct.key, acct.name, hashed, acct.created))
             out.changes.append(DeleteTokensOf(acct.key))  # HTTP tokens end with the old password
             log.info("user.password_set", user=acct.name)

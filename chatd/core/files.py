@@ -23,10 +23,10 @@ from chatd.core.names import dm_key
 from chatd.core.outcome import Body, DeleteFile, Outcome, PutFile, PutMessage, UploadTicket
 from chatd.core.parts import StoredFile
 from chatd.core.snapshot import Snapshot
-from chatd.core.state import ChatState, Refused, account_of, log, ok
+from chatd.core.state import ChatState, Refused, account_of, log, reply
 from chatd.protocol import commands as c
-from chatd.protocol.events import GENERAL, Code, Error, FileInfo, Ok, Push
-from chatd.protocol.render import rfc3339
+from chatd.protocol import replies as r
+from chatd.protocol.events import GENERAL, Code, Error, FileInfo, Push
 
 MAX_NAME_CHARS = 128
 _MAX_EXT_CHARS = 16
@@ -111,11 +111,7 @@ class FileCommands(ChatState):
         self.files.next_id += 1
         msg = self._post(chat, acct.name, t.name, now, to=other.name if other else None, file=info)
         self.files.keep(StoredFile(info, acct.key, now, msg.id))
-        out = Outcome(
-            replies=[
-                Ok("upload", t.verb, {"id": msg.id, "ts": rfc3339(now), "file": file_fields(info)})
-            ]
-        )
+        out = Outcome(replies=[r.UploadOk(t.verb, msg.id, now, info)])
         out.changes.append(PutFile(info.id, info.sha256, info.name, info.size, acct.key, now))
         out.changes.append(PutMessage(msg))
         out.acked = msg.id
@@ -163,4 +159,4 @@ class FileCommands(ChatState):
         m = self.messages.get(f.message_id) if f is not None else None
         if f is None or m is None or not self._can_see(acct, m):
             raise Refused(Code.NO_SUCH_MESSAGE, f"no file {cmd.file_id}")
-        return ok("download", cmd, file=file_fields(f.info))
+        return reply(r.DownloadOk(cmd.verb, f.info))

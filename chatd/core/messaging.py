@@ -10,10 +10,10 @@ from chatd.core.outcome import (
     Outcome,
     PutMessage,
 )
-from chatd.core.state import ChatState, account_of, log, msg_id, ok
+from chatd.core.state import ChatState, account_of, log, msg_id, reply
 from chatd.protocol import commands as c
-from chatd.protocol.events import GENERAL, Message, Ok, Push
-from chatd.protocol.render import rfc3339
+from chatd.protocol import replies as r
+from chatd.protocol.events import GENERAL, Message, Push
 
 
 class MessagingCommands(ChatState):
@@ -23,7 +23,7 @@ class MessagingCommands(ChatState):
         self._check_not_banned(acct, now)
         self._count_general(acct, now)
         msg = self._post(GENERAL, acct.name, cmd.text, now)
-        return self._sent("send_all", cmd, s, msg, broadcast=True)
+        return self._sent(r.SendAllOk(cmd.verb, msg.id, msg.ts), s, msg, broadcast=True)
 
     def cmd_send(self, s: Session, cmd: c.Send, now: float) -> Outcome:
         """send <user|@user|#room> <text>: a private message, or to a room."""
@@ -34,12 +34,12 @@ class MessagingCommands(ChatState):
             room = self._member_room(acct, cmd.target)
             self._check_not_banned(acct, now)
             msg = self._post(room.key, acct.name, cmd.text, now)
-            return self._sent("send", cmd, s, msg, broadcast=True)
+            return self._sent(r.SentOk(cmd.verb, msg.id, msg.ts), s, msg, broadcast=True)
         other = self._user(cmd.target.removeprefix("@"))
         self._check_not_banned(acct, now)
         chat = dm_key(acct.key, other.key)
         msg = self._post(chat, acct.name, cmd.text, now, to=other.name)
-        out = self._sent("send", cmd, s, msg, broadcast=False)
+        out = self._sent(r.SentOk(cmd.verb, msg.id, msg.ts), s, msg, broadcast=False)
         if other is not acct:
             out.pushes.append((Push(msg, other.key), tuple(other.sessions)))
         mine = tuple(x for x in acct.sessions if x is not s)
@@ -47,11 +47,9 @@ class MessagingCommands(ChatState):
             out.pushes.append((Push(msg, acct.key), mine))
         return out
 
-    def _sent(
-        self, name: str, cmd: c.Command, s: Session, msg: Message, *, broadcast: bool
-    ) -> Outcome:
+    def _sent(self, ok: r.SentOk, s: Session, msg: Message, *, broadcast: bool) -> Outcome:
         out = Outcome(
-            replies=[Ok(name, cmd.verb, {"id": msg.id, "ts": rfc3339(msg.ts)})],
+            replies=[ok],
             broadcasts=[(msg, s)] if broadcast else [],
             changes=[PutMessage(msg)],
             acked=msg.id,
@@ -65,13 +63,10 @@ class MessagingCommands(ChatState):
             room = self._member_room(account_of(s), cmd.room)
             members = sorted(room.members.items(), key=lambda kv: (kv[1], kv[0]))
             accts = [a for a in (self.accounts.get(k) for k, _ in members) if a is not None]
-            users = [{"name": a.name, "sessions": len(a.sessions)} for a in accts]
-            return ok("who", cmd, room=room.key, users=users)
-        users = [
-            {"name": a.name, "sessions": len(a.sessions)}
-            for a in sorted(self.online.values(), key=lambda a: a.key)
-        ]
-        return ok("who", cmd, users=users)
+            users = tuple(r.UserRow(a.name, len(a.sessions)) for a in accts)
+            return reply(r.WhoOk(cmd.verb, users, room.key))
+        online = sorted(self.online.values(), key=lambda a: a.key)
+        return reply(r.WhoOk(cmd.verb, tuple(r.UserRow(a.name, len(a.sessions)) for a in online)))
 
     def cmd_history(self, s: Session, cmd: c.History, now: float) -> Outcome:
         """history <chat> [n] [before <id>]: earlier messages, oldest first."""
@@ -81,9 +76,5 @@ class MessagingCommands(ChatState):
         msgs = self.chats.get(chat, [])
         end = len(msgs) if cmd.before is None else bisect.bisect_left(msgs, cmd.before, key=msg_id)
         page = msgs[max(0, end - n) : end]
-        return ok(
-            "history",
-            cmd,
-            chat=self._display(chat, acct),
-            messages=[Push(m, acct.key) for m in page],
-        )
+        pushes = tuple(Push(m, acct.key) for m in page)
+        return reply(r.HistoryOk(cmd.verb, self._display(chat, acct), pushes))

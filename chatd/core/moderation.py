@@ -10,10 +10,12 @@ from chatd.core.outcome import (
     SetBan,
     SetStrikes,
 )
-from chatd.core.state import ChatState, Refused, account_of, log, ok, retry_after
+from chatd.core.state import ChatState, Refused, account_of, log, reply, retry_after
 from chatd.protocol import commands as c
-from chatd.protocol.events import GENERAL, Code, Notice, Ok
-from chatd.protocol.render import rfc3339
+from chatd.protocol import notices as n
+from chatd.protocol import replies as r
+from chatd.protocol.events import GENERAL, Code
+from chatd.protocol.timefmt import rfc3339
 
 _DURATION = re.compile(r"(\d{1,9})([smhd]?)", re.IGNORECASE)
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -49,10 +51,8 @@ class ModerationCommands(ChatState):
         else:
             self._strike(acct, target, cmd.rest, now, out)
         strikes = len(target.strikes)
-        until = rfc3339(target.banned_until) if target.banned_until > now else None
-        out.replies.append(
-            Ok("ban", cmd.verb, {"user": target.name, "strikes": strikes, "banned_until": until})
-        )
+        until = target.banned_until if target.banned_until > now else None
+        out.replies.append(r.BanOk(cmd.verb, target.name, strikes, until))
         return out
 
     def _strike(self, by: Account, target: Account, reason: str, now: float, out: Outcome) -> None:
@@ -76,8 +76,7 @@ class ModerationCommands(ChatState):
                 reason=reason or None,
             )
             # Never who reported: knowing would invite retaliation (the log has it).
-            warned = Notice("warned", {"strikes": len(target.strikes), "limit": mod.strikes_to_ban})
-            out.notify(target.sessions, warned)
+            out.notify(target.sessions, n.Warned(len(target.strikes), mod.strikes_to_ban))
         if changed:
             out.changes.append(SetStrikes(target.key, tuple(target.strikes.items())))
         if len(target.strikes) >= mod.strikes_to_ban and target.banned_until <= now:
@@ -95,13 +94,8 @@ class ModerationCommands(ChatState):
     ) -> None:
         target.banned_until = until
         out.changes.append(SetBan(target.key, until))
-        fields: dict[str, object] = {
-            "until": rfc3339(until),
-            "retry_after": retry_after(until - now),
-        }
-        if reason:
-            fields["reason"] = reason
-        out.notify(target.sessions, Notice("banned", fields))
+        banned = n.Banned(until, retry_after(until - now), reason or None)
+        out.notify(target.sessions, banned)
         log.info("user.banned", user=target.name, until=rfc3339(until), by=by, reason=reason)
 
     def cmd_unban(self, s: Session, cmd: c.Unban, now: float) -> Outcome:
@@ -109,42 +103,38 @@ class ModerationCommands(ChatState):
         target = self._user(cmd.user)
         target.banned_until = 0.0
         target.strikes.clear()
-        out = ok("unban", cmd, user=target.name)
+        out = reply(r.UnbanOk(cmd.verb, target.name))
         out.changes += [SetBan(target.key, 0.0), SetStrikes(target.key, ())]
-        out.notify(target.sessions, Notice("unbanned", {}))
+        out.notify(target.sessions, n.Unbanned())
         log.info("user.unbanned", user=target.name, by=account_of(s).name)
         return out
 
     def cmd_kick(self, s: Session, cmd: c.Kick, now: float) -> Outcome:
         """kick <user>: admin; closes all of that user's sessions with a notice."""
         target = self._user(cmd.user)
-        out = ok("kick", cmd, user=target.name)
-        notice = Notice("kicked", {"by": account_of(s).name})
+        out = reply(r.KickOk(cmd.verb, target.name))
+        notice = n.Kicked(account_of(s).name)
         out.closes.extend((x, notice) for x in target.sessions)
         log.info("user.kicked", user=target.name, by=account_of(s).name)
         return out
 
     def cmd_announce(self, s: Session, cmd: c.Announce, now: float) -> Outcome:
         """announce <text>: admin; a notice to every session online."""
-        out = ok("announce", cmd)
-        out.notify(
-            tuple(self.topics[GENERAL]),
-            Notice("announce", {"from": account_of(s).name, "text": cmd.text}),
-        )
+        out = reply(r.AnnounceOk(cmd.verb))
+        out.notify(tuple(self.topics[GENERAL]), n.Announce(account_of(s).name, cmd.text))
         return out
 
     def cmd_stats(self, s: Session, cmd: c.Stats, now: float) -> Outcome:
         """stats: admin; counters of the chat state, and the server's if it gave any."""
-        return ok(
-            "stats",
-            cmd,
+        counters = {
             **self.server_stats(),
-            accounts=len(self.accounts),
-            users_online=len(self.online),
-            sessions=len(self.topics[GENERAL]),
-            messages_stored=len(self.messages),
-            last_message_id=self.next_id - 1,
-            uptime_s=int(now - self.started),
-        )
+            "accounts": len(self.accounts),
+            "users_online": len(self.online),
+            "sessions": len(self.topics[GENERAL]),
+            "messages_stored": len(self.messages),
+            "last_message_id": self.next_id - 1,
+            "uptime_s": int(now - self.started),
+        }
+        return reply(r.StatsOk(cmd.verb, counters))
 
     # Reading ----------------------------------------------------------------------

@@ -30,10 +30,12 @@ from chatd.core.outcome import (
     PutRoom,
 )
 from chatd.core.snapshot import Snapshot
-from chatd.core.state import ChatState, Refused, account_of, log, ok
+from chatd.core.state import ChatState, Refused, account_of, log, reply
 from chatd.protocol import commands as c
-from chatd.protocol.events import Code, Notice, Ok, Push
-from chatd.protocol.render import rfc3339
+from chatd.protocol import notices as n
+from chatd.protocol import replies as r
+from chatd.protocol.events import Code, Notice, Push
+from chatd.protocol.timefmt import rfc3339
 
 _LINK_BYTES = 18  # 144 random bits: unguessable, and 24 characters to paste
 
@@ -83,7 +85,7 @@ class RoomCommands(ChatState):
                 return self._room_kick(s, acct, cmd)
             case "members":
                 room = self._member_room(acct, cmd.room)
-                return ok("room", cmd, room=room.key, members=self._member_names(room))
+                return reply(r.RoomOk(cmd.verb, room.key, members=self._member_names(room)))
         raise Refused(Code.BAD_ARGS, f"usage: {c.COMMANDS['room'].usage}")  # pragma: no cover
 
     def cmd_rooms(self, s: Session, cmd: c.Rooms, now: float) -> Outcome:
@@ -93,14 +95,8 @@ class RoomCommands(ChatState):
         for rk in sorted(acct.rooms):
             room = self.rooms[rk]
             owner = self.accounts.get(room.owner)
-            rows.append(
-                {
-                    "room": room.key,
-                    "owner": owner.name if owner else room.owner,
-                    "members": len(room.members),
-                }
-            )
-        return ok("rooms", cmd, rooms=rows)
+            rows.append(r.RoomRow(room.key, owner.name if owner else room.owner, len(room.members)))
+        return reply(r.RoomsOk(cmd.verb, tuple(rows)))
 
     def cmd_join(self, s: Session, cmd: c.Join, now: float) -> Outcome:
         """join <link>: asks the owner to let you in; they answer with room approve|deny."""
@@ -111,7 +107,7 @@ class RoomCommands(ChatState):
             raise Refused(Code.NO_SUCH_CHAT, "that join link is unknown, revoked or expired")
         if acct.key in room.members:
             raise Refused(Code.BAD_ARGS, f"you are already a member of {room.key}")
-        out = ok("join", cmd, room=room.key, status="pending")
+        out = reply(r.JoinOk(cmd.verb, room.key, "pending"))
         if acct.key not in room.requests:
             room.requests[acct.key] = now
             out.changes.append(PutJoinRequest(room.key, acct.key, now))
@@ -137,9 +133,9 @@ class RoomCommands(ChatState):
         room = Room(rk, name, acct.key, now)
         self.rooms[rk] = room
         self.topics[rk] = set()
-        out = ok("room", cmd, room=rk)
+        out = reply(r.RoomOk(cmd.verb, rk))
         out.changes.append(PutRoom(rk, name, acct.key, now))
-        joined = Notice("joined", {"room": rk, "user": acct.name})
+        joined = n.Joined(rk, acct.name)
         self._admit(room, acct, now, out, notice=joined, actor=s)
         log.info("room.created", room=rk, owner=acct.name)
         return out
@@ -148,9 +144,9 @@ class RoomCommands(ChatState):
         """The owner adds a member directly; inviting a member again changes nothing."""
         room = self._owned_room(acct, cmd.room, "invite")
         target = self._user(self._arg(cmd))
-        out = ok("room", cmd, room=room.key, user=target.name)
+        out = reply(r.RoomOk(cmd.verb, room.key, target.name))
         if target.key not in room.members:
-            invited = Notice("invited", {"room": room.key, "by": acct.name})
+            invited = n.Invited(room.key, acct.name)
             self._admit(room, target, now, out, notice=invited, actor=s)
             log.info("room.invited", room=room.key, user=target.name, by=acct.name)
         return out
@@ -160,7 +156,7 @@ class RoomCommands(ChatState):
         room = self._owned_room(acct, cmd.room, "make join links for")
         token = secrets.token_urlsafe(_LINK_BYTES)
         expires = now + self.config.rooms.link_ttl_s
-        out = ok("room", cmd, room=room.key, link=token, expires=rfc3339(expires))
+        out = reply(r.RoomOk(cmd.verb, room.key, link=token, expires=expires))
         for old, until in list(room.links.items()):
             if until <= now:
                 self._drop_link(room, old)
@@ -176,7 +172,7 @@ class RoomCommands(ChatState):
         room = self._owned_room(acct, cmd.room, "revoke join links of")
         for token in list(room.links):
             self._drop_link(room, token)
-        out = ok("room", cmd, room=room.key)
+        out = reply(r.RoomOk(cmd.verb, room.key))
         out.changes.append(DeleteLinks(room.key))
         log.info("room.links_revoked", room=room.key)
         return out
@@ -188,13 +184,13 @@ class RoomCommands(ChatState):
         if target.key not in room.requests:
             raise Refused(Code.BAD_ARGS, f"{target.name} has not asked to join {room.key}")
         del room.requests[target.key]
-        out = ok("room", cmd, room=room.key, user=target.name)
+        out = reply(r.RoomOk(cmd.verb, room.key, target.name))
         out.changes.append(DeleteJoinRequest(room.key, target.key))
         if cmd.action == "approve":
-            joined = Notice("joined", {"room": room.key, "user": target.name})
+            joined = n.Joined(room.key, target.name)
             self._admit(room, target, now, out, notice=joined, actor=s)
         else:
-            out.notify(target.sessions, Notice("denied", {"room": room.key}))
+            out.notify(target.sessions, n.Denied(room.key))
         event = "room.approved" if cmd.action == "approve" else "room.denied"
         log.info(event, room=room.key, user=target.name, by=acct.name)
         return out
@@ -204,8 +200,7 @@ class RoomCommands(ChatState):
         room = self._member_room(acct, cmd.room)
         out = Outcome()
         self._remove(room, acct, out, actor=s, notice=None)
-        fields = {"room": room.key, "members": self._member_names(room)}
-        out.replies.append(Ok("room", cmd.verb, fields))
+        out.replies.append(r.RoomOk(cmd.verb, room.key, members=self._member_names(room)))
         log.info("room.left", room=room.key, user=acct.name)
         return out
 
@@ -218,10 +213,10 @@ class RoomCommands(ChatState):
         if target.key not in room.members:
             raise Refused(Code.NOT_A_MEMBER, f"{target.name} is not a member of {room.key}")
         out = Outcome()
-        removed = Notice("removed", {"room": room.key, "by": acct.name})
+        removed = n.Removed(room.key, acct.name)
         self._remove(room, target, out, actor=s, notice=removed)
-        fields = {"room": room.key, "user": target.name, "members": self._member_names(room)}
-        out.replies.append(Ok("room", cmd.verb, fields))
+        members = self._member_names(room)
+        out.replies.append(r.RoomOk(cmd.verb, room.key, target.name, members))
         log.info("room.kicked", room=room.key, user=target.name, by=acct.name)
         return out
 
@@ -246,12 +241,12 @@ class RoomCommands(ChatState):
         out.changes.append(PutMember(room.key, acct.key, now))
         if room.requests.pop(acct.key, None) is not None:
             out.changes.append(DeleteJoinRequest(room.key, acct.key))
-        out.notify(others, Notice("joined", {"room": room.key, "user": acct.name}))
+        out.notify(others, n.Joined(room.key, acct.name))
         mine = tuple(x for x in acct.sessions if x is not actor)
         if notice is not None:
             out.notify(mine, notice)
-        n = self.config.chat.history_on_join
-        recent = self.chats.get(room.key, [])[-n:] if n else []
+        count = self.config.chat.history_on_join
+        recent = self.chats.get(room.key, [])[-count:] if count else []
         if mine and recent:
             out.pushes.extend((Push(m, acct.key, True), mine) for m in recent)
 
@@ -265,7 +260,7 @@ class RoomCommands(ChatState):
         self.topics.get(room.key, set()).difference_update(acct.sessions)
         out.changes.append(DeleteMember(room.key, acct.key))
         mine = tuple(x for x in acct.sessions if x is not actor)
-        left = Notice("left", {"room": room.key, "user": acct.name})
+        left = n.Left(room.key, acct.name)
         out.notify(mine, notice or left)
         if not room.members:
             self._delete_room(room, out)
@@ -283,7 +278,7 @@ class RoomCommands(ChatState):
         out.changes.append(PutRoom(room.key, room.name, heir.key, room.created))
         out.notify(
             self._sessions_of(room, but=None),
-            Notice("owner", {"room": room.key, "user": heir.name}),
+            n.Owner(room.key, heir.name),
         )
         for user in sorted(room.requests, key=lambda u: (room.requests[u], u)):
             requester = self.accounts.get(user)
@@ -327,7 +322,7 @@ class RoomCommands(ChatState):
         return notices
 
     def _request_notice(self, room: Room, requester: Account) -> Notice:
-        return Notice("join-request", {"room": room.key, "user": requester.name})
+        return n.JoinRequest(room.key, requester.name)
 
     def _owned_room(self, acct: Account, name: str, what: str) -> Room:
         room = self._room(name)
@@ -340,13 +335,13 @@ class RoomCommands(ChatState):
             raise Refused(Code.BAD_ARGS, f"usage: {c.COMMANDS['room'].usage}")
         return cmd.user
 
-    def _member_names(self, room: Room) -> list[str]:
+    def _member_names(self, room: Room) -> tuple[str, ...]:
         """Members in the order they joined (the owner usually first)."""
         names = []
         for k in sorted(room.members, key=lambda k: (room.members[k], k)):
             acct = self.accounts.get(k)
             names.append(acct.name if acct else k)
-        return names
+        return tuple(names)
 
     def _sessions_of(self, room: Room, *, but: Session | None) -> list[Session]:
         """Every online session of the room's members, except the acting one."""

@@ -20,11 +20,13 @@ from chatd.core.model import Account, Session
 from chatd.core.outcome import DeleteSchedule, Outcome, PutSchedule
 from chatd.core.parts import Pending
 from chatd.core.snapshot import Snapshot
-from chatd.core.state import ChatState, Refused, account_of, log, ok, retry_after
+from chatd.core.state import ChatState, Refused, account_of, log, reply, retry_after
 from chatd.core.timespec import WhenError, parse_when
 from chatd.protocol import commands as c
-from chatd.protocol.events import GENERAL, Code, Error, Notice, Ok
-from chatd.protocol.render import rfc3339
+from chatd.protocol import notices as n
+from chatd.protocol import replies as r
+from chatd.protocol.events import GENERAL, Code, Error, Notice
+from chatd.protocol.timefmt import rfc3339
 
 _LATE_S = 1.0  # fired this much after its time: logged as late (e.g. due while down)
 _SCHEDULABLE = (c.SendAll, c.Send, c.Comment)
@@ -65,7 +67,7 @@ class ScheduleCommands(ChatState):
         self._check_schedulable(acct, cmd.inner, at, now)
         pending = Pending(self.schedules.next_id, acct.key, at, cmd.inner_line, now)
         self.schedules.add(pending)
-        out = ok("schedule", cmd, schedule_id=pending.id, at=rfc3339(at))
+        out = reply(r.ScheduleOk(cmd.verb, pending.id, at))
         out.changes.append(PutSchedule(pending.id, acct.key, at, pending.command, now))
         out.rearm = True
         log.info("schedule.created", schedule_id=pending.id, user=acct.name, at=rfc3339(at))
@@ -75,8 +77,8 @@ class ScheduleCommands(ChatState):
         """scheduled: your pending scheduled messages, soonest first."""
         acct = account_of(s)
         mine = sorted(self.schedules.of(acct.key).values(), key=_due)
-        rows = [{"schedule_id": p.id, "at": rfc3339(p.at), "command": p.command} for p in mine]
-        return ok("scheduled", cmd, scheduled=rows)
+        rows = tuple(r.ScheduledRow(p.id, p.at, p.command) for p in mine)
+        return reply(r.ScheduledOk(cmd.verb, rows))
 
     def cmd_cancel(self, s: Session, cmd: c.Cancel, now: float) -> Outcome:
         """cancel <schedule_id>: drops one of your pending scheduled messages."""
@@ -85,7 +87,7 @@ class ScheduleCommands(ChatState):
         if pending is None or pending.user != acct.key:
             raise Refused(Code.NO_SUCH_SCHEDULE, f"no pending scheduled message {cmd.schedule_id}")
         self.schedules.forget(pending)
-        out = ok("cancel", cmd, schedule_id=pending.id)
+        out = reply(r.CancelOk(cmd.verb, pending.id))
         out.changes.append(DeleteSchedule(pending.id))
         out.rearm = True
         log.info("schedule.cancelled", schedule_id=pending.id, user=acct.name)
@@ -124,18 +126,16 @@ class ScheduleCommands(ChatState):
             log.info("schedule.failed", **fields, reason=str(code), detail=detail)
             return
         inner = self.handle(Session(0, "schedule", now, account=acct), cmd, now)
-        error = next((r for r in inner.replies if isinstance(r, Error)), None)
+        error = next((x for x in inner.replies if isinstance(x, Error)), None)
         if error is not None:
             out.notify(acct.sessions, _failed(pending, str(error.code)))
             log.info("schedule.failed", **fields, reason=str(error.code), detail=error.message)
             return
-        ident = next((r.fields.get("id") for r in inner.replies if isinstance(r, Ok)), None)
+        ident = next((x.id for x in inner.replies if isinstance(x, r.SentOk | r.CommentOk)), None)
         out.changes.extend(inner.changes)
         # The notice first: the hub writes a batch's pushes before its broadcasts, so
         # this is the order the sender sees for every kind of chat.
-        out.notify(
-            acct.sessions, Notice("scheduled-sent", {"schedule_id": pending.id, "id": ident})
-        )
+        out.notify(acct.sessions, n.ScheduledSent(pending.id, ident))
         out.pushes.extend(inner.pushes)
         out.broadcasts.extend(inner.broadcasts)
         if late_s > _LATE_S:
@@ -171,4 +171,4 @@ def _due(p: Pending) -> tuple[float, int]:
 
 
 def _failed(pending: Pending, reason: str) -> Notice:
-    return Notice("scheduled-failed", {"schedule_id": pending.id, "reason": reason})
+    return n.ScheduledFailed(pending.id, reason)

@@ -14,7 +14,6 @@ import bisect
 import heapq
 import math
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
 
 from chatd import logs
 from chatd.config import Config
@@ -26,7 +25,7 @@ from chatd.core.parts import FileIndex, ScheduleBook, SweepState
 from chatd.core.snapshot import Snapshot
 from chatd.protocol import commands as c
 from chatd.protocol.events import GENERAL, Code, FileInfo, Message, Notice, Ok
-from chatd.protocol.render import rfc3339
+from chatd.protocol.timefmt import rfc3339
 
 log = logs.get_logger("chatd.core")
 
@@ -264,5 +263,6 @@ def account_of(s: Session) -> Account:
     return s.account
 
 
-def ok(name: str, cmd: c.Command, **fields: Any) -> Outcome:
-    return Outcome(replies=[Ok(name, cmd.verb, fields)])
+def reply(ok: Ok) -> Outcome:
+    """An outcome that is just this reply."""
+    return Outcome(replies=[ok])

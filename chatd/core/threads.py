@@ -14,10 +14,10 @@ import itertools
 
 from chatd.core.model import Session
 from chatd.core.outcome import Outcome, PutMessage
-from chatd.core.state import ChatState, account_of, log, msg_id, ok
+from chatd.core.state import ChatState, account_of, log, msg_id, reply
 from chatd.protocol import commands as c
+from chatd.protocol import replies as r
 from chatd.protocol.events import GENERAL, Message, Push
-from chatd.protocol.render import rfc3339
 
 
 class ThreadCommands(ChatState):
@@ -37,7 +37,7 @@ class ThreadCommands(ChatState):
             other = self.accounts.get(b if a == acct.key else a)
             to = other.name if other is not None else original.to
         msg = self._post(chat, acct.name, cmd.text, now, to=to, reply_to=root.id)
-        out = ok("comment", cmd, id=msg.id, ts=rfc3339(msg.ts), reply_to=root.id)
+        out = reply(r.CommentOk(cmd.verb, msg.id, msg.ts, root.id))
         out.changes.append(PutMessage(msg))
         out.acked = msg.id
         if to is None:
@@ -55,8 +55,8 @@ class ThreadCommands(ChatState):
         thread it belongs to."""
         acct = account_of(s)
         root = self._root_of(self._visible_message(acct, cmd.message_id))
-        comments = [Push(m, acct.key) for m in self._comments(root)]
-        return ok("thread", cmd, message=Push(root, acct.key), comments=comments)
+        comments = tuple(Push(m, acct.key) for m in self._comments(root))
+        return reply(r.ThreadOk(cmd.verb, Push(root, acct.key), comments))
 
     def _root_of(self, m: Message) -> Message:
         """The message a comment belongs under; a comment whose root has expired

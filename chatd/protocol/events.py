@@ -1,15 +1,20 @@
 """What the server says: replies, pushed messages and notices, as plain values.
 
-The core produces these; `render` turns each into bytes once per output mode. Message
-and FileInfo are also the values the store persists, so every layer shares one spelling.
+The core produces these; a renderer per door turns each into bytes once per output
+mode. Message and FileInfo are also the values the store persists, so every layer
+shares one spelling. The kinds of replies and notices are in replies.py and notices.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import dataclasses
+import functools
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple, cast
+
+from chatd.protocol.timefmt import rfc3339
 
 GENERAL = "#general"
 
@@ -89,14 +94,35 @@ class Event:
     __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
 class Ok(Event):
-    """Success. `name` is the canonical command (selects the text layout); `cmd` is the
-    verb as typed (`report` for the alias of `ban`), echoed in JSON."""
+    """Base of the success replies: one frozen dataclass per kind (chatd/protocol/
+    replies.py), with `cmd`, the verb as typed (`report` for the alias of `ban`), as
+    its first field. `name` is the canonical command (it selects the text layout) and
+    `fields` what JSON mode shows, timestamps as RFC 3339. Two replies are equal when
+    they read the same on the wire."""
 
-    name: str
+    __slots__ = ()
+    kind: ClassVar[str] = ""
     cmd: str
-    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.kind
+
+    @property
+    def fields(self) -> Mapping[str, Any]:
+        return wire_fields(self)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Ok):
+            return NotImplemented
+        return (self.name, self.cmd, dict(self.fields)) == (
+            other.name,
+            other.cmd,
+            dict(other.fields),
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +143,66 @@ class Push(Event):
     replay: bool = False
 
 
-@dataclass(frozen=True, slots=True)
 class Notice(Event):
-    """Anything pushed that is not a message: `warned`, `banned`, `shutdown`, …"""
+    """Base of everything pushed that is not a message (chatd/protocol/notices.py has
+    one frozen dataclass per kind): `event` names it, `fields` is what JSON mode shows.
+    Two notices are equal when they read the same on the wire."""
 
-    event: str
-    fields: Mapping[str, Any] = field(default_factory=dict)
+    __slots__ = ()
+    event: ClassVar[str] = ""
+
+    @property
+    def fields(self) -> Mapping[str, Any]:
+        return wire_fields(self)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Notice):
+            return NotImplemented
+        return (self.event, dict(self.fields)) == (other.event, dict(other.fields))
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+# Fields as the wire shows them ------------------------------------------------------
+
+#: dataclass field metadata: a Unix time, shown as RFC 3339 (`field(metadata=TIME)`).
+TIME = {"time": True}
+#: dataclass field metadata: left out of the wire fields while None.
+OPTIONAL = {"optional": True}
+#: both at once.
+OPTIONAL_TIME = {"time": True, "optional": True}
+
+
+@functools.cache
+def _plan(cls: Hashable) -> tuple[tuple[str, bool, bool], ...]:
+    return tuple(
+        (f.name, bool(f.metadata.get("time")), bool(f.metadata.get("optional")))
+        for f in dataclasses.fields(cast(Any, cls))
+        if f.name != "cmd"
+    )
+
+
+def wire_fields(value: object) -> dict[str, Any]:
+    """A reply's, notice's or row's fields in wire form: times as RFC 3339, rows and
+    FileInfo as objects, tuples as lists; messages (Push) stay for the renderer."""
+    out: dict[str, Any] = {}
+    for name, is_time, optional in _plan(cast(Hashable, type(value))):
+        v = getattr(value, name)
+        if v is None:
+            if not optional:
+                out[name] = None
+            continue
+        out[name] = rfc3339(v) if is_time else _wire(v)
+    return out
+
+
+def _wire(v: Any) -> Any:
+    if isinstance(v, str | int | float | bool | Push):
+        return v
+    if isinstance(v, tuple | list):
+        return [_wire(x) for x in v]
+    if isinstance(v, Mapping):
+        return {k: _wire(x) for k, x in v.items()}
+    if dataclasses.is_dataclass(v):
+        return wire_fields(v)
+    return v

@@ -14,8 +14,9 @@ from typing import Protocol, cast
 
 from chatd import __version__, logs
 from chatd.core.outcome import Outcome
-from chatd.protocol.events import Code, Notice
+from chatd.protocol.events import Code
 from chatd.protocol.framing import LineFramer
+from chatd.protocol.notices import LoginTimeout
 from chatd.server.context import Context
 from chatd.server.peer import Peer
 from chatd.server.pipeline import END, Pipeline
@@ -191,7 +192,7 @@ class Connection(asyncio.Protocol):
             return
         timeout = self._ctx.config.limits.login_timeout_s
         log.info("session.login_timeout", session=peer.id, peer=self.ip)
-        notice = Notice("login-timeout", {"timeout_s": f"{timeout:g}"})
+        notice = LoginTimeout(f"{timeout:g}")
         self._ctx.apply(peer, Outcome(closes=[(peer, notice)]))
 
     def set_limits(self, max_line_bytes: int, flood_burst: int, flood_rate_per_s: float) -> None:

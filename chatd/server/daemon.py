@@ -16,7 +16,8 @@ from chatd import logs
 from chatd.config import Config, ConfigError, load
 from chatd.core.chat import Chat
 from chatd.core.outcome import Outcome
-from chatd.protocol.events import GENERAL, Notice
+from chatd.protocol.events import GENERAL
+from chatd.protocol.notices import Shutdown
 from chatd.protocol.render import Renderer
 from chatd.server import http as http_door
 from chatd.server import irc as irc_door
@@ -227,7 +228,7 @@ class Daemon:
             timer.cancel()
         if self._wake_handle is not None:
             self._wake_handle.cancel()
-        notice = Notice("shutdown", {})
+        notice = Shutdown()
         for conn in list(self._connections):
             if conn.peer is not None:
                 self.apply(conn.peer, Outcome(closes=[(conn.peer, notice)]))

@@ -33,6 +33,7 @@ from chatd.core.chat import Chat
 from chatd.core.model import Session
 from chatd.core.outcome import Change, Outcome, PutMessage
 from chatd.protocol.events import Error, Event, Message, Mode, Notice, Push
+from chatd.protocol.notices import SlowConsumer
 from chatd.protocol.render import Renderer
 from chatd.server.counters import ServerMetrics, chat_kind
 from chatd.server.peer import Peer
@@ -354,7 +355,7 @@ class Hub:
             user=peer.account.name if peer.account else None,
             buffered=transport.get_write_buffer_size(),
         )
-        notice = Notice("slow-consumer", {"pending": transport.get_write_buffer_size()})
+        notice = SlowConsumer(transport.get_write_buffer_size())
         data = self._renderer.render(notice, peer.mode)
         transport.write(data)
         self._m.bytes_out.value += len(data)

@@ -38,7 +38,8 @@ from chatd.protocol import commands as c
 from chatd.protocol import irc
 from chatd.protocol.events import GENERAL, Code, Error, Event, Mode, Notice, Ok, Push
 from chatd.protocol.irc import IrcFrameError, IrcMessage, IrcParseError
-from chatd.protocol.render import Rendered, Renderer, rfc3339
+from chatd.protocol.render import Rendered, Renderer
+from chatd.protocol.timefmt import rfc3339
 from chatd.server.context import Context
 from chatd.server.peer import Peer
 from chatd.server.pipeline import Pipeline, Submit

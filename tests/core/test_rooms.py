@@ -7,6 +7,7 @@ from chatd.core.model import Session
 from chatd.core.outcome import Body, UploadTicket
 from chatd.protocol.commands import Upload
 from chatd.protocol.events import Ok, Push
+from chatd.protocol.replies import AnyOk
 from tests.helpers.core import Core, messages, notices, room_with
 
 # Creating ---------------------------------------------------------------------------
@@ -44,7 +45,7 @@ def test_invite_is_for_the_owner_and_tells_the_invitee() -> None:
     for text in ("one", "two", "three"):
         core.ok(alice, f"send #dev {text}")
     out = core.run(alice, "room invite #dev bob")
-    assert out.replies == [Ok("room", "room", {"room": "#dev", "user": "bob"})]
+    assert out.replies == [AnyOk("room", "room", {"room": "#dev", "user": "bob"})]
     got = core.received(out, bob)
     assert notices(got, "invited") == [{"room": "#dev", "by": "alice"}]
     assert [m.text for m in messages(got)] == ["two", "three"]
@@ -105,7 +106,7 @@ def test_unread_replay_at_login_covers_rooms() -> None:
     core.ok(alice, "send #dev while you were out")
     bob = Session(99, "test", core.now)
     out = core.run(bob, "login bob")
-    assert out.replies[0] == Ok("login", "login", {"user": "bob", "new": False, "unread": 1})
+    assert out.replies[0] == AnyOk("login", "login", {"user": "bob", "new": False, "unread": 1})
     assert [m.text for m in messages(out.replies)] == ["while you were out"]
 
 
@@ -123,7 +124,7 @@ def test_join_link_request_and_approval() -> None:
     assert core.err(bob, "room link #dev") == "forbidden"
 
     out = core.run(carol, f"join {link['link']}")
-    assert out.replies == [Ok("join", "join", {"room": "#dev", "status": "pending"})]
+    assert out.replies == [AnyOk("join", "join", {"room": "#dev", "status": "pending"})]
     assert notices(core.received(out, alice), "join-request") == [{"room": "#dev", "user": "carol"}]
     assert core.received(out, bob) == []
     assert core.err(carol, "send #dev hi?") == "not-a-member"
@@ -131,7 +132,7 @@ def test_join_link_request_and_approval() -> None:
     assert isinstance(again.replies[0], Ok) and not again.pushes  # no second notice
 
     out = core.run(alice, "room approve #dev carol")
-    assert out.replies == [Ok("room", "room", {"room": "#dev", "user": "carol"})]
+    assert out.replies == [AnyOk("room", "room", {"room": "#dev", "user": "carol"})]
     got = core.received(out, carol)
     assert notices(got, "joined") == [{"room": "#dev", "user": "carol"}]
     assert [m.text for m in messages(got)] == ["before carol"]
@@ -150,7 +151,7 @@ def test_denied_request() -> None:
     core.ok(bob, f"join {link}")
     assert core.err(bob, "room deny #dev bob") == "forbidden"
     out = core.run(alice, "room deny #dev bob")
-    assert out.replies == [Ok("room", "room", {"room": "#dev", "user": "bob"})]
+    assert out.replies == [AnyOk("room", "room", {"room": "#dev", "user": "bob"})]
     assert notices(core.received(out, bob), "denied") == [{"room": "#dev"}]
     assert core.err(bob, "history #dev") == "not-a-member"
     assert core.store.requests == {}
@@ -199,7 +200,7 @@ def test_kick() -> None:
     assert core.err(alice, "room kick #dev alice") == "bad-args"
     out = core.run(alice, "room kick #dev bob")
     assert out.replies == [
-        Ok("room", "room", {"room": "#dev", "user": "bob", "members": ["alice", "carol"]})
+        AnyOk("room", "room", {"room": "#dev", "user": "bob", "members": ["alice", "carol"]})
     ]
     assert notices(core.received(out, bob), "removed") == [{"room": "#dev", "by": "alice"}]
     assert notices(core.received(out, carol), "left") == [{"room": "#dev", "user": "bob"}]
@@ -224,7 +225,7 @@ def test_owner_leaving_hands_the_room_to_the_longest_member() -> None:
     core.ok(dave, f"join {link}")
 
     out = core.run(alice, "room leave #dev")
-    assert out.replies == [Ok("room", "room", {"room": "#dev", "members": ["carol", "bob"]})]
+    assert out.replies == [AnyOk("room", "room", {"room": "#dev", "members": ["carol", "bob"]})]
     assert notices(core.received(out, bob), "owner") == [{"room": "#dev", "user": "carol"}]
     # the pending request is now carol's to answer
     assert notices(core.received(out, carol), "join-request") == [{"room": "#dev", "user": "dave"}]

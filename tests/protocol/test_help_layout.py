@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from chatd.protocol.commands import COMMANDS
-from chatd.protocol.events import Ok
 from chatd.protocol.render import HELP_COLUMN, HELP_WIDTH, Renderer
+from chatd.protocol.replies import AnyOk
 
 
 def _help_text(names: list[str]) -> list[str]:
     rows = [{"name": n, "usage": COMMANDS[n].usage, "summary": COMMANDS[n].summary} for n in names]
-    return Renderer().text(Ok("help", "help", {"commands": rows})).decode().splitlines()
+    return Renderer().text(AnyOk("help", "help", {"commands": rows})).decode().splitlines()
 
 
 def test_every_usage_and_summary_is_ascii() -> None:

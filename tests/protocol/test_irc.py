@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatd.protocol.events import FileInfo, Message, Mode, Notice, Push
+from chatd.protocol.events import FileInfo, Message, Mode, Push
 from chatd.protocol.irc import (
     MAX_BODY,
     MAX_LINE,
@@ -19,6 +19,7 @@ from chatd.protocol.irc import (
     split_text,
     unescape_tag,
 )
+from chatd.protocol.notices import AnyNotice
 from chatd.protocol.render import Renderer
 
 
@@ -103,10 +104,10 @@ def test_renderer_files_long_text_and_notices() -> None:
     assert len(lines) > 1
     assert all(len(x.split(b" ", 2)[2]) + 2 <= MAX_BODY for x in lines)  # minus tags, source
     joined = parse(
-        _r.render(Notice("joined", {"room": "#r", "user": "bob"}), Mode.IRC).decode().rstrip()
+        _r.render(AnyNotice("joined", {"room": "#r", "user": "bob"}), Mode.IRC).decode().rstrip()
     )
     assert joined == IrcMessage("JOIN", ("#r",), "bob!bob@srv")
-    warned = _r.render(Notice("warned", {"strikes": 1, "limit": 3}), Mode.IRC)
+    warned = _r.render(AnyNotice("warned", {"strikes": 1, "limit": 3}), Mode.IRC)
     assert warned.startswith(b":srv NOTICE \0 :you were reported")
 
 

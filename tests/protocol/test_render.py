@@ -3,8 +3,11 @@
 import json
 from datetime import UTC
 
-from chatd.protocol.events import Code, Error, FileInfo, Message, Mode, Notice, Ok, Push
-from chatd.protocol.render import Renderer, rfc3339
+from chatd.protocol.events import Code, Error, FileInfo, Message, Mode, Push
+from chatd.protocol.notices import AnyNotice
+from chatd.protocol.render import Renderer
+from chatd.protocol.replies import AnyOk
+from chatd.protocol.timefmt import rfc3339
 
 R = Renderer(UTC)
 TS = 1_800_000_001.123
@@ -54,7 +57,7 @@ def test_file_message() -> None:
 
 
 def test_ok_and_error_in_both_modes() -> None:
-    ok = Ok("send_all", "send_all", {"id": 4, "ts": "t"})
+    ok = AnyOk("send_all", "send_all", {"id": 4, "ts": "t"})
     assert json.loads(R.json(ok)) == {"type": "ok", "cmd": "send_all", "id": 4, "ts": "t"}
     assert R.text(ok) == b"OK sent [4]\n"
     err = Error(Code.RATE_LIMITED, "slow down", "send_all", 12)
@@ -69,19 +72,21 @@ def test_ok_and_error_in_both_modes() -> None:
 
 
 def test_items_come_before_the_closing_ok() -> None:
-    who = Ok("who", "who", {"users": [{"name": "a", "sessions": 1}, {"name": "b", "sessions": 2}]})
+    who = AnyOk(
+        "who", "who", {"users": [{"name": "a", "sessions": 1}, {"name": "b", "sessions": 2}]}
+    )
     assert R.text(who) == b"  a (1 session)\n  b (2 sessions)\nOK 2 users online\n"
 
 
 def test_history_embeds_message_objects() -> None:
-    hist = Ok("history", "history", {"chat": "@alice", "messages": [Push(DM, "bob")]})
+    hist = AnyOk("history", "history", {"chat": "@alice", "messages": [Push(DM, "bob")]})
     obj = json.loads(R.json(hist))
     assert obj["messages"][0]["chat"] == "@alice"
     assert R.text(hist).endswith(b"OK 1 message in @alice\n")
 
 
 def test_notices() -> None:
-    n = Notice("banned", {"until": "2027-01-15T12:00:00.000Z", "retry_after": 3600})
+    n = AnyNotice("banned", {"until": "2027-01-15T12:00:00.000Z", "retry_after": 3600})
     assert R.text(n).startswith(b"* you are banned from sending until 2027")
     assert json.loads(R.json(n)) == {
         "type": "notice",
@@ -89,4 +94,4 @@ def test_notices() -> None:
         "until": "2027-01-15T12:00:00.000Z",
         "retry_after": 3600,
     }
-    assert R.text(Notice("odd", {"x": 1})) == b"* odd x=1\n"
+    assert R.text(AnyNotice("odd", {"x": 1})) == b"* odd x=1\n"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import unicodedata
 
-from chatd.protocol.events import FileInfo, Message, Mode, Notice, Push
+from chatd.protocol.events import FileInfo, Message, Mode, Push
+from chatd.protocol.notices import AnyNotice
 from chatd.protocol.render import Renderer
 from chatd.protocol.terminal import inert
 
@@ -38,5 +39,5 @@ def test_text_mode_lines_are_inert_and_json_carries_text_as_sent() -> None:
     assert '"text":"a\\u001b[31mb\x9b2Jc\x7fd\u202egnp.exe' in r.render(Push(m), Mode.JSON).decode()
     named = Message(8, "#general", "eve", "x", 1.0, file=FileInfo(1, "a\u202eb.txt", 3, "0" * 64))
     assert "[file 1 ab.txt 3 bytes]" in r.render(Push(named), Mode.TEXT).decode()
-    notice = Notice("announce", {"from": "root", "text": "x\x1b]0;pwned\x07y"})
+    notice = AnyNotice("announce", {"from": "root", "text": "x\x1b]0;pwned\x07y"})
     assert r.render(notice, Mode.TEXT) == b"* announcement from root: x]0;pwnedy\n"

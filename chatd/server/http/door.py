@@ -22,8 +22,9 @@ from chatd.core.model import Account
 from chatd.core.outcome import Outcome
 from chatd.core.state import Refused
 from chatd.protocol import commands as c
-from chatd.protocol.events import Code, Message, Notice, Push
+from chatd.protocol.events import Code, Message, Push
 from chatd.protocol.http import HttpError, content_type
+from chatd.protocol.notices import Shutdown
 from chatd.protocol.render import Renderer
 from chatd.server.context import Context
 from chatd.server.http.connection import HttpConnection
@@ -106,7 +107,7 @@ class HttpDoor:
         if self.stopping:
             return
         self.stopping = True
-        notice = Notice("shutdown", {})
+        notice = Shutdown()
         line = self.renderer.json(notice).rstrip(b"\n")
         for conn in list(self.open):
             ws = conn.ws

@@ -30,6 +30,7 @@ from chatd.core.state import Refused
 from chatd.protocol.events import Code, Error
 from chatd.protocol.framing import FrameError
 from chatd.protocol.http import HttpError
+from chatd.protocol.notices import LoginTimeout
 from chatd.server.peer import Peer
 from chatd.server.pipeline import Pipeline
 
@@ -195,12 +196,11 @@ class WebSocket:
         self._login_timer = self._door.loop.call_later(timeout, self._login_timeout)
 
     def _login_timeout(self) -> None:
-        from chatd.protocol.events import Notice
 
         peer = self.peer
         if peer.account is None and not peer.closing:
             timeout = self._door.ctx.config.limits.login_timeout_s
-            notice = Notice("login-timeout", {"timeout_s": f"{timeout:g}"})
+            notice = LoginTimeout(f"{timeout:g}")
             self._door.ctx.apply(peer, Outcome(closes=[(peer, notice)]))
 
     # The Peer's transport --------------------------------------------------------------
