@@ -18,7 +18,7 @@ SLOW = 60.0  # seconds allowed for a 5 MiB transfer on a loaded machine (not ass
 
 
 @pytest.mark.parametrize("size", [0, 1, 57, 58, 200_000])
-@pytest.mark.parametrize("mode", [Mode.TEXT, Mode.JSON])  # the line door's modes: `download` is its command
+@pytest.mark.parametrize("mode", [Mode.TEXT, Mode.JSON])  # `download` is the line door's
 def test_download_rendered_off_the_loop_matches_the_renderer(size: int, mode: Mode) -> None:
     body = os.urandom(size)
     f = {"id": 7, "name": "naïve.txt", "size": size, "sha256": hashlib.sha256(body).hexdigest()}
