@@ -11,27 +11,34 @@ from chatd.core.outcome import (
     SetStrikes,
 )
 from chatd.core.state import ChatState, Refused, account_of, log, reply, retry_after
+from chatd.core.timespec import WhenError, relative_seconds
 from chatd.protocol import commands as c
 from chatd.protocol import notices as n
 from chatd.protocol import replies as r
 from chatd.protocol.events import GENERAL, Code
 from chatd.protocol.timefmt import rfc3339
 
-_DURATION = re.compile(r"(\d{1,9})([smhd]?)", re.IGNORECASE)
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_LIKE = re.compile(r"[+\-]?\.?\d")  # a first word that means to be a duration
 MAX_BAN_S = 3650 * 86400.0  # ten years: "for ever" without overflowing a timestamp
 
 
 def _duration(rest: str, default: float) -> tuple[float, str]:
-    """An admin's `[duration] [reason]`: `90`, `90s`, `30m`, `4h`, `7d`, or none (the
-    configured ban duration); the rest is the reason."""
+    """An admin's `[duration] [reason]`: `90`, `90s`, `30m`, `4h`, `7d`, `1h30m`, or none
+    (the configured ban duration); the rest is the reason. A first word that starts like
+    a number is a duration and must parse: `ban bob 4x` is refused, not a silent 4 h."""
     parts = rest.split(None, 1)
-    m = _DURATION.fullmatch(parts[0]) if parts else None
-    if m is None:
+    if not parts or _DURATION_LIKE.match(parts[0]) is None:
         return default, rest.strip()
-    seconds = float(int(m.group(1)) * _UNITS[m.group(2).lower()])
+    try:
+        seconds = relative_seconds("+" + parts[0])
+    except WhenError:
+        seconds = -1.0
     if not 0 < seconds <= MAX_BAN_S:
-        raise Refused(Code.BAD_ARGS, "a ban lasts from 1s to 3650d: ban <user> [duration] [reason]")
+        raise Refused(
+            Code.BAD_ARGS,
+            f"bad duration {parts[0]!r}: a ban lasts from 1s to 3650d, such as 90, 30m, 4h, "
+            "7d or 1h30m: ban <user> [duration] [reason]",
+        )
     return seconds, parts[1].strip() if len(parts) > 1 else ""
 
 

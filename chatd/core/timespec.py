@@ -70,9 +70,14 @@ def iso_time(text: str, tz: tzinfo | None) -> float:
         dt = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
     except ValueError:
         raise WhenError(f"bad time {text!r}; {USAGE}") from None
-    if dt.tzinfo is None:
-        return _instant(dt.date(), dt.time(), tz)
-    return dt.timestamp()
+    try:
+        if dt.tzinfo is None:
+            return _instant(dt.date(), dt.time(), tz)
+        return dt.timestamp()
+    except (ValueError, OverflowError, OSError):
+        # A date at the edge of the calendar (0001-01-01 in a zone east of UTC, 9999-12-31
+        # west of it) has no Unix time the platform can compute: refused, not a crash.
+        raise WhenError(f"time {text!r} is out of range; {USAGE}") from None
 
 
 def _local(now: float, tz: tzinfo | None) -> datetime:
