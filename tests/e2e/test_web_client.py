@@ -246,6 +246,8 @@ async def test_page_survives_a_restart_and_shows_what_it_missed(
         await expect(alice.page.locator(".missed-marker")).to_have_text("1 missed message")
         await expect(alice.message("you missed this")).to_have_class(re.compile(r"\bmissed\b"))
         await expect(alice.chat_item("@carol").locator(".badge")).to_have_text("1")
+        await expect(alice.page.locator("#banner")).to_have_text("Reconnected: 2 missed messages")
+        _keep_screenshots(reconnected=await alice.page.screenshot())
         await alice.open_chat("@carol")
         await alice.see("and this, privately")
         # And the page is live again after it.
