@@ -14,11 +14,13 @@ directory back as the data directory; see docs/operations.md.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +30,7 @@ _log = logs.get_logger("chatd.backup")
 
 DB_NAME = "chatd.sqlite3"
 FILES_NAME = "files"
+PARTIAL_SUFFIX = ".partial"  # `.<dest name>.partial`: the copy being made, beside dest
 PAGES_PER_STEP = 1024  # 4 MiB at SQLite's default page size: progress without chatter
 
 
@@ -56,29 +59,43 @@ def backup(
     pages_per_step: int = PAGES_PER_STEP,
     progress: Callable[[int, int], None] | None = None,
 ) -> BackupReport:
-    """Copies the database and the files into `dest` (created; must be absent or empty),
-    laid out like a data directory: `dest/chatd.sqlite3` and `dest/files/...`.
+    """Copies the database and the files into `dest` (must be absent or empty), laid out
+    like a data directory: `dest/chatd.sqlite3` and `dest/files/...`.
 
-    `progress(remaining_pages, total_pages)` is called after each step. Blocking: from
-    asyncio run it with `asyncio.to_thread`. On failure what was written is removed and
-    BackupError is raised.
+    Atomic: the copy is made in `.<dest name>.partial` beside `dest`, fsynced, and renamed
+    to `dest`, so `dest` is complete or absent, even if the backup is killed; the next
+    backup removes a killed one's partial copy. `progress(remaining_pages, total_pages)`
+    is called after each step. Blocking: from asyncio run it with `asyncio.to_thread`. On
+    failure the partial copy is removed and BackupError is raised.
     """
     started = time.monotonic()
     db_path, files_dir, dest = Path(db_path), Path(files_dir), Path(dest)
     if not db_path.is_file():
         raise BackupError(f"no database at {db_path}")
-    created = _prepare_dest(dest, files_dir)
-    try:
-        db_copy = dest / DB_NAME
-        _backup_database(db_path, db_copy, pages_per_step, progress)
-        copied, copied_bytes, skipped = _copy_files(files_dir, dest / FILES_NAME)
-        _fsync_dir(dest)
-    except OSError as e:
-        _remove_partial(dest, created)
-        raise BackupError(f"backup into {dest} failed: {e}") from e
-    except BaseException:
-        _remove_partial(dest, created)
-        raise
+    _check_dest(dest, files_dir)
+    with _backup_lock(dest.parent):
+        _check_dest(dest, files_dir)  # again: a backup that held the lock may have made it
+        partial = dest.with_name(f".{dest.name}{PARTIAL_SUFFIX}")
+        if partial.exists() or partial.is_symlink():  # a killed backup's; nobody writes it now
+            _log.warning("backup_stale_partial_removed", path=str(partial))
+            _remove(partial)
+        try:
+            partial.mkdir(mode=0o700)  # chat history is private
+            db_copy = partial / DB_NAME
+            _backup_database(db_path, db_copy, pages_per_step, progress)
+            copied, copied_bytes, skipped = _copy_files(files_dir, partial / FILES_NAME)
+            _fsync_dir(partial)
+            # rename(2) is atomic and may replace an empty directory: `dest` is absent or
+            # empty until this moment, and complete after it.
+            os.rename(partial, dest)
+            _fsync_dir(dest.parent)
+        except OSError as e:
+            _remove(partial)
+            raise BackupError(f"backup into {dest} failed: {e}") from e
+        except BaseException:
+            _remove(partial)
+            raise
+    db_copy = dest / DB_NAME
     report = BackupReport(
         dest=dest,
         database=db_copy,
@@ -118,22 +135,37 @@ def backup_data_dir(
     )
 
 
-def _prepare_dest(dest: Path, files_dir: Path) -> bool:
-    """Makes `dest` ready; returns whether it was created (so a failure can remove it)."""
+def _check_dest(dest: Path, files_dir: Path) -> None:
+    """`dest` must be absent or an empty directory, outside the files it copies; its
+    parent is created (private) if missing."""
     resolved = dest.resolve()
     if resolved == files_dir.resolve() or files_dir.resolve() in resolved.parents:
         raise BackupError(f"{dest} is inside {files_dir}; the backup would copy itself")
     if dest.exists() or dest.is_symlink():
-        if not dest.is_dir():
+        if not dest.is_dir() or dest.is_symlink():
             raise BackupError(f"{dest} exists and is not a directory")
         if any(dest.iterdir()):
             raise BackupError(f"{dest} is not empty; refusing to overwrite a backup")
-        return False
+        return
     try:
-        dest.mkdir(parents=True, mode=0o700)  # chat history is private
+        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as e:
-        raise BackupError(f"cannot create {dest}: {e.strerror}") from e
-    return True
+        raise BackupError(f"cannot create {dest.parent}: {e.strerror}") from e
+
+
+@contextlib.contextmanager
+def _backup_lock(parent: Path) -> Iterator[None]:
+    """One backup at a time per destination directory: an flock on the parent directory
+    itself (nothing to leave behind; the kernel drops it when a backup is killed)."""
+    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BackupError(f"another backup into {parent} is running") from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _backup_database(
@@ -225,12 +257,9 @@ def _fsync_dir(path: Path) -> None:
     _fsync(path)
 
 
-def _remove_partial(dest: Path, created: bool) -> None:
-    if created:
-        shutil.rmtree(dest, ignore_errors=True)
-        return
-    for child in dest.iterdir():
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
+def _remove(path: Path) -> None:
+    """Removes a partial copy (a directory, or whatever a stranger left at its name)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
