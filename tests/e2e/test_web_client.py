@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from playwright.async_api import FilePayload, expect
+from playwright.async_api import FilePayload, WebSocketRoute, expect
 
 from tests.helpers.browser import PHONE, WebUser, chromium, launch
 from tests.helpers.server import TIMEOUT, Child, Client, Server, StartServer, free_port
@@ -170,6 +170,68 @@ async def test_a_refused_socket_is_explained_and_retried(start_server: StartServ
         await expect(page.locator("#app")).to_have_attribute("data-conn", "online", timeout=20_000)
         await expect(banner).to_be_hidden()
         await context.close()
+
+
+async def test_a_silent_socket_is_pinged_and_a_dead_one_replaced(
+    start_server: StartServer,
+) -> None:
+    # The page's timers run on Playwright's fake clock; its WebSocket goes through a
+    # route that records what the page sends and can stop passing the server's frames
+    # on, which is how a half-open connection looks from the page.
+    _, base = await web_server(start_server)
+    sent: list[str] = []
+    sockets: list[WebSocketRoute] = []
+    dead = False
+
+    def route(page_side: WebSocketRoute) -> None:
+        server_side = page_side.connect_to_server()
+        sockets.append(page_side)
+
+        def up(message: str | bytes) -> None:
+            sent.append(str(message))
+            server_side.send(message)
+
+        def down(message: str | bytes) -> None:
+            if not dead:
+                page_side.send(message)
+
+        page_side.on_message(up)
+        server_side.on_message(down)
+
+    async with launch() as browser:
+        context = await browser.new_context(base_url=base)
+        page = await context.new_page()
+        await page.clock.install()
+        await page.route_web_socket(re.compile(r"/ws\?"), route)
+        await page.goto("/")
+        await page.fill("#login-name", "alice")
+        await page.click("#login-submit")
+        app = page.locator("#app")
+        await expect(app).to_have_attribute("data-conn", "online")
+        await expect(page.locator("#chat-title")).to_have_text("#general")
+        await until(lambda: any(line.startswith("history #general") for line in sent))
+        assert "ping" not in sent
+        await page.clock.run_for(31_000)  # 30 s of silence: the page asks
+        await until(lambda: "ping" in sent)
+        dead = True
+        await page.clock.run_for(31_000)  # another ping, and no answer comes
+        await page.clock.run_for(11_000)
+        await expect(app).not_to_have_attribute("data-conn", "online")
+        dead = False
+        await page.clock.run_for(2_000)  # the first retry comes within 0.6 s
+        await expect(app).to_have_attribute("data-conn", "online")
+        assert len(sockets) == 2
+        await context.close()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Waits for something the page does on its own (frames reach the route's
+    handlers a little after the page sends them)."""
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the page did not get there")
 
 
 async def test_history_pages_in_on_scroll(start_server: StartServer) -> None:

@@ -48,6 +48,7 @@ export class Connection {
     this.stopped = true;
     this.retryTimer = 0;
     this.pingTimer = 0;
+    this.pingSentAt = 0;
     this.lastHeard = 0;
   }
 
@@ -150,18 +151,26 @@ export class Connection {
     if (!this.stopped && this.ws === null) this.open();
   }
 
+  /**
+   * After PING_EVERY_MS of silence, send `ping`; a ping unanswered PING_TIMEOUT_MS
+   * later means a dead connection. Judged from the ping's own send time, so a
+   * background tab whose timers the browser slows to once a minute is not mistaken
+   * for a dead one.
+   */
   keepAlive() {
     clearInterval(this.pingTimer);
+    this.pingSentAt = 0;
     this.pingTimer = setInterval(() => {
       if (!this.online) return;
-      if (Date.now() - this.lastHeard > PING_EVERY_MS + PING_TIMEOUT_MS) {
-        this.closeSocket(); // half-open: nothing heard, not even the last ping's reply
-        return;
-      }
-      if (Date.now() - this.lastHeard >= PING_EVERY_MS) {
+      const now = Date.now();
+      const waiting = this.pingSentAt > this.lastHeard;
+      if (waiting && now - this.pingSentAt > PING_TIMEOUT_MS) {
+        this.closeSocket(); // half-open: not even the ping's reply came back
+      } else if (!waiting && now - this.lastHeard >= PING_EVERY_MS) {
+        this.pingSentAt = now;
         this.command("ping").catch(() => {});
       }
-    }, PING_TIMEOUT_MS);
+    }, PING_TIMEOUT_MS / 2);
   }
 
   closeSocket() {
