@@ -179,6 +179,8 @@ class IrcDoor:
         self.connections: set[IrcConnection] = set()
         # account key -> (username, realname) its latest IRC connection gave in USER
         self.idents: dict[str, tuple[str, str]] = {}
+        # account key -> away message (IRC's AWAY; chatd itself has no presence text)
+        self.away: dict[str, str] = {}
         self.created = datetime.fromtimestamp(ctx.clock(), UTC)
         self.configure()
 
@@ -228,7 +230,6 @@ class IrcConnection(asyncio.Protocol):
         self.registered = False
         self.fed = False  # a command went to the pipeline: answers must queue after it
         self.backlog: deque[str] = deque()  # lines that arrived while the login ran
-        self.away: str | None = None
         self.batches = itertools.count(1)
         self.last_seen = 0.0
         self.ping_sent = False
@@ -301,6 +302,9 @@ class IrcConnection(asyncio.Protocol):
         peer.transport = None
         peer.closing = True
         self.door.connections.discard(self)
+        acct = peer.account
+        if acct is not None and len(acct.sessions) <= 1:
+            self.door.away.pop(acct.key, None)  # the account's last session: back
         self.door.daemon.closed(cast("Connection", self))  # closes the core's session
         log.info("irc.closed", session=peer.id, error=str(exc) if exc else None)
 
@@ -739,6 +743,8 @@ class IrcConnection(asyncio.Protocol):
             self._num("251", f"There are {users} users and 0 invisible on 1 servers"),
             self._num("254", str(len(chat.rooms) + 1), "channels formed"),
             self._num("255", f"I have {users} clients and 0 servers"),
+            self._num("265", str(users), str(users), f"Current local users {users}"),
+            self._num("266", str(users), str(users), f"Current global users {users}"),
         ]
 
     def _motd(self) -> list[IrcMessage]:
@@ -881,6 +887,9 @@ class IrcConnection(asyncio.Protocol):
                 echo: list[IrcMessage] = []
                 if "echo-message" in self.caps:
                     echo = self._echo(command, target, text, event)
+                away = self.door.away.get(key(target))
+                if away is not None and not notice:
+                    echo.append(self._num(irc.RPL_AWAY, target, away))
                 # Even empty: the reply must reach the hub, which counts the sent
                 # message as received by this session (no replay of one's own words).
                 return Rendered(self._bytes(echo, label))
@@ -1119,7 +1128,7 @@ class IrcConnection(asyncio.Protocol):
         chat = self.ctx.chat
 
         def row(name: str, chan: str, op: bool) -> IrcMessage:
-            flags = ("G" if name == self.nick and self.away else "H") + ("@" if op else "")
+            flags = ("G" if key(name) in self.door.away else "H") + ("@" if op else "")
             user, real = self._ident(name)
             if not fields:
                 return self._num(
@@ -1181,8 +1190,9 @@ class IrcConnection(asyncio.Protocol):
                 self._num(irc.RPL_WHOISSERVER, name, self.server, f"chatd {__version__}"),
                 self._num(irc.RPL_WHOISACCOUNT, name, name, "is logged in as"),
             ]
-            if name == self.nick and self.away:
-                out.insert(1, self._num(irc.RPL_AWAY, name, self.away))
+            away = self.door.away.get(acct.key)
+            if away is not None:
+                out.insert(1, self._num(irc.RPL_AWAY, name, away))
             out.append(self._num(irc.RPL_ENDOFWHOIS, name, "End of /WHOIS list"))
             return out
 
@@ -1251,8 +1261,13 @@ class IrcConnection(asyncio.Protocol):
     # After registration: other ----------------------------------------------------
 
     def cmd_away(self, msg: IrcMessage, label: str | None) -> None:
-        self.away = msg.params[0] if msg.params and msg.params[0] else None
-        if self.away:
+        text = msg.params[0] if msg.params and msg.params[0] else None
+        me = self._account().key
+        if text is None:
+            self.door.away.pop(me, None)
+        else:
+            self.door.away[me] = text
+        if text:
             self._answer([self._num(irc.RPL_NOWAWAY, "You have been marked as being away")], label)
         else:
             self._answer(
@@ -1285,6 +1300,10 @@ class IrcConnection(asyncio.Protocol):
             label,
         )
 
+    def cmd_time(self, msg: IrcMessage, label: str | None) -> None:
+        now = datetime.fromtimestamp(self.ctx.clock(), UTC)
+        self._answer([self._num("391", self.server, f"{now:%A %B %d %Y -- %H:%M:%S} UTC")], label)
+
     def cmd_motd(self, msg: IrcMessage, label: str | None) -> None:
         self._answer(self._motd(), label)
 
@@ -1301,7 +1320,9 @@ class IrcConnection(asyncio.Protocol):
         def make() -> list[IrcMessage]:
             online = self.ctx.chat.online
             found = [online[key(n)].name for n in msg.params[:5] if key(n) in online]
-            return [self._num("302", " ".join(f"{n}=+{n}@{self.server}" for n in found))]
+            away = self.door.away
+            words = [f"{n}={'-' if key(n) in away else '+'}{n}@{self.server}" for n in found]
+            return [self._num("302", " ".join(words))]
 
         self._query(make, label)
 
@@ -1437,6 +1458,7 @@ _POST: dict[str, _Handler] = {
     "ISON": IrcConnection.cmd_ison,
     "MOTD": IrcConnection.cmd_motd,
     "LUSERS": IrcConnection.cmd_lusers,
+    "TIME": IrcConnection.cmd_time,
     "WHOWAS": IrcConnection.cmd_whowas,
     "VERSION": IrcConnection.cmd_version,
     "OPER": IrcConnection.cmd_oper,

@@ -177,3 +177,21 @@ async def test_flood_guard_slows_an_irc_client(start_server: StartServer) -> Non
     await a.send("\r\n".join(f"PING n{i}" for i in range(30)))
     pongs = [(await a.msg()).params[-1] for _ in range(30)]
     assert pongs == [f"n{i}" for i in range(30)]  # all answered, in order, just later
+
+
+async def test_away_is_seen_by_others(start_server: StartServer) -> None:
+    _, port = await start_irc(start_server)
+    a = await _joined(port, "nap")
+    b = await _joined(port, "pal")
+    await a.send("AWAY :lunch")
+    assert (await a.until("306"))[-1].command == "306"
+    await b.send("PRIVMSG nap :there?")
+    away = (await b.until("301"))[-1]
+    assert away.params[1:] == ("nap", "lunch")
+    await b.send("WHOIS nap")
+    whois = await b.until("318")
+    assert [m.params[-1] for m in whois if m.command == "301"] == ["lunch"]
+    await a.send("AWAY")
+    assert (await a.until("305"))[-1].command == "305"
+    await b.send("TIME")
+    assert (await b.until("391"))[-1].params[1] == "chatd"
