@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import platform
 import re
 import shutil
 import signal
@@ -32,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = "bookworm"
+SUITE_PYTHON = "3.11"  # bookworm's python3, which the wheels must fit
 #: What the rootfs holds beyond minbase: systemd as init, and exactly what
 #: docs/operations.md's `apt-get install` line asks for (the test runs that line
 #: offline, so a package added there must be added here too).
@@ -85,20 +87,17 @@ def rootfs(log: Path) -> Path:
             return target
         partial = target.with_name(target.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        with open(log, "w") as out:
-            subprocess.run(
-                [
-                    "debootstrap",
-                    "--variant=minbase",
-                    f"--include={','.join(PACKAGES)}",
-                    SUITE,
-                    str(partial),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                check=True,
-                timeout=900,
-            )
+        _logged(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(PACKAGES)}",
+                SUITE,
+                str(partial),
+            ],
+            log,
+            timeout=900,
+        )
         (partial / ".complete").touch()
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
@@ -113,24 +112,39 @@ def requirements() -> list[str]:
 
 
 def wheelhouse(log: Path) -> Path:
-    """Wheels for `requirements()` (and what they depend on), cached by their list."""
+    """Wheels of `requirements()` and what they depend on, for the machine's Python (not
+    the host's), cached by that list."""
     reqs = requirements()
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    target = CACHE / f"wheels-{_key(version, *reqs)}"
+    target = CACHE / f"wheels-{SUITE}-{_key(SUITE_PYTHON, platform.machine(), *reqs)}"
     with _locked(CACHE / "wheels.lock"):
         if (target / ".complete").exists():
             return target
         shutil.rmtree(target, ignore_errors=True)
-        with open(log, "w") as out:
-            subprocess.run(
-                [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(target), *reqs],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                check=True,
-                timeout=600,
-            )
+        abi = "cp" + SUITE_PYTHON.replace(".", "")
+        _logged(
+            [
+                *(sys.executable, "-m", "pip", "download", "-q", "-d", str(target)),
+                *("--only-binary=:all:", "--python-version", SUITE_PYTHON),
+                *("--implementation", "cp", "--abi", abi),
+                *("--platform", f"manylinux2014_{platform.machine()}"),
+                *reqs,
+            ],
+            log,
+            timeout=600,
+        )
         (target / ".complete").touch()
     return target
+
+
+def _logged(argv: list[str], log: Path, timeout: float) -> None:
+    """Runs a slow set-up command with its output in `log`, quoted if it fails."""
+    with open(log, "w") as out:
+        done = subprocess.run(
+            argv, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False
+        )
+    if done.returncode != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{argv[0]} exited {done.returncode} (log {log}):\n{tail}")
 
 
 def source_files() -> list[str]:

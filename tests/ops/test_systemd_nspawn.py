@@ -110,8 +110,12 @@ def machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
 
 
 def chat(m: Machine, port: int, commands: str, cafile: Path | None = None) -> list[str]:
-    """Sends `commands` (ending with quit) on the line protocol; the lines that came back."""
-    return lines_of(m.talk(port, commands.encode(), rb"OK bye\r?\n", cafile=cafile))
+    """Sends `commands` (ending with quit) on the line protocol; the lines that came back.
+    An `ERR internal` fails at once with chatd's errors from the journal."""
+    got = lines_of(m.talk(port, commands.encode(), rb"OK bye\r?\n", cafile=cafile))
+    if any(line.startswith("ERR internal") for line in got):
+        raise AssertionError(f"{got}\n{m.journal('-u chatd -p err -n 30 -o cat')}")
+    return got
 
 
 def write_config(m: Machine, text: str) -> None:
