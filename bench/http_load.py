@@ -306,6 +306,53 @@ class Poller(asyncio.Protocol):
             self.got.set_result(now)
 
 
+class Arrival(Counter):
+    """A line-protocol receiver that notes when the round's message arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived: asyncio.Future[int] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.ready.done() and self.arrived is not None and not self.arrived.done():
+            self.arrived.set_result(time.perf_counter_ns())
+        super().data_received(data)
+
+
+async def line_wake(port: int, clients: int, rounds: int) -> dict[str, Any]:
+    """The same measure as `longpoll` for line-protocol receivers: the floor that
+    1,000 writes to 1,000 sockets set on this machine, whatever the door."""
+    loop = asyncio.get_running_loop()
+
+    async def receiver(i: int) -> Arrival:
+        _, c = await loop.create_connection(Arrival, HOST, port)
+        c.expect = b'"cmd":"login"'
+        assert c.transport is not None
+        c.transport.write(f"mode json\nlogin r{i}\n".encode())
+        await c.ready
+        return c
+
+    receivers: list[Arrival] = await in_batches(clients, receiver)
+    sender = await line_client(port, "sender")
+    assert sender.transport is not None
+    samples: list[int] = []
+    for r in range(rounds):
+        for c in receivers:
+            c.arrived = loop.create_future()
+        await asyncio.sleep(0.3)
+        started = time.perf_counter_ns()
+        sender.transport.write(b"send_all wake %d\n" % r)
+        got = await asyncio.wait_for(
+            asyncio.gather(*(c.arrived for c in receivers if c.arrived)), 60
+        )
+        samples += [t - started for t in got]
+    sender.transport.close()
+    for receiver in receivers:
+        if receiver.transport is not None:
+            receiver.transport.close()
+    return {"clients": clients, "rounds": rounds, "wake_ms": percentiles(samples)}
+
+
 async def longpoll(port: int, http_port: int, clients: int, rounds: int) -> dict[str, Any]:
     """`clients` long-polls waiting at once; a line-protocol user sends one message per
     round; the time from just before that send until each poll's answer arrives."""
@@ -364,6 +411,8 @@ def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
             coro = fanout(port, http_port, args.clients, args.messages, "ws")
         elif name == "send_rps":
             coro = send_rps(http_port, args.connections, args.seconds)
+        elif name == "line_wake":
+            coro = line_wake(port, args.clients, args.rounds)
         else:
             coro = longpoll(port, http_port, args.clients, args.rounds)
         result: dict[str, Any] = asyncio.run(coro)
@@ -380,7 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=20, help="long-poll rounds")
     p.add_argument("--runs", type=int, default=1, help="runs of each scenario")
     p.add_argument(
-        "--scenarios", default="fanout_line,fanout_ws,send_rps,longpoll", help="comma-separated"
+        "--scenarios",
+        default="fanout_line,fanout_ws,send_rps,line_wake,longpoll",
+        help="comma-separated",
     )
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument(
