@@ -347,9 +347,9 @@ async def line_wake(port: int, clients: int, rounds: int) -> dict[str, Any]:
         )
         samples += [t - started for t in got]
     sender.transport.close()
-    for receiver in receivers:
-        if receiver.transport is not None:
-            receiver.transport.close()
+    for arrival in receivers:
+        if arrival.transport is not None:
+            arrival.transport.close()
     return {"clients": clients, "rounds": rounds, "wake_ms": percentiles(samples)}
 
 
