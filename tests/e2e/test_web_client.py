@@ -175,28 +175,36 @@ async def test_a_refused_socket_is_explained_and_retried(start_server: StartServ
 async def test_a_silent_socket_is_pinged_and_a_dead_one_replaced(
     start_server: StartServer,
 ) -> None:
-    # The page's timers run on Playwright's fake clock; its WebSocket goes through a
-    # route that records what the page sends and can stop passing the server's frames
-    # on, which is how a half-open connection looks from the page.
+    # The page's timers run on Playwright's fake clock; its WebSockets go through a
+    # route that records what the page sends on each and can stop passing the
+    # server's frames on, which is how a half-open connection looks from the page.
     _, base = await web_server(start_server)
-    sent: list[str] = []
-    sockets: list[WebSocketRoute] = []
-    dead = False
+    sent: list[list[str]] = []  # per socket, in order
+    passed: list[str] = []  # what the route handed on to the page
+    dead: set[int] = set()
+    closed_by_page: list[int] = []
 
     def route(page_side: WebSocketRoute) -> None:
+        n = len(sent)
+        sent.append([])
         server_side = page_side.connect_to_server()
-        sockets.append(page_side)
 
         def up(message: str | bytes) -> None:
-            sent.append(str(message))
+            sent[n].append(str(message))
             server_side.send(message)
 
         def down(message: str | bytes) -> None:
-            if not dead:
+            if n not in dead:
+                passed.append(str(message))
                 page_side.send(message)
+
+        async def closed(code: int | None, reason: str | None) -> None:
+            closed_by_page.append(n)
+            await server_side.close()
 
         page_side.on_message(up)
         server_side.on_message(down)
+        page_side.on_close(closed)
 
     async with launch() as browser:
         context = await browser.new_context(base_url=base)
@@ -208,19 +216,18 @@ async def test_a_silent_socket_is_pinged_and_a_dead_one_replaced(
         await page.click("#login-submit")
         app = page.locator("#app")
         await expect(app).to_have_attribute("data-conn", "online")
-        await expect(page.locator("#chat-title")).to_have_text("#general")
-        await until(lambda: any(line.startswith("history #general") for line in sent))
-        assert "ping" not in sent
-        await page.clock.run_for(31_000)  # 30 s of silence: the page asks
-        await until(lambda: "ping" in sent)
-        dead = True
-        await page.clock.run_for(31_000)  # another ping, and no answer comes
-        await page.clock.run_for(11_000)
-        await expect(app).not_to_have_attribute("data-conn", "online")
-        dead = False
-        await page.clock.run_for(2_000)  # the first retry comes within 0.6 s
+        await until(lambda: any(line.startswith("history #general") for line in sent[0]))
+        assert "ping" not in sent[0]
+        await page.clock.run_for(36_000)  # 30 s of silence (checked every 5 s): a ping
+        await until(lambda: '{"type":"ok","cmd":"ping"}' in passed)
+        dead.add(0)
+        # The next ping goes unanswered: within 35 + 15 s the page drops the socket
+        # and, half a second later, opens another.
+        await page.clock.run_for(60_000)
+        await until(lambda: closed_by_page == [0] and len(sent) == 2)
+        assert sent[0].count("ping") == 2
         await expect(app).to_have_attribute("data-conn", "online")
-        assert len(sockets) == 2
+        await until(lambda: "status" in sent[1])
         await context.close()
 
 
