@@ -21,6 +21,7 @@ import array
 import contextlib
 import errno
 import fcntl
+import functools
 import io
 import json
 import logging
@@ -128,6 +129,7 @@ PRIORITIES = {
     "exception": 3,
     "critical": 2,
 }
+_PRIORITY_TEXT: dict[object, str] = {k: str(v) for k, v in PRIORITIES.items()}
 #: Keys the journal entry carries in its own fields (PRIORITY, its own timestamp).
 _OWN_KEYS = frozenset({"event", "level", "timestamp"})
 _NOT_FIELD_CHARS = re.compile(r"[^A-Z0-9_]")
@@ -137,6 +139,7 @@ _SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_
 _SNDBUF = 8 * 1024 * 1024  # as sd-journal asks; the kernel caps it at net.core.wmem_max
 
 
+@functools.lru_cache(maxsize=1024)
 def journal_field_name(key: str) -> str:
     """`CHATD_` plus the key as a valid journal field name (A-Z, 0-9, _; at most 64).
 
@@ -147,7 +150,9 @@ def journal_field_name(key: str) -> str:
 
 def _field_value(value: object) -> str:
     if isinstance(value, str):
-        return value
+        return value if type(value) is str else str(value)  # a StrEnum: its value
+    if type(value) is int:
+        return str(value)
     return json.dumps(value, default=str, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -158,32 +163,42 @@ def journal_fields(
     SYSLOG_IDENTIFIER, CHATD_EVENT and one CHATD_<KEY> per field (JSON for non-strings)."""
     out = [
         ("MESSAGE", message),
-        ("PRIORITY", str(PRIORITIES.get(str(event_dict.get("level", "info")), 6))),
+        ("PRIORITY", _PRIORITY_TEXT.get(event_dict.get("level"), "6")),
         ("SYSLOG_IDENTIFIER", identifier),
     ]
     if "event" in event_dict:
         out.append(("CHATD_EVENT", _field_value(event_dict["event"])))
-    out.extend(
-        (journal_field_name(key), _field_value(value))
-        for key, value in event_dict.items()
-        if key not in _OWN_KEYS
-    )
+    for key, value in event_dict.items():
+        if key not in _OWN_KEYS:
+            out.append((journal_field_name(key), _field_value(value)))
     return out
 
 
 def encode_native(fields: Iterable[tuple[str, str | bytes]]) -> bytes:
     """One datagram of journald's native protocol: `KEY=value\n` per field, or for a
     value with a newline (a traceback) the binary-safe `KEY\n`, its length as a 64-bit
-    little-endian integer, the value, `\n`."""
-    parts: list[bytes] = []
+    little-endian integer, the value, `\n`. Keys are ASCII (see journal_field_name).
+
+    Runs of plain text fields are joined as text and encoded once: this runs for every
+    event on the message path, and per-field encoding cost four times as much."""
+    out: list[bytes] = []
+    text: list[str] = []
     for key, value in fields:
+        if isinstance(value, str) and "\n" not in value:
+            text.append(f"{key}={value}\n")
+            continue
+        if text:
+            out.append("".join(text).encode("utf-8", "surrogateescape"))
+            text.clear()
         data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
         name = key.encode("ascii")
         if b"\n" in data:
-            parts.append(name + b"\n" + struct.pack("<Q", len(data)) + data + b"\n")
+            out.append(name + b"\n" + struct.pack("<Q", len(data)) + data + b"\n")
         else:
-            parts.append(name + b"=" + data + b"\n")
-    return b"".join(parts)
+            out.append(name + b"=" + data + b"\n")
+    if text:
+        out.append("".join(text).encode("utf-8", "surrogateescape"))
+    return b"".join(out)
 
 
 def journal_stream_matches(stream: TextIO, environ: Mapping[str, str]) -> bool:
@@ -244,31 +259,49 @@ class JournalLogger:
     """Sends each rendered event to journald; falls back to the JSON line on `fallback`
     (stdout, the journal's stream) if journald cannot be reached, so nothing is lost.
 
-    One blocking datagram socket for the process: journald reads fast, and a full queue
-    should slow the daemon as a full stdout pipe would, not drop lines."""
+    One blocking datagram socket, connected once (an unconnected sendto looks the path
+    up every time: twice the cost): journald reads fast, and a full queue should slow the
+    daemon as a full stdout pipe would, not drop lines. If journald restarts, the next
+    event connects again."""
 
-    __slots__ = ("_address", "_fallback", "_sock")
+    __slots__ = ("_address", "_fallback", "_sndbuf", "_sock")
 
     def __init__(self, address: str, fallback: TextIO, *, sndbuf: int = _SNDBUF) -> None:
         self._address = address
         self._fallback = fallback
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        with contextlib.suppress(OSError):
-            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        self._sndbuf = sndbuf
+        self._sock: socket.socket | None = None
 
     def send(self, datagram: bytes, line: str) -> None:
-        try:
+        for _attempt in range(2):
             try:
-                self._sock.sendto(datagram, self._address)
-            except OSError as e:
-                if e.errno not in _TOO_BIG:
-                    raise
-                self._send_memfd(datagram)
-        except OSError:
-            self._fallback.write(line + "\n")
-            self._fallback.flush()
+                sock = self._sock or self._connect()
+                try:
+                    sock.send(datagram)
+                except OSError as e:
+                    if e.errno not in _TOO_BIG:
+                        raise
+                    self._send_memfd(sock, datagram)
+                return
+            except OSError:
+                self.close()  # journald restarted, say: connect again, once
+        self._fallback.write(line + "\n")
+        self._fallback.flush()
 
-    def _send_memfd(self, datagram: bytes) -> None:
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._sndbuf)
+            sock.connect(self._address)
+        except OSError:
+            sock.close()
+            raise
+        self._sock = sock
+        return sock
+
+    @staticmethod
+    def _send_memfd(sock: socket.socket, datagram: bytes) -> None:
         """A payload too big for one datagram goes as a sealed memfd (as sd-journal does)."""
         fd = os.memfd_create("chatd-journal", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
@@ -276,13 +309,14 @@ class JournalLogger:
             while view:
                 view = view[os.write(fd, view) :]
             fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
-            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
-            self._sock.sendmsg([], rights, 0, self._address)
+            sock.sendmsg([], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
         finally:
             os.close(fd)
 
     def close(self) -> None:
-        self._sock.close()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
     # structlog calls the method named after the level; all of them send.
     debug = info = msg = warning = error = critical = exception = send

@@ -5,6 +5,7 @@ are checked against a real datagram socket standing in for journald's."""
 
 from __future__ import annotations
 
+import enum
 import fcntl
 import json
 import os
@@ -120,6 +121,14 @@ def test_entry_fields() -> None:
         ("CHATD_OK", "true"),
         ("CHATD_REASON", "null"),
     ]
+
+
+def test_a_str_enum_is_stored_as_its_value() -> None:
+    class Code(enum.StrEnum):
+        BANNED = "banned"
+
+    fields = dict(logs.journal_fields({"event": "command.failed", "code": Code.BANNED}, "{}"))
+    assert fields["CHATD_CODE"] == "banned"
 
 
 # -- which output: journal, JSON lines or console ----------------------------------------
