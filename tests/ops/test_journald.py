@@ -274,6 +274,24 @@ def test_journald_gone_falls_back_to_the_stream(journald: FakeJournald, out: Tex
     journal.close()
 
 
+def test_reconnects_when_journald_restarts(tmp_path: Path, out: TextIO) -> None:
+    path = tmp_path / "restarting.socket"
+    first = FakeJournald(path)
+    journal = logs.JournalLogger(str(path), out)
+    journal.send(b"MESSAGE=one\n", "one")
+    assert first.receive() == b"MESSAGE=one\n"
+    first.close()
+    second = FakeJournald(path)  # a new socket at the same path
+    try:
+        journal.send(b"MESSAGE=two\n", "two")
+        assert second.receive() == b"MESSAGE=two\n"
+        out.seek(0)
+        assert out.read() == ""
+    finally:
+        second.close()
+        journal.close()
+
+
 # -- lines written before logging is set up ----------------------------------------------
 
 
