@@ -52,6 +52,24 @@ class LimitsSection:
     login_failures_before_throttle: int = 5
     login_throttle_s: float = 3.0
     login_failures_forget_s: float = 900.0
+    # Per-user fixed windows (chatd/core/flood.py RateWindow; 0 = no limit), docs/limits.md.
+    private_messages_per_window: int = 300  # private messages (incl. comments and files)
+    private_window_s: float = 300.0
+    room_messages_per_window: int = 300  # messages to rooms (incl. comments and files)
+    room_window_s: float = 300.0
+    rooms_created_per_window: int = 10
+    rooms_created_window_s: float = 3600.0
+    invites_per_window: int = 100  # room invite, by the inviting owner
+    invites_window_s: float = 3600.0
+    join_links_per_window: int = 20  # room link, by the owner
+    join_links_window_s: float = 3600.0
+    join_requests_per_window: int = 20  # join <link>, by the asking user
+    join_requests_window_s: float = 3600.0
+    # New accounts per address (IPv6 per /64); loopback is exempt by default (a reverse
+    # proxy, the local bench and test suites all come from there).
+    accounts_per_address_per_window: int = 20
+    accounts_window_s: float = 3600.0
+    accounts_exempt_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +220,13 @@ _POSITIVE = {
     "limits.flood_burst",
     "limits.flood_rate_per_s",
     "limits.login_failures_forget_s",
+    "limits.private_window_s",
+    "limits.room_window_s",
+    "limits.rooms_created_window_s",
+    "limits.invites_window_s",
+    "limits.join_links_window_s",
+    "limits.join_requests_window_s",
+    "limits.accounts_window_s",
     "moderation.strikes_to_ban",
     "moderation.ban_duration_s",
     "moderation.strike_window_s",
@@ -299,6 +324,8 @@ def _check(key: str, hint: Any, value: Any) -> object:
     if typing.get_origin(hint) is tuple or isinstance(hint, types.GenericAlias):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key} must be a list of strings, not {value!r}")
+        if key in _NETWORK_LISTS:
+            _check_networks(key, value)
         return tuple(value)
     raise ConfigError(f"{key}: unsupported setting type")  # pragma: no cover
 
@@ -310,6 +337,19 @@ def _check_range(key: str, value: float) -> None:
         raise ConfigError(f"{key} must be greater than 0")
     if key in _PORTS and value > 65535:
         raise ConfigError(f"{key} must be a port number (0-65535), not {value!r}")
+
+
+_NETWORK_LISTS = {"limits.accounts_exempt_networks"}
+
+
+def _check_networks(key: str, value: list[str]) -> None:
+    import ipaddress
+
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"{key}: not an address or network: {item!r}") from None
 
 
 def _check_timezone(key: str, value: str) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from chatd import __version__
 from chatd.core import passwords
+from chatd.core.flood import address_key, in_networks
 from chatd.core.model import Account, Session
 from chatd.core.names import key, valid_name
 from chatd.core.outcome import (
@@ -75,11 +76,12 @@ class AccountCommands(ChatState):
         acct = self.accounts.get(key(cmd.name))
         password = cmd.password
         if acct is None:
+            if password is None and self.config.auth.require_password:
+                raise Refused(
+                    Code.BAD_PASSWORD, "this server needs a password: login <name> <password>"
+                )
+            self._count_new_account(s, now)
             if password is None:
-                if self.config.auth.require_password:
-                    raise Refused(
-                        Code.BAD_PASSWORD, "this server needs a password: login <name> <password>"
-                    )
                 return self._attach(s, self._create(cmd.name, None, now), cmd, now, new=True)
             return Outcome(
                 deferred=Deferred(
@@ -123,6 +125,12 @@ class AccountCommands(ChatState):
             return self.cmd_login(s, cmd, now)
         self._check_sessions(acct)
         return self._attach(s, acct, cmd, now)
+
+    def _count_new_account(self, s: Session, now: float) -> None:
+        """New accounts per address (an IPv6 address per /64), unless it is exempt."""
+        lim = self.config.limits
+        if not in_networks(s.peer, lim.accounts_exempt_networks):
+            self._limit(address_key(s.peer), "account", now)
 
     def _check_sessions(self, acct: Account) -> None:
         limit = self.config.chat.max_sessions_per_user

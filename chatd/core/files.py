@@ -76,10 +76,9 @@ class FileCommands(ChatState):
         """upload <target> <filename>: refused now (the door answers after the data)
         or an `upload` ticket saying how big the data may be; `finish_upload` sends."""
         acct = account_of(s)
-        self._upload_target(acct, cmd.target)
+        chat, _ = self._upload_target(acct, cmd.target)
         self._check_not_banned(acct, now)
-        if cmd.target.lower() == GENERAL:
-            self._check_general_window(acct, now)
+        self._chat_limit(acct, chat, now, count=False)
         limit, too_large = self._upload_limit(acct)
         name = safe_name(cmd.filename)
         return Outcome(upload=UploadTicket(acct.key, cmd.target, name, limit, too_large, cmd.verb))
@@ -105,8 +104,7 @@ class FileCommands(ChatState):
         limit, too_large = self._upload_limit(acct)
         if body.size > limit:
             raise Refused(Code.TOO_LARGE, too_large)
-        if chat == GENERAL:
-            self._count_general(acct, now)
+        self._chat_limit(acct, chat, now)
         info = FileInfo(self.files.next_id, t.name, body.size, body.sha256)
         self.files.next_id += 1
         msg = self._post(chat, acct.name, t.name, now, to=other.name if other else None, file=info)

@@ -1,10 +1,12 @@
-"""Pure rate-limiting arithmetic: a token bucket (per-connection flood guard) and the
-failed-login throttle. No clock of their own: every call takes `now`, so the tests drive
-them with plain numbers and the server passes the loop's monotonic time or its clock.
+"""Pure rate-limiting arithmetic: a token bucket (per-connection flood guard), the
+failed-login throttle, and fixed windows per user and kind (RateWindow). No clock of
+their own: every call takes `now`, so the tests drive them with plain numbers and the
+server passes the loop's monotonic time or its clock.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -134,3 +136,105 @@ class LoginThrottle:
 
     def __len__(self) -> int:
         return len(self._keys)
+
+
+@dataclass(slots=True)
+class _Window:
+    end: float  # the window started at its first event and lasts until here
+    count: int
+
+
+class RateWindow:
+    """At most `limit` events per `window` seconds per key, in fixed windows.
+
+    A key's window starts at its first event and ends `window` seconds later; then the
+    count starts again. One mechanism for every per-user and per-address limit: the key
+    is `(who, kind)` (`("alice", "general")`, `("alice", "room-message")`,
+    `("2001:db8:1:2::/64", "account")`), and each kind passes its own limit and window,
+    read from the live config on every call (a reload changes them at once). A limit
+    of 0 means no limit. Ended windows are pruned as keys are added, so memory follows
+    the keys active within the longest window.
+    """
+
+    __slots__ = ("_added", "_windows")
+
+    def __init__(self) -> None:
+        self._windows: dict[tuple[str, str], _Window] = {}
+        self._added = 0
+
+    def _current(self, key: tuple[str, str], now: float) -> _Window | None:
+        w = self._windows.get(key)
+        if w is not None and now >= w.end:
+            del self._windows[key]
+            return None
+        return w
+
+    def wait(self, key: tuple[str, str], limit: int, window: float, now: float) -> float:
+        """Seconds until one more event is allowed (0: now); counts nothing."""
+        w = self._current(key, now)
+        if limit <= 0 or w is None or w.count < limit:
+            return 0.0
+        return w.end - now
+
+    def hit(self, key: tuple[str, str], limit: int, window: float, now: float) -> float:
+        """Counts one event if it is allowed and returns 0; else counts nothing and
+        returns the seconds until one is allowed."""
+        if limit <= 0:
+            return 0.0
+        w = self._current(key, now)
+        if w is None:
+            self._windows[key] = _Window(now + window, 1)
+            self._added += 1
+            if self._added % 1024 == 0:
+                self.prune(now)
+            return 0.0
+        if w.count >= limit:
+            return w.end - now
+        w.count += 1
+        return 0.0
+
+    def count(self, key: tuple[str, str], now: float) -> int:
+        """Events counted in the key's current window."""
+        w = self._current(key, now)
+        return 0 if w is None else w.count
+
+    def prune(self, now: float) -> None:
+        """Forgets every ended window."""
+        ended = [k for k, w in self._windows.items() if now >= w.end]
+        for k in ended:
+            del self._windows[k]
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+
+def address_key(address: str) -> str:
+    """The unit an address is limited by: an IPv4 address itself, an IPv6 address's
+    /64 (one subscriber's usual allocation: counting single IPv6 addresses would let one
+    host use 2**64 of them), an IPv4-mapped IPv6 address as IPv4. Anything else (a Unix
+    socket, a name) as given."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+def in_networks(address: str, networks: tuple[str, ...]) -> bool:
+    """Whether an address lies in one of the networks (CIDR texts, checked at config
+    load)."""
+    if not networks:
+        return False
+    try:
+        ip = ipaddress.ip_network(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    for text in networks:
+        net = ipaddress.ip_network(text, strict=False)
+        if ip.version == net.version and ip.subnet_of(net):  # type: ignore[arg-type]
+            return True
+    return False

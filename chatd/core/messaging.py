@@ -33,10 +33,12 @@ class MessagingCommands(ChatState):
         if cmd.target.startswith("#"):
             room = self._member_room(acct, cmd.target)
             self._check_not_banned(acct, now)
+            self._limit(acct.key, "room", now)
             msg = self._post(room.key, acct.name, cmd.text, now)
             return self._sent(r.SentOk(cmd.verb, msg.id, msg.ts), s, msg, broadcast=True)
         other = self._user(cmd.target.removeprefix("@"))
         self._check_not_banned(acct, now)
+        self._limit(acct.key, "private", now)
         chat = dm_key(acct.key, other.key)
         msg = self._post(chat, acct.name, cmd.text, now, to=other.name)
         out = self._sent(r.SentOk(cmd.verb, msg.id, msg.ts), s, msg, broadcast=False)

@@ -109,6 +109,7 @@ class RoomCommands(ChatState):
             raise Refused(Code.BAD_ARGS, f"you are already a member of {room.key}")
         out = reply(r.JoinOk(cmd.verb, room.key, "pending"))
         if acct.key not in room.requests:
+            self._limit(acct.key, "join", now)
             room.requests[acct.key] = now
             out.changes.append(PutJoinRequest(room.key, acct.key, now))
             owner = self.accounts.get(room.owner)
@@ -130,6 +131,7 @@ class RoomCommands(ChatState):
         rk = "#" + key(name)
         if rk in self.rooms:
             raise Refused(Code.BAD_NAME, f"{rk} is taken; pick another name")
+        self._limit(acct.key, "room-create", now)
         room = Room(rk, name, acct.key, now)
         self.rooms[rk] = room
         self.topics[rk] = set()
@@ -146,6 +148,7 @@ class RoomCommands(ChatState):
         target = self._user(self._arg(cmd))
         out = reply(r.RoomOk(cmd.verb, room.key, target.name))
         if target.key not in room.members:
+            self._limit(acct.key, "invite", now)
             invited = n.Invited(room.key, acct.name)
             self._admit(room, target, now, out, notice=invited, actor=s)
             log.info("room.invited", room=room.key, user=target.name, by=acct.name)
@@ -154,6 +157,7 @@ class RoomCommands(ChatState):
     def _room_link(self, acct: Account, cmd: c.Room, now: float) -> Outcome:
         """A new join link; the room's expired links are dropped on the way."""
         room = self._owned_room(acct, cmd.room, "make join links for")
+        self._limit(acct.key, "link", now)
         token = secrets.token_urlsafe(_LINK_BYTES)
         expires = now + self.config.rooms.link_ttl_s
         out = reply(r.RoomOk(cmd.verb, room.key, link=token, expires=expires))

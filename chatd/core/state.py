@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from chatd import logs
 from chatd.config import Config
-from chatd.core.flood import LoginThrottle
+from chatd.core.flood import LoginThrottle, RateWindow
 from chatd.core.model import Account, Room, Session
 from chatd.core.names import dm_key, key
 from chatd.core.outcome import Outcome
@@ -68,6 +68,7 @@ class ChatState:
         # daemon sets it, the core only calls it.
         self.server_stats: Callable[[], Mapping[str, float]] = dict
         self._login_throttle = LoginThrottle(0, 0.0, 0.0)
+        self.rates = RateWindow()  # every per-user and per-address limit (RATES)
         self.next_id = snapshot.next_id
         for row in snapshot.accounts:
             self.accounts[row.key] = Account(
@@ -143,30 +144,31 @@ class ChatState:
 
     def _count_general(self, acct: Account, now: float) -> None:
         """Fixed window: N messages per window, the window starting at its first message."""
-        lim = self.config.limits
-        if now >= acct.window_start + lim.general_window_s:
-            acct.window_start, acct.window_count = now, 0
-        if acct.window_count >= lim.general_messages_per_window:
-            wait = acct.window_start + lim.general_window_s - now
-            raise Refused(
-                Code.RATE_LIMITED,
-                f"at most {lim.general_messages_per_window} messages to {GENERAL} per "
-                f"{lim.general_window_s:g}s",
-                retry_after(wait),
-            )
-        acct.window_count += 1
+        self._limit(acct.key, "general", now)
 
     def _check_general_window(self, acct: Account, now: float) -> None:
         """Would a message to #general be rate-limited now? (Counted at finish only.)"""
+        self._limit(acct.key, "general", now, count=False)
+
+    def _limit(self, who: str, kind: str, now: float, *, count: bool = True) -> None:
+        """One more `kind` of action by `who` (a user key, or an address for accounts),
+        counted in its fixed window (RATES names its settings); `rate-limited` with
+        `retry_after` when the window is full. `count=False` only checks."""
+        limit_name, window_name, what = RATES[kind]
         lim = self.config.limits
-        end = acct.window_start + lim.general_window_s
-        if now < end and acct.window_count >= lim.general_messages_per_window:
+        limit: int = getattr(lim, limit_name)
+        window: float = getattr(lim, window_name)
+        check = self.rates.hit if count else self.rates.wait
+        wait = check((who, kind), limit, window, now)
+        if wait > 0:
             raise Refused(
-                Code.RATE_LIMITED,
-                f"at most {lim.general_messages_per_window} messages to {GENERAL} per "
-                f"{lim.general_window_s:g}s",
-                retry_after(end - now),
+                Code.RATE_LIMITED, f"at most {limit} {what} per {window:g}s", retry_after(wait)
             )
+
+    def _chat_limit(self, acct: Account, chat: str, now: float, *, count: bool = True) -> None:
+        """The rate limit of a message to this chat: #general's, a room's or private."""
+        kind = "general" if chat == GENERAL else "private" if chat.startswith("@") else "room"
+        self._limit(acct.key, kind, now, count=count)
 
     def _check_not_banned(self, acct: Account, now: float) -> None:
         if acct.banned_until > now:
@@ -252,6 +254,24 @@ class ChatState:
         a, _, b = chat[1:].partition("|")
         other = self.accounts.get(b if a == viewer.key else a)
         return "@" + (other.name if other else b)
+
+
+#: Rate-limited kinds of action -> (limit setting, window setting, what the ERR says)
+#: in `[limits]`; each counted per user, `account` per address (chatd/core/flood.py).
+RATES: dict[str, tuple[str, str, str]] = {
+    "general": ("general_messages_per_window", "general_window_s", f"messages to {GENERAL}"),
+    "private": ("private_messages_per_window", "private_window_s", "private messages"),
+    "room": ("room_messages_per_window", "room_window_s", "messages to rooms"),
+    "room-create": ("rooms_created_per_window", "rooms_created_window_s", "new rooms"),
+    "invite": ("invites_per_window", "invites_window_s", "room invites"),
+    "link": ("join_links_per_window", "join_links_window_s", "join links"),
+    "join": ("join_requests_per_window", "join_requests_window_s", "join requests"),
+    "account": (
+        "accounts_per_address_per_window",
+        "accounts_window_s",
+        "new accounts from one address",
+    ),
+}
 
 
 def msg_id(m: Message) -> int:

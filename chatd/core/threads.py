@@ -17,7 +17,7 @@ from chatd.core.outcome import Outcome, PutMessage
 from chatd.core.state import ChatState, account_of, log, msg_id, reply
 from chatd.protocol import commands as c
 from chatd.protocol import replies as r
-from chatd.protocol.events import GENERAL, Message, Push
+from chatd.protocol.events import Message, Push
 
 
 class ThreadCommands(ChatState):
@@ -30,9 +30,8 @@ class ThreadCommands(ChatState):
         self._check_not_banned(acct, now)
         chat = original.chat
         to: str | None = None
-        if chat == GENERAL:
-            self._count_general(acct, now)
-        elif chat.startswith("@"):
+        self._chat_limit(acct, chat, now)
+        if chat.startswith("@"):
             a, _, b = chat[1:].partition("|")
             other = self.accounts.get(b if a == acct.key else a)
             to = other.name if other is not None else original.to

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from chatd import logs
 from chatd.config import Config, ConfigError, load
 from chatd.core.chat import Chat
+from chatd.core.flood import address_key
 from chatd.core.outcome import Outcome
 from chatd.protocol.events import GENERAL
 from chatd.protocol.notices import Shutdown
@@ -266,7 +267,7 @@ class Daemon:
             return "the server is shutting down"
         if len(self._connections) >= limits.max_connections:
             return f"the server is full ({limits.max_connections} connections)"
-        if self._per_ip[ip] >= limits.max_connections_per_ip:
+        if self._per_ip[address_key(ip)] >= limits.max_connections_per_ip:  # IPv6: per /64
             return f"too many connections from {ip} (at most {limits.max_connections_per_ip})"
         return None
 
@@ -278,15 +279,16 @@ class Daemon:
         self._connections.add(conn)
         self.metrics.connections_accepted.value += 1
         self._all_closed.clear()
-        self._per_ip[conn.ip] += 1
+        self._per_ip[address_key(conn.ip)] += 1
 
     def closed(self, conn: Connection) -> None:
         self._connections.discard(conn)
         if not self._connections:
             self._all_closed.set()
-        self._per_ip[conn.ip] -= 1
-        if self._per_ip[conn.ip] <= 0:
-            del self._per_ip[conn.ip]
+        unit = address_key(conn.ip)
+        self._per_ip[unit] -= 1
+        if self._per_ip[unit] <= 0:
+            del self._per_ip[unit]
         assert conn.peer is not None
         self.apply(None, self.chat.close(conn.peer, self.clock()))
 
