@@ -56,6 +56,9 @@ async def test_two_browsers_and_an_nc_user_chat(start_server: StartServer) -> No
         await nc_cmd(carol, "send_all hi browsers, carol here")
         await alice.see("hi browsers, carol here")
         await bob.see("hi browsers, carol here")
+        await bob.send("bob here too")
+        await alice.see("bob here too")
+        assert "#general <bob> bob here too" in await carol.until(lambda s: "bob here too" in s)
 
         # A private chat shows up in the side list with an unread count.
         await bob.start_chat("@alice")
