@@ -1,0 +1,81 @@
+"""Rooms through IRC: join links and approval, comments as +draft/reply; and the IRC
+door over TLS (`[irc] tls_port`)."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from pathlib import Path
+
+import trustme
+
+from chatd.protocol.irc import parse
+from tests.helpers.irc import IrcClient, start_irc
+from tests.helpers.server import StartServer, free_port
+
+
+async def _joined(port: int, nick: str, **kw: object) -> IrcClient:
+    c = await IrcClient.connect(port)
+    await c.register(nick, **kw)  # type: ignore[arg-type]
+    await c.until("366")
+    return c
+
+
+async def test_join_with_a_link_waits_for_the_owner(start_server: StartServer) -> None:
+    _, port = await start_irc(start_server)
+    owner = await _joined(port, "olga")
+    guest = await _joined(port, "gil")
+    await owner.send("JOIN #den")
+    await owner.until("366")
+    await owner.send("PRIVMSG chatd :room link #den")
+    note = (await owner.until("NOTICE"))[-1]
+    link = note.params[1].split()[2]  # "OK link <token> for #den expires …"
+    await guest.send(f"JOIN #den {link}")
+    asked = (await guest.until("NOTICE"))[-1]
+    assert "asked the owner of #den" in asked.params[1]
+    request = (await owner.until("NOTICE"))[-1]
+    assert "gil asks to join #den" in request.params[1]
+    await owner.send("PRIVMSG chatd :room approve #den gil")
+    joined = (await guest.until("JOIN"))[-1]
+    assert joined.params == ("#den",) and joined.source is not None
+    assert joined.source.startswith("gil!")
+    await guest.send("PRIVMSG #den :hi all")
+    assert (await owner.until("PRIVMSG"))[-1].params == ("#den", "hi all")
+
+
+async def test_comment_as_draft_reply(start_server: StartServer) -> None:
+    server, port = await start_irc(start_server)
+    tags = ("message-tags", "echo-message")
+    a = await _joined(port, "rex", caps=tags)
+    b = await _joined(port, "ray", caps=("message-tags",))
+    nc = await server.login("rob")
+    await a.send("PRIVMSG #general :question?")
+    first = (await a.until("PRIVMSG"))[-1]
+    ident = first.tags["msgid"]
+    await b.until("PRIVMSG")
+    await b.send(f"@+draft/reply={ident} PRIVMSG #general :answer")
+    got = (await a.until("PRIVMSG"))[-1]
+    assert got.params == ("#general", "answer") and got.tags["+draft/reply"] == ident
+    line = await nc.until(lambda s: "answer" in s)
+    assert f"(re [{ident}]) answer" in line
+
+
+async def test_irc_over_tls(start_server: StartServer, tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(cert_file)
+    cert.private_key_pem.write_to_path(key_file)
+    port = free_port()
+    server = await start_server(
+        irc__tls_port=port, tls__cert=str(cert_file), tls__key=str(key_file)
+    )
+    assert server.daemon.door_port("irc-tls") == port
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
+    writer.write(b"NICK tess\r\nUSER tess 0 * :Tess\r\n")
+    await writer.drain()
+    first = parse((await asyncio.wait_for(reader.readline(), 5)).decode().rstrip("\r\n"))
+    assert first.command == "001" and first.params[0] == "tess"
+    writer.close()
