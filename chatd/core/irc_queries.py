@@ -142,7 +142,10 @@ def members(chat: Chat, acct: Account, channel: str) -> tuple[str, list[Member]]
     ops), a room's are its members (the owner as op); a room needs membership."""
     if channel.lower() == GENERAL:
         users = sorted(chat.online.values(), key=lambda a: a.key)
-        return GENERAL, [Member(u.name, len(u.sessions), chat.is_admin(u)) for u in users]
+        named = {n.lower() for n in chat.config.moderation.admins}  # is_admin's first test,
+        return GENERAL, [  # once per call rather than once per user
+            Member(u.name, len(u.sessions), u.key in named and chat.is_admin(u)) for u in users
+        ]
     room = chat.rooms.get(channel.lower())
     if room is None:
         raise Refused(Code.NO_SUCH_CHAT, f"no room {channel}")
