@@ -140,10 +140,11 @@ class Connection(asyncio.Protocol):
         every command it sent, then close. An unterminated last line is not a command:
         a client that died mid-line must not post half a message."""
         peer, pipeline = self.peer, self.pipeline
-        if peer is None or pipeline is None or peer.closing:
+        if peer is None or pipeline is None:
             return False
-        pipeline.feed([END])
-        return True  # keep our side open for the replies; the END item closes it
+        if not peer.closing:  # closing (`quit`): the hub closes once the replies are out
+            pipeline.feed([END])
+        return True  # keep our side open for the replies
 
     def connection_lost(self, exc: Exception | None) -> None:
         peer = self.peer

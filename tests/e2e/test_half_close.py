@@ -71,3 +71,13 @@ async def test_a_half_closed_upload_is_dropped_and_the_session_closes(server: Se
     files = server.daemon.files
     await asyncio.get_running_loop().run_in_executor(files.thread, lambda: None)  # in order
     assert files.blobs.sweep_orphans(lambda sha: True) == (0, 0)  # no temp file was left
+
+
+async def test_quit_then_eof_still_answers_everything(server: Server) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"login zed\nsend_all hi\nquit\n")
+    writer.write_eof()
+    data = await asyncio.wait_for(reader.read(), 10)
+    lines = data.decode().splitlines()
+    assert lines[1:3] == ["OK welcome zed (new account), 0 unread", "OK sent [1]"]
+    assert lines[3:] == ["OK bye"]
