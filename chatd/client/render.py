@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any, TextIO
 
-from chatd.protocol.commands import lookup
+from chatd.protocol import replies as rp
+from chatd.protocol.events import Ok
 from chatd.protocol.notices import AnyNotice
 from chatd.protocol.render import Renderer, notice_text
-from chatd.protocol.replies import AnyOk
+from chatd.protocol.terminal import UNSAFE
+from chatd.protocol.wire import WireError, notice_from_json, reply_from_json
 
 Obj = Mapping[str, Any]
 
@@ -28,9 +30,10 @@ _NAME_COLORS = ("31", "32", "33", "34", "35", "36", "91", "92", "93", "94", "95"
 QUOTE_CHARS = 32
 
 
-# C0 and C1 controls (ESC among them): the server strips them from what users type, but
-# JSON can still carry `\u001b`, and nothing a server sends may drive the terminal.
-_CONTROLS = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)], "\ufffd") | {0x09: " "}
+# What a terminal would act on (chatd.protocol.terminal: C0 and C1 controls, bidi
+# overrides, zero-width characters): JSON carries text as sent, and nothing a server
+# sends may drive the terminal. Shown as U+FFFD, so a person sees something was there.
+_CONTROLS = dict.fromkeys(UNSAFE, "\ufffd") | {0x09: " ", 0x0A: "\ufffd", 0x0D: "\ufffd"}
 
 
 def clean(value: object) -> str:
@@ -157,8 +160,12 @@ def notice_line(n: Obj, theme: Theme) -> str:
     event = str(n.get("event", "notice"))
     if event == "raw":  # a text line from a server that did not speak JSON yet
         return theme.paint(clean(n.get("text", "")), YELLOW)
-    fields = {k: v for k, v in n.items() if k not in ("type", "event")}
-    return theme.paint(clean(f"* {notice_text(AnyNotice(event, fields))}"), YELLOW)
+    try:
+        notice = notice_from_json(n)
+    except WireError:  # a notice that does not fit its kind: words of its own
+        fields = {k: v for k, v in n.items() if k not in ("type", "event")}
+        notice = AnyNotice(event, fields)
+    return theme.paint(clean(f"* {notice_text(notice)}"), YELLOW)
 
 
 def info_line(text: str, theme: Theme) -> str:
@@ -181,58 +188,53 @@ def reply_lines(
     quotes: Mapping[int, Quote] | None = None,
     now: datetime | None = None,
 ) -> list[str]:
-    """An `ok` reply as lines. Sends are echoed by the caller, who knows the text."""
+    """An `ok` reply as lines, by its kind (chatd.protocol.wire decodes it into the
+    server's own reply classes). Sends are echoed by the caller, who knows the text."""
     if r.get("type") == "error":
         return [error_line(r, theme)]
-    cmd = str(r.get("cmd") or "")
-    spec = lookup(cmd)
-    name = spec.name if spec is not None else cmd
-    fields = {k: v for k, v in r.items() if k not in ("type", "cmd")}
+    try:
+        reply = reply_from_json(r)
+    except WireError:  # a reply that does not fit its kind: show what it says
+        extra = {k: v for k, v in r.items() if k not in ("type", "cmd")}
+        dump = json.dumps(extra, ensure_ascii=False) if extra else ""
+        return [info_line(clean(f"ok {r.get('cmd') or ''} {dump}".rstrip()), theme)]
 
     def msg(m: Obj) -> str:
         return message_line(m, theme, quotes=quotes, mark_replay=False, now=now)
 
-    if name == "history":
-        msgs = [m for m in r.get("messages", ()) if isinstance(m, Mapping)]
-        n = len(msgs)
-        footer = f"{n} message{'s' * (n != 1)} in {r.get('chat', '?')}"
-        return [*map(msg, msgs), info_line(footer, theme)]
-    if name == "thread":
-        head = r.get("message")
-        comments = [c for c in r.get("comments", ()) if isinstance(c, Mapping)]
-        lines = [msg(head)] if isinstance(head, Mapping) else []
-        lines += ["  ↳ " + msg(c) for c in comments]
-        n = len(comments)
-        return [*lines, info_line(f"{n} comment{'s' * (n != 1)}", theme)]
-    if name == "schedule":
-        at = clock(str(r.get("at", "")), theme, now)
-        return [info_line(f"scheduled {r.get('schedule_id')} for {at}", theme)]
-    if name == "scheduled":
-        rows = [s for s in r.get("scheduled", ()) if isinstance(s, Mapping)]
-        lines = [
-            f"  {s.get('schedule_id')} at {clock(str(s.get('at', '')), theme, now)}: "
-            f"{s.get('command', '')}"
-            for s in rows
-        ]
-        return [*lines, info_line(f"{len(rows)} scheduled", theme)]
-    if name in ("send", "send_all", "comment"):
-        return [info_line(f"sent [{r.get('id')}]", theme)]
-    if name == "upload":
-        f = r.get("file") if isinstance(r.get("file"), Mapping) else {}
-        assert isinstance(f, Mapping)
-        return [info_line(f"sent [{r.get('id')}] file {f.get('id')} {f.get('name')}", theme)]
-    return _server_layout(name, cmd, fields, theme)
+    match reply:
+        case rp.HistoryOk():
+            msgs: list[Obj] = list(r["messages"])  # as sent: the chat as this user sees it
+            n = len(msgs)
+            footer = f"{n} message{'s' * (n != 1)} in {reply.chat}"
+            return [*map(msg, msgs), info_line(footer, theme)]
+        case rp.ThreadOk():
+            comments: list[Obj] = list(r["comments"])
+            lines = [msg(r["message"]), *("  ↳ " + msg(c) for c in comments)]
+            n = len(comments)
+            return [*lines, info_line(f"{n} comment{'s' * (n != 1)}", theme)]
+        case rp.ScheduleOk():
+            at = clock(str(r["at"]), theme, now)
+            return [info_line(f"scheduled {reply.schedule_id} for {at}", theme)]
+        case rp.ScheduledOk():
+            lines = [
+                f"  {row.schedule_id} at {clock(str(raw['at']), theme, now)}: {row.command}"
+                for row, raw in zip(reply.scheduled, r["scheduled"], strict=True)
+            ]
+            return [*lines, info_line(f"{len(reply.scheduled)} scheduled", theme)]
+        case rp.SentOk() | rp.CommentOk():
+            return [info_line(f"sent [{reply.id}]", theme)]
+        case rp.UploadOk():
+            f = reply.file
+            return [info_line(f"sent [{reply.id}] file {f.id} {clean(f.name)}", theme)]
+    return _server_layout(reply, theme)
 
 
-def _server_layout(name: str, cmd: str, fields: Mapping[str, Any], theme: Theme) -> list[str]:
-    """The server's text layout for this reply (items, then `OK summary`), made quieter."""
-    try:
-        text = Renderer().text(AnyOk(name, cmd, fields)).decode()
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
-        extra = json.dumps(dict(fields), ensure_ascii=False) if fields else ""
-        return [info_line(clean(f"ok {cmd} {extra}".rstrip()), theme)]
+def _server_layout(reply: Ok, theme: Theme) -> list[str]:
+    """The server's text layout for this reply (items, then `OK summary`), quieter."""
+    text = Renderer().text(reply).decode()
     lines = [clean(line) for line in text.rstrip("\n").split("\n")]
-    summary = lines.pop().removeprefix("OK").strip() or f"ok {cmd}"
+    summary = lines.pop().removeprefix("OK").strip() or f"ok {reply.cmd}"
     return [*lines, info_line(summary, theme)]
 
 

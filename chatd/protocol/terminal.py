@@ -11,7 +11,8 @@ exactly as sent: programs decide for themselves.
 
 from __future__ import annotations
 
-_GONE = (
+#: Code points a terminal would act on: controls, bidi and invisible formatting.
+UNSAFE = (
     *range(0x00, 0x09),
     *range(0x0B, 0x0D),
     *range(0x0E, 0x20),
@@ -23,7 +24,7 @@ _GONE = (
     0xFEFF,  # zero-width no-break space
     *range(0xE0000, 0xE0080),  # tag characters
 )
-_TABLE: dict[int, str | None] = {c: None for c in _GONE}
+_TABLE: dict[int, str | None] = {c: None for c in UNSAFE}
 _TABLE |= {0x0A: " ", 0x0D: " ", 0x2028: " ", 0x2029: " "}
 
 
