@@ -16,7 +16,6 @@ carrying them expire.
 from __future__ import annotations
 
 import unicodedata
-from typing import Any
 
 from chatd.core.model import Account, Session
 from chatd.core.names import dm_key
@@ -49,11 +48,6 @@ def safe_name(raw: str) -> str:
         else:
             name = name[:MAX_NAME_CHARS]
     return name
-
-
-def file_fields(info: FileInfo) -> dict[str, Any]:
-    """The `file` object of replies and messages."""
-    return {"id": info.id, "name": info.name, "size": info.size, "sha256": info.sha256}
 
 
 class FileCommands(ChatState):

@@ -83,10 +83,6 @@ class Message(NamedTuple):
     to: str | None = None
     file: FileInfo | None = None
 
-    @property
-    def private(self) -> bool:
-        return self.to is not None
-
 
 class Event:
     """Base of everything the server writes after the greeting."""
