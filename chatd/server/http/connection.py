@@ -456,16 +456,18 @@ class HttpConnection(asyncio.Protocol):
         self._ready_for_next()
 
     def _ready_for_next(self) -> None:
-        conn = self.h11
-        self._state = "idle"
-        self._arm(self.door.settings.idle_timeout_s, self._idle_timeout)
+        data, closed = self.h11.trailing_data
+        if data:  # the next pipelined request has begun
+            self._state = "head"
+            self._arm(self.door.settings.header_timeout_s, self._header_timeout)
+        else:
+            self._state = "idle"
+            self._arm(self.door.settings.idle_timeout_s, self._idle_timeout)
         if self._paused_reading and self.transport is not None:
             self._paused_reading = False
             self.transport.resume_reading()
-        if conn.trailing_data[0]:
-            self._state = "head"
-            self._arm(self.door.settings.header_timeout_s, self._header_timeout)
-        self.door.loop.call_soon(self._process)  # the next pipelined request, if any
+        if data or closed:
+            self.door.loop.call_soon(self._process)
 
     def upgraded(self, ws: WebSocket, response: bytes) -> None:
         """The WebSocket handshake answer is written; from now on frames, not HTTP."""

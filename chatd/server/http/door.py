@@ -21,7 +21,6 @@ from chatd.core import tokens
 from chatd.core.model import Account
 from chatd.core.outcome import Outcome
 from chatd.core.state import Refused
-from chatd.protocol import commands as c
 from chatd.protocol.events import Code, Message, Push
 from chatd.protocol.http import HttpError, content_type
 from chatd.protocol.notices import Shutdown
@@ -311,7 +310,3 @@ class HttpDoor:
         found = StaticFile(data, etag, content_type(name), stat.st_mtime_ns)
         self._static[name] = found
         return found
-
-
-def login_of(name: str) -> c.Login:
-    return c.Login(name, None, verb="login")

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from chatd import logs
 from chatd.core.outcome import Outcome
 from chatd.protocol import commands as c
-from chatd.protocol.events import Code, Error, Event, Ok
+from chatd.protocol.events import Error, Event, Ok
 from chatd.protocol.render import Rendered
 from chatd.server.peer import Peer
 from chatd.server.pipeline import Pipeline, Submit
@@ -109,6 +108,7 @@ class TokenSession:
         self._pending: set[asyncio.Future[Reply]] = set()
         self.users = 0  # requests and streams using the session now
         self._expiry: asyncio.TimerHandle | None = None
+        self._idle_since = 0.0
         self.alive = True
 
     # Commands ---------------------------------------------------------------------
@@ -203,23 +203,32 @@ class TokenSession:
 
     def use(self) -> None:
         self.users += 1
-        if self._expiry is not None:
-            self._expiry.cancel()
-            self._expiry = None
 
     def release(self) -> None:
+        """A request is done with the session. The idle clock restarts; one timer
+        per session checks it (not a timer per request: long-polls come and go by
+        the thousand)."""
         self.users -= 1
         if self.users <= 0 and self.alive:
             self.users = 0
-            idle = self.door.settings.session_idle_s
-            self._expiry = self.door.loop.call_later(idle, self.expire)
+            loop = self.door.loop
+            self._idle_since = loop.time()
+            if self._expiry is None:
+                idle = self.door.settings.session_idle_s
+                self._expiry = loop.call_later(idle, self.expire)
 
     def expire(self) -> None:
         """Nobody used the token for `http.session_idle_s`: log the session out (the
         token stays valid; the next request logs a new session in)."""
         self._expiry = None
-        if self.users == 0 and self.alive:
-            self.close()
+        if self.users or not self.alive:
+            return  # in use: the last release arms the timer again
+        loop = self.door.loop
+        left = self._idle_since + self.door.settings.session_idle_s - loop.time()
+        if left > 0.001:
+            self._expiry = loop.call_later(left, self.expire)
+            return
+        self.close()
 
     def close(self) -> None:
         """Logs the session out of the core, as a closed socket would."""
@@ -259,10 +268,3 @@ def strip_login_ok(out: Outcome) -> Outcome:
     """A token attach's outcome without its `login` OK (nobody typed `login`)."""
     out.replies = [e for e in out.replies if not isinstance(e, Ok)]
     return out
-
-
-def gone_error() -> Error:
-    return Error(Code.NOT_LOGGED_IN, "the session was closed; connect again", None)
-
-
-Waker = Callable[[], None]

@@ -27,7 +27,7 @@ from chatd import logs
 from chatd.core import tokens
 from chatd.core.outcome import Outcome
 from chatd.core.state import Refused
-from chatd.protocol.events import Code, Error
+from chatd.protocol.events import Code
 from chatd.protocol.framing import FrameError
 from chatd.protocol.http import HttpError
 from chatd.protocol.notices import LoginTimeout
@@ -266,6 +266,3 @@ class WebSocket:
         peer.paused = False
         peer.sent_id = max(peer.sent_id, peer.written_id)
         peer.buffer_limit = self._door.ctx.config.limits.send_buffer_bytes
-
-
-_ = Error

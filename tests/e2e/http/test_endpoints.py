@@ -225,3 +225,22 @@ async def test_a_crashing_command_is_500_and_nothing_else_breaks(
         assert (r.status_code, error_code(r)) == (500, "internal")
         r = await alice.post("/send", json={"to": "#general", "text": "still here"})
         assert r.status_code == 200
+
+
+async def test_a_token_session_logs_out_when_idle_and_back_in(start_server: StartServer) -> None:
+    server, base = await start_http(start_server, http__session_idle_s=0.2)
+    nc = await server.login("bob", mode="json")
+
+    async def online() -> list[str]:
+        who = await nc.jcmd("who")
+        return [u["name"] for u in who["users"]]
+
+    async with await user(base, "alice") as alice:
+        assert "alice" in await online()
+        for _ in range(200):  # the session logs out 0.2 s after its last request
+            if "alice" not in await online():
+                break
+            await asyncio.sleep(0.01)
+        assert "alice" not in await online()
+        assert (await alice.get("/status")).status_code == 200  # the token still works
+        assert "alice" in await online()
