@@ -78,6 +78,9 @@ class ModerationSection:
     ban_duration_s: float = 14400.0
     strike_window_s: float = 86400.0
     admins: tuple[str, ...] = ()
+    # New accounts may not take these names or names confusable with them (names in
+    # `admins` excepted: the operator provisions those).
+    reserved_names: tuple[str, ...] = ("general", "chatd", "server", "admin", "root")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from chatd import __version__
 from chatd.core import passwords
 from chatd.core.flood import address_key, in_networks
 from chatd.core.model import Account, Session
-from chatd.core.names import key, valid_name
+from chatd.core.names import key, looks, valid_name
 from chatd.core.outcome import (
     Deferred,
     DeleteTokensOf,
@@ -80,6 +80,7 @@ class AccountCommands(ChatState):
                 raise Refused(
                     Code.BAD_PASSWORD, "this server needs a password: login <name> <password>"
                 )
+            self._check_new_name(cmd.name)
             self._count_new_account(s, now)
             if password is None:
                 return self._attach(s, self._create(cmd.name, None, now), cmd, now, new=True)
@@ -112,6 +113,7 @@ class AccountCommands(ChatState):
     def _login_new(self, s: Session, cmd: c.Login, hashed: str, now: float) -> Outcome:
         if s.account is not None or key(cmd.name) in self.accounts:
             return self.cmd_login(s, cmd, now)  # someone took the name meanwhile: verify
+        self._check_new_name(cmd.name)  # or a name like it
         return self._attach(s, self._create(cmd.name, hashed, now), cmd, now, new=True)
 
     def _login_checked(self, s: Session, cmd: c.Login, ok: bool, now: float) -> Outcome:
@@ -125,6 +127,23 @@ class AccountCommands(ChatState):
             return self.cmd_login(s, cmd, now)
         self._check_sessions(acct)
         return self._attach(s, acct, cmd, now)
+
+    def _check_new_name(self, name: str) -> None:
+        """A new account's name may not be reserved, nor look like a reserved name or an
+        existing account's (`skeleton`): `aIice` next to `alice` is refused."""
+        mod = self.config.moderation
+        mine = looks(name)
+        if key(name) not in {key(a) for a in mod.admins}:
+            for reserved in (*mod.reserved_names, *mod.admins):
+                if mine & looks(reserved):
+                    raise Refused(Code.BAD_NAME, f"the name {name} is reserved; pick another name")
+        for look in mine:
+            other = self.accounts.get(self.skeletons.get(look, ""))
+            if other is not None and other.key != key(name):
+                raise Refused(
+                    Code.BAD_NAME,
+                    f"{name} looks too much like the user {other.name}; pick another name",
+                )
 
     def _count_new_account(self, s: Session, now: float) -> None:
         """New accounts per address (an IPv6 address per /64), unless it is exempt."""
@@ -143,6 +162,8 @@ class AccountCommands(ChatState):
         acct = Account(key(name), name, pw_hash, now, cursor=self.next_id - 1)
         acct.saved_cursor = acct.cursor
         self.accounts[acct.key] = acct
+        for look in looks(name):
+            self.skeletons.setdefault(look, acct.key)
         log.info("user.created", user=name, password=pw_hash is not None)
         return acct
 

@@ -19,7 +19,7 @@ from chatd import logs
 from chatd.config import Config
 from chatd.core.flood import LoginThrottle, RateWindow
 from chatd.core.model import Account, Room, Session
-from chatd.core.names import dm_key, key
+from chatd.core.names import dm_key, key, looks
 from chatd.core.outcome import Outcome
 from chatd.core.parts import FileIndex, ScheduleBook, SweepState
 from chatd.core.snapshot import Snapshot
@@ -70,7 +70,10 @@ class ChatState:
         self._login_throttle = LoginThrottle(0, 0.0, 0.0)
         self.rates = RateWindow()  # every per-user and per-address limit (RATES)
         self.next_id = snapshot.next_id
+        self.skeletons: dict[str, str] = {}  # looks(name) -> account key (names.py)
         for row in snapshot.accounts:
+            for look in looks(row.name):
+                self.skeletons.setdefault(look, row.key)
             self.accounts[row.key] = Account(
                 key=row.key,
                 name=row.name,
