@@ -233,7 +233,10 @@ def test_watchdog_kills_a_stuck_loop_and_restarts(machine: Machine) -> None:
             SubState="running",
             NRestarts=str(int(state["NRestarts"]) + 1),
         )
-        print(m.journal(f"-u chatd --since '{since}' -o short-precise -p notice"))
+        systemd_says = m.journal(f"-u chatd --since '{since}' -o short-precise | grep 'systemd\\['")
+        print(systemd_says)
+        assert "Failed with result 'watchdog'" in systemd_says
+        assert "Scheduled restart job" in systemd_says
         assert m.show("chatd", "MainPID")["MainPID"] != state["MainPID"]
         # PYTHONFAULTHANDLER=1: where the loop was stuck, from the SIGABRT
         dump = m.journal(f"-u chatd --since '{since}' -o cat")
