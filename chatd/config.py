@@ -70,6 +70,13 @@ class LimitsSection:
     accounts_per_address_per_window: int = 20
     accounts_window_s: float = 3600.0
     accounts_exempt_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    # Bounds on what can be stored (0 = no bound), docs/limits.md; over one: too-large.
+    max_rooms_per_user: int = 100  # rooms one user owns
+    max_rooms: int = 100000  # rooms on the server
+    max_links_per_room: int = 20  # live (unexpired) join links of a room
+    max_join_requests_per_room: int = 100  # pending join requests of a room
+    max_uploads_per_user: int = 4  # uploads in progress at once (all sessions)
+    upload_reserve_s: float = 1800.0  # an unfinished upload counts against the quota this long
 
 
 @dataclass(frozen=True, slots=True)

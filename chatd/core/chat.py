@@ -90,6 +90,7 @@ class Chat(
             return out
         s.account = None
         acct.last_seen = now
+        self.files.release(acct.key, s.id)  # an upload cut off by the close
         acct.sessions.remove(s)
         for topic in (GENERAL, *acct.rooms):
             self.topics.get(topic, set()).discard(s)

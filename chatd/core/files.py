@@ -73,7 +73,15 @@ class FileCommands(ChatState):
         chat, _ = self._upload_target(acct, cmd.target)
         self._check_not_banned(acct, now)
         self._chat_limit(acct, chat, now, count=False)
-        limit, too_large = self._upload_limit(acct)
+        lim = self.config.limits
+        busy, reserved = self.files.in_progress(acct.key, now, lim.upload_reserve_s, but=s.id)
+        if lim.max_uploads_per_user and busy >= lim.max_uploads_per_user:
+            raise Refused(
+                Code.TOO_LARGE,
+                f"you have {busy} uploads in progress, the most one user may; finish one first",
+            )
+        limit, too_large = self._upload_limit(acct, reserved)
+        self.files.reserve(acct.key, s.id, limit, now)  # its temp file counts meanwhile
         name = safe_name(cmd.filename)
         return Outcome(upload=UploadTicket(acct.key, cmd.target, name, limit, too_large, cmd.verb))
 
@@ -93,6 +101,7 @@ class FileCommands(ChatState):
 
     def _finish_upload(self, s: Session, t: UploadTicket, body: Body, now: float) -> Outcome:
         acct = self.accounts[t.user]
+        self.files.release(acct.key, s.id)
         chat, other = self._upload_target(acct, t.target)
         self._check_not_banned(acct, now)
         limit, too_large = self._upload_limit(acct)
@@ -128,11 +137,12 @@ class FileCommands(ChatState):
         other = self._user(target)
         return dm_key(acct.key, other.key), other
 
-    def _upload_limit(self, acct: Account) -> tuple[int, str]:
-        """The most bytes this user's next file may have, and the ERR text beyond it."""
+    def _upload_limit(self, acct: Account, reserved: int = 0) -> tuple[int, str]:
+        """The most bytes this user's next file may have, and the ERR text beyond it;
+        `reserved`: what the user's other uploads in progress may still write."""
         cfg = self.config.files
         quota = cfg.quota_bytes
-        used = self.files.bytes_of.get(acct.key, 0)
+        used = self.files.bytes_of.get(acct.key, 0) + reserved
         if quota and quota - used < cfg.max_bytes:
             return max(0, quota - used), (
                 f"your files take {used} of your {quota} bytes; they are freed when "

@@ -36,7 +36,16 @@ class FileIndex:
     """Uploaded files by id and by message, how many file rows name each body, and
     the bytes each user's files take (their quota)."""
 
-    __slots__ = ("_dead", "by_id", "by_message", "bytes_of", "cleanup", "next_id", "refs")
+    __slots__ = (
+        "_dead",
+        "by_id",
+        "by_message",
+        "bytes_of",
+        "cleanup",
+        "next_id",
+        "refs",
+        "uploading",
+    )
 
     def __init__(self, next_id: int) -> None:
         self.by_id: dict[int, StoredFile] = {}
@@ -46,6 +55,8 @@ class FileIndex:
         self.next_id = next_id
         self.cleanup: list[Change] = []  # start-up: rows no message carries
         self._dead: set[str] = set()
+        # Uploads in progress: user key -> session id -> (bytes it may reach, since when).
+        self.uploading: dict[str, dict[int, tuple[int, float]]] = {}
 
     def keep(self, f: StoredFile) -> None:
         self.by_id[f.info.id] = f
@@ -82,6 +93,33 @@ class FileIndex:
         dead = [sha for sha in self._dead if sha not in self.refs]
         self._dead.clear()
         return dead
+
+    def reserve(self, user: str, session: int, size: int, now: float) -> None:
+        """An upload began on this session: its data may take `size` bytes on disk until
+        it ends (one upload per session at a time: a new one replaces the last)."""
+        self.uploading.setdefault(user, {})[session] = (size, now)
+
+    def release(self, user: str, session: int) -> None:
+        """The session's upload ended (finished, refused, or the session closed)."""
+        mine = self.uploading.get(user)
+        if mine is not None and mine.pop(session, None) is not None and not mine:
+            del self.uploading[user]
+
+    def in_progress(self, user: str, now: float, ttl: float, *, but: int) -> tuple[int, int]:
+        """The user's other uploads in progress and the bytes they may reach; those that
+        began more than `ttl` seconds ago are forgotten (their session failed without
+        ending them, or is stuck: the quota does not stay held for ever)."""
+        mine = self.uploading.get(user)
+        if not mine:
+            return 0, 0
+        for session, (_, since) in list(mine.items()):
+            if now - since >= ttl:
+                del mine[session]
+        if not mine:
+            del self.uploading[user]
+            return 0, 0
+        others = [size for session, (size, _) in mine.items() if session != but]
+        return len(others), sum(others)
 
     def in_use(self, sha256: str) -> bool:
         return sha256 in self.refs

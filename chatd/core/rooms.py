@@ -109,6 +109,13 @@ class RoomCommands(ChatState):
             raise Refused(Code.BAD_ARGS, f"you are already a member of {room.key}")
         out = reply(r.JoinOk(cmd.verb, room.key, "pending"))
         if acct.key not in room.requests:
+            cap = self.config.limits.max_join_requests_per_room
+            if cap and len(room.requests) >= cap:
+                raise Refused(
+                    Code.TOO_LARGE,
+                    f"{room.key} has {len(room.requests)} pending join requests, the most a "
+                    "room may have; try again when its owner has answered some",
+                )
             self._limit(acct.key, "join", now)
             room.requests[acct.key] = now
             out.changes.append(PutJoinRequest(room.key, acct.key, now))
@@ -131,6 +138,7 @@ class RoomCommands(ChatState):
         rk = "#" + key(name)
         if rk in self.rooms:
             raise Refused(Code.BAD_NAME, f"{rk} is taken; pick another name")
+        self._check_room_bounds(acct)
         self._limit(acct.key, "room-create", now)
         room = Room(rk, name, acct.key, now)
         self.rooms[rk] = room
@@ -157,6 +165,14 @@ class RoomCommands(ChatState):
     def _room_link(self, acct: Account, cmd: c.Room, now: float) -> Outcome:
         """A new join link; the room's expired links are dropped on the way."""
         room = self._owned_room(acct, cmd.room, "make join links for")
+        live = sum(1 for until in room.links.values() if until > now)
+        cap = self.config.limits.max_links_per_room
+        if cap and live >= cap:
+            raise Refused(
+                Code.TOO_LARGE,
+                f"{room.key} has {live} live join links, the most a room may have; "
+                f"room unlink {room.key} or wait for one to expire",
+            )
         self._limit(acct.key, "link", now)
         token = secrets.token_urlsafe(_LINK_BYTES)
         expires = now + self.config.rooms.link_ttl_s
@@ -311,6 +327,18 @@ class RoomCommands(ChatState):
         log.info("room.deleted", room=room.key, messages=len(msgs))
 
     # Helpers -----------------------------------------------------------------------
+
+    def _check_room_bounds(self, acct: Account) -> None:
+        """Rooms one user owns and rooms on the server are bounded (limits.max_rooms_*)."""
+        lim = self.config.limits
+        owned = sum(1 for rk in acct.rooms if self.rooms[rk].owner == acct.key)
+        if lim.max_rooms_per_user and owned >= lim.max_rooms_per_user:
+            raise Refused(
+                Code.TOO_LARGE,
+                f"you own {owned} rooms, the most one user may; leave one to create another",
+            )
+        if lim.max_rooms and len(self.rooms) >= lim.max_rooms:
+            raise Refused(Code.TOO_LARGE, f"the server has {len(self.rooms)} rooms, its limit")
 
     def _login_notices(self, acct: Account) -> list[Notice]:
         """An owner sees the join requests still waiting for them at every login."""
