@@ -1,7 +1,8 @@
 """chatd under a real systemd (issue 18): a minimal Debian bookworm booted with
-systemd-nspawn, chatd installed by following docs/operations.md sections 1-3 verbatim,
-then the unit driven as an operator would: start, reload, kill -9, the watchdog, socket
-activation (plain, TLS and every door), a bad config, stop, and the hardening.
+systemd-nspawn, chatd installed by running the commands of docs/operations.md sections
+1-3 as written (all but `SKIPPED`), then the unit driven as an operator would: start,
+reload, kill -9, the watchdog, a bad config, socket activation (the guide's blocks for
+plain, TLS and every door, with its self-signed certificate), stop, and the hardening.
 
 One machine for the module (booting takes about a second; installing, ~15 s), so the
 tests run in file order and each leaves chatd running with the base config. Skipped only
