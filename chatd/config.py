@@ -77,6 +77,7 @@ class LimitsSection:
     max_join_requests_per_room: int = 100  # pending join requests of a room
     max_uploads_per_user: int = 4  # uploads in progress at once (all sessions)
     upload_reserve_s: float = 1800.0  # an unfinished upload counts against the quota this long
+    schedules_per_tick: int = 100  # scheduled messages fired per loop turn; the rest next turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +238,7 @@ _POSITIVE = {
     "limits.join_links_window_s",
     "limits.join_requests_window_s",
     "limits.accounts_window_s",
+    "limits.schedules_per_tick",
     "moderation.strikes_to_ban",
     "moderation.ban_duration_s",
     "moderation.strike_window_s",

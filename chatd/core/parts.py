@@ -179,10 +179,13 @@ class ScheduleBook:
     def of(self, user: str) -> dict[int, Pending]:
         return self.by_user.get(user, {})
 
-    def due(self, now: float) -> Iterator[Pending]:
-        """Pops and yields every schedule due at `now`, oldest first."""
+    def due(self, now: float, limit: int = 0) -> Iterator[Pending]:
+        """Pops and yields the schedules due at `now`, oldest first: at most `limit` of
+        them (0: all); the rest stay in the heap, still due."""
         heap = self.heap
-        while heap and heap[0][0] <= now:
+        left = limit or -1
+        while left and heap and heap[0][0] <= now:
+            left -= 1
             _, ident = heapq.heappop(heap)
             pending = self.by_id.get(ident)
             if pending is not None:

@@ -8,7 +8,8 @@ membership, rate limit) as of that moment. Pending schedules live in the Schedul
 
 Durability: the store row goes in the batch that creates the schedule, and is deleted in
 the batch that carries the message it produced, so a restart neither loses nor repeats
-one. Those that fell due while the server was down go out at the first tick.
+one. Those that fell due while the server was down go out at the first ticks, in slices
+of `limits.schedules_per_tick`.
 """
 
 from __future__ import annotations
@@ -96,8 +97,11 @@ class ScheduleCommands(ChatState):
     # Timed work --------------------------------------------------------------------
 
     def run_due_schedules(self, now: float, out: Outcome) -> None:
-        """Fires every schedule due at `now` into `out`, oldest first."""
-        for pending in self.schedules.due(now):
+        """Fires the schedules due at `now` into `out`, oldest first, at most
+        `limits.schedules_per_tick` of them: with more due, `schedules_wakeup()` stays
+        at or before `now`, so the daemon ticks again at once, after the event loop has
+        served connections (30,000 due in the same second never hold it for long)."""
+        for pending in self.schedules.due(now, self.config.limits.schedules_per_tick):
             out.changes.append(DeleteSchedule(pending.id))
             self._fire(pending, now, out)
 
