@@ -6,6 +6,7 @@
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
 const PING_EVERY_MS = 30000;
 const PING_TIMEOUT_MS = 10000;
+const HEALTHY_MS = 10000; // a socket that lived this long starts the backoff over
 
 /** The server answered a command with {"type":"error"}. */
 export class CommandError extends Error {
@@ -83,12 +84,13 @@ export class Connection {
     clearTimeout(this.retryTimer);
     this.onState("connecting");
     let opened = false;
+    let openedAt = 0;
     const ws = new WebSocket(this.url());
     this.ws = ws;
     ws.onopen = () => {
       opened = true;
-      this.attempt = 0;
-      this.lastHeard = Date.now();
+      openedAt = Date.now();
+      this.lastHeard = openedAt;
       this.onState("online");
       this.keepAlive();
       Promise.resolve(this.onOpen()).catch((err) => console.warn("catch-up failed", err));
@@ -114,6 +116,8 @@ export class Connection {
       clearInterval(this.pingTimer);
       this.failPending();
       if (this.stopped) return;
+      // A server that accepts and at once drops the socket still gets the backoff.
+      if (opened && Date.now() - openedAt >= HEALTHY_MS) this.attempt = 0;
       if (!opened && this.onRefused) {
         Promise.resolve(this.onRefused()).then((retry) => {
           if (retry && !this.stopped) this.retryLater();
