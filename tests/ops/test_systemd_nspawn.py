@@ -32,8 +32,7 @@ from tests.helpers.nspawn import (
 _why = why_not()
 pytestmark = [
     pytest.mark.skipif(_why is not None, reason=f"no systemd machine: {_why}"),
-    # The first test also pays the boot and install (and, once per machine, debootstrap).
-    pytest.mark.timeout(600),
+    pytest.mark.timeout(120),  # each test takes seconds; this bounds a hung systemctl
 ]
 
 DOCS = (ROOT / "docs" / "operations.md").read_text()
@@ -129,6 +128,7 @@ def ensure_running(m: Machine, config: str = BASE_CONFIG) -> None:
         m.run("systemctl reset-failed chatd; systemctl start chatd")
 
 
+@pytest.mark.timeout(900)  # it also pays the boot, the install and once per machine debootstrap
 def test_installed_by_the_docs_and_running(machine: Machine) -> None:
     m = machine
     # minbase has no procps: the old ExecReload=/bin/kill could not have worked here
