@@ -233,7 +233,7 @@ async def command(conn: HttpConnection, req: Request) -> Response | None:
 
     async def run(session: TokenSession) -> Response:
         if isinstance(cmd, c.Download):
-            waiter = session.expect_raw()
+            waiter = session.expect_raw(cmd.verb)
             session.pipeline.feed([cmd])
             return _reply_response(await waiter)
         return _reply_response(await session.submit(cmd))
@@ -414,7 +414,7 @@ class RawUpload(BodyReader):
             except Exception as e:
                 error = str(e)
                 log.error("file.store_failed", session=session.peer.id, error=error)
-            reply = session.expect_raw()
+            reply = session.expect_raw(self.ticket.verb)
             files.committed(self.ticket, body, session.peer, error)
             waiter.set_result(None)
             answer = await reply

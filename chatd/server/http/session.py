@@ -104,7 +104,7 @@ class TokenSession:
         self.notices: deque[tuple[int, bytes]] = deque(maxlen=MAX_NOTICES)
         self.notice_seq = 0
         self.notice_taken = 0  # long-poll: notices up to here were answered
-        self._raw: deque[asyncio.Future[Reply]] = deque()
+        self._raw: deque[tuple[bytes, asyncio.Future[Reply]]] = deque()
         self._pending: set[asyncio.Future[Reply]] = set()
         self.users = 0  # requests and streams using the session now
         self._expiry: asyncio.TimerHandle | None = None
@@ -154,18 +154,20 @@ class TokenSession:
         if not earlier or earlier[0].id >= msg_id:
             peer.sent_id = msg_id
 
-    def expect_raw(self) -> asyncio.Future[Reply]:
-        """The next reply line the sink sees (an upload's or a download's, queued by
-        the file service rather than through Submit)."""
+    def expect_raw(self, cmd: str) -> asyncio.Future[Reply]:
+        """The next reply line of `cmd` the sink sees (an upload's or a download's,
+        queued by the file service rather than through Submit); replies of one command
+        come in order, and the two commands are told apart by their `cmd`."""
         fut: asyncio.Future[Reply] = self.door.loop.create_future()
-        self._raw.append(fut)
+        self._raw.append((b'"cmd":"%s"' % cmd.encode(), fut))
         return fut
 
     def raw_reply(self, line: bytes) -> None:
-        while self._raw:
-            fut = self._raw.popleft()
-            if not fut.done():
-                fut.set_result(Rendered(line))
+        for i, (tag, fut) in enumerate(self._raw):
+            if tag in line:
+                del self._raw[i]
+                if not fut.done():
+                    fut.set_result(Rendered(line))
                 return
 
     # Notices ---------------------------------------------------------------------
@@ -252,7 +254,7 @@ class TokenSession:
         self.peer.closing = True
         self.door.forget(self)
         self.wake()
-        for fut in (*self._pending, *self._raw):
+        for fut in (*self._pending, *(f for _, f in self._raw)):
             if not fut.done():
                 fut.set_exception(SessionGone())
         self._pending.clear()
