@@ -124,6 +124,10 @@ class AuthSection:
 @dataclass(frozen=True, slots=True)
 class StoreSection:
     synchronous: str = "full"  # "full": fsync per group commit; "normal": survives kill -9 only
+    # A batch that cannot be committed this long (disk full): its messages are refused
+    # with `unavailable`; until a commit succeeds again, writes are refused at once.
+    commit_timeout_s: float = 5.0
+    commit_retry_s: float = 1.0  # how often a failing commit is tried again
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +243,8 @@ _POSITIVE = {
     "limits.join_requests_window_s",
     "limits.accounts_window_s",
     "limits.schedules_per_tick",
+    "store.commit_timeout_s",
+    "store.commit_retry_s",
     "moderation.strikes_to_ban",
     "moderation.ban_duration_s",
     "moderation.strike_window_s",

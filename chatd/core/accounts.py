@@ -81,6 +81,7 @@ class AccountCommands(ChatState):
                     Code.BAD_PASSWORD, "this server needs a password: login <name> <password>"
                 )
             self._check_new_name(cmd.name)
+            self._check_writable()
             self._count_new_account(s, now)
             if password is None:
                 return self._attach(s, self._create(cmd.name, None, now), cmd, now, new=True)

@@ -60,6 +60,8 @@ class Chat(
             raise Refused(Code.NOT_LOGGED_IN, "log in first: login <name> [password]")
         if spec.admin and not self.is_admin(s.account):
             raise Refused(Code.FORBIDDEN, f"{spec.name} is for admins only")
+        if self.store_failing and not _needs_no_disk(cmd):
+            self._check_writable()
         return handler(self, s, cmd, now)
 
     def run(self, verb: str, step: Callable[[], Outcome]) -> Outcome:
@@ -117,8 +119,11 @@ class Chat(
     # Timed work -----------------------------------------------------------------------
 
     def tick(self, now: float) -> Outcome:
-        """Everything due at `now`: scheduled messages, retention sweeps."""
+        """Everything due at `now`: scheduled messages, retention sweeps (not while the
+        store cannot commit: they wait, nothing is lost)."""
         out = Outcome()
+        if self.store_failing:
+            return out
         self.run_due_schedules(now, out)
         self.sweep(now, out)
         return out
@@ -127,6 +132,30 @@ class Chat(
         """When `tick` next has something to do (None: nothing pending)."""
         times = [t for t in (self.schedules_wakeup(), self.sweep_wakeup()) if t is not None]
         return min(times) if times else None
+
+
+#: Commands that never write to the store: they keep working while it cannot commit.
+#: `login` writes only for a new account (checked there), `room` only for `members`.
+_NO_DISK = (
+    c.Help,
+    c.SetMode,
+    c.Ping,
+    c.Login,
+    c.Status,
+    c.Quit,
+    c.Who,
+    c.History,
+    c.Thread,
+    c.Rooms,
+    c.Scheduled,
+    c.Download,
+)
+
+
+def _needs_no_disk(cmd: c.Command) -> bool:
+    if isinstance(cmd, c.Room):
+        return cmd.action == "members"
+    return isinstance(cmd, _NO_DISK)
 
 
 def _row(name: str, handler: Handler) -> tuple[c.Spec, Handler]:

@@ -69,6 +69,9 @@ class ChatState:
         self.server_stats: Callable[[], Mapping[str, float]] = dict
         self._login_throttle = LoginThrottle(0, 0.0, 0.0)
         self.rates = RateWindow()  # every per-user and per-address limit (RATES)
+        # Set by the server while the store cannot commit (disk full): commands that
+        # write are refused with `unavailable` before they change anything.
+        self.store_failing = False
         self.next_id = snapshot.next_id
         self.skeletons: dict[str, str] = {}  # looks(name) -> account key (names.py)
         for row in snapshot.accounts:
@@ -172,6 +175,37 @@ class ChatState:
         """The rate limit of a message to this chat: #general's, a room's or private."""
         kind = "general" if chat == GENERAL else "private" if chat.startswith("@") else "room"
         self._limit(acct.key, kind, now, count=count)
+
+    def _check_writable(self) -> None:
+        """Refuses a change the store cannot save now (the server says when it can't)."""
+        if self.store_failing:
+            raise Refused(
+                Code.UNAVAILABLE,
+                "the server cannot save anything right now (its disk is full?); "
+                "nothing was changed, try again later",
+                retry_after(self.config.store.commit_retry_s),
+            )
+
+    def withdraw(self, message_ids: set[int], schedule_ids: set[int]) -> None:
+        """Forgets messages and schedules whose commit was given up (their commands were
+        answered `unavailable`, so they must never appear): they leave memory as if
+        never made. Only for what nothing was acknowledged about."""
+        scratch = Outcome()
+        for ident in sorted(message_ids):
+            m = self.messages.pop(ident, None)
+            if m is None:
+                continue
+            msgs = self.chats.get(m.chat, [])
+            i = bisect.bisect_left(msgs, ident, key=msg_id)
+            if i < len(msgs) and msgs[i].id == ident:
+                del msgs[i]
+            if m.file is not None:
+                self.files.forget([ident], scratch)  # its PutFile was withdrawn too
+        for ident in schedule_ids:
+            pending = self.schedules.by_id.get(ident)
+            if pending is not None:
+                self.schedules.forget(pending)
+        log.warning("store.withdrawn", messages=len(message_ids), schedules=len(schedule_ids))
 
     def _check_not_banned(self, acct: Account, now: float) -> None:
         if acct.banned_until > now:

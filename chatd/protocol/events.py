@@ -42,6 +42,7 @@ class Code(StrEnum):
     TOO_MANY_SESSIONS = "too-many-sessions"
     SERVER_BUSY = "server-busy"
     INTERNAL = "internal"
+    UNAVAILABLE = "unavailable"  # the server cannot save now (disk full); retry_after
 
 
 class Mode(StrEnum):

@@ -23,6 +23,7 @@ import asyncio
 import bisect
 import concurrent.futures
 import itertools
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,8 +32,17 @@ from typing import cast
 from chatd import logs
 from chatd.core.chat import Chat
 from chatd.core.model import Session
-from chatd.core.outcome import Change, Outcome, PutMessage
-from chatd.protocol.events import Error, Event, Message, Mode, Notice, Push
+from chatd.core.outcome import (
+    Change,
+    DeleteFile,
+    DeleteMessages,
+    Outcome,
+    PutFile,
+    PutMessage,
+    PutSchedule,
+    SetCursor,
+)
+from chatd.protocol.events import Code, Error, Event, Message, Mode, Notice, Ok, Push
 from chatd.protocol.notices import SlowConsumer
 from chatd.protocol.render import Renderer
 from chatd.server.counters import ServerMetrics, chat_kind
@@ -49,6 +59,26 @@ class _Pending:
     size: int = 0  # bytes in chunks
 
 
+@dataclass(frozen=True, slots=True)
+class _Write:
+    """A command of the batch that writes: where its replies are, and what it made. If
+    the batch cannot be committed in time, a message or schedule command is answered
+    `unavailable` and what it made is withdrawn (see `_give_up`)."""
+
+    peer: Peer
+    verb: str | None
+    start: int  # its replies are chunks [start, end) of the peer's _Pending
+    end: int
+    message_ids: frozenset[int]
+    schedule_ids: frozenset[int]
+
+
+# Changes nothing was promised about: if never committed, only replays are longer
+# (cursors) or rows the sweep already forgot stay until it looks again.
+_DROPPABLE = frozenset({SetCursor, DeleteMessages, DeleteFile})
+_MESSAGE_CHANGES = frozenset({PutMessage, PutFile})
+
+
 @dataclass(slots=True)
 class _Batch:
     changes: list[Change] = field(default_factory=list)
@@ -56,6 +86,14 @@ class _Batch:
     topics: dict[str, list[tuple[Message, Session | None]]] = field(default_factory=dict)
     closes: list[Peer] = field(default_factory=list)
     after: list[Callable[[], None]] = field(default_factory=list)
+    # For a commit that fails (disk full): the writing commands, each live message
+    # push (peer, chunk index, message id), whether anything else must be committed
+    # before output may go (then the batch waits for the disk), when it first failed.
+    writes: list[_Write] = field(default_factory=list)
+    pushed: list[tuple[Peer, int, int]] = field(default_factory=list)
+    binding: bool = False  # the whole batch waits for the disk
+    held: set[Peer] = field(default_factory=set)  # these sessions' output waits for it
+    failed_since: float | None = None
 
     def empty(self) -> bool:
         return not (self.changes or self.direct or self.topics or self.closes or self.after)
@@ -87,25 +125,46 @@ class Hub:
         self._turn_scheduled = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self._later: list[Change] = []  # droppable changes made while a commit is stuck
+        self._probe_handle: asyncio.TimerHandle | None = None
         self.commits = 0
         self.slow_consumers = 0
+        self.commits_given_up = 0
 
     # Input side: what the core produced ------------------------------------------
 
     def apply(self, peer: Peer | None, out: Outcome) -> None:
         """Queues an outcome for the open batch; `peer` is the acting session."""
         batch = self._open
+        start = -1
+        binds = False
         if out.changes:
             batch.changes.extend(out.changes)
+            if peer is not None and not peer.closing:
+                pending = batch.direct.get(peer)
+                start = len(pending.chunks) if pending is not None else 0
+            else:
+                binds = not _DROPPABLE.issuperset(map(type, out.changes))
         if peer is not None:
             for event in out.replies:
                 if type(event) is Error:
                     self._m.error(event.code)
                 self._direct(batch, peer, event, self._renderer.render(event, peer.mode))
+            if start >= 0:
+                binds = self._note_write(batch, peer, out, start)
             if out.acked:
                 pending = batch.direct.get(peer)
                 if pending is not None and out.acked > pending.top_id:
                     pending.top_id = out.acked
+        if binds:  # what it wrote to anyone waits for its commit, whatever happens
+            if out.broadcasts:
+                batch.binding = True  # e.g. a scheduled message: the whole batch waits
+            else:
+                if peer is not None:
+                    batch.held.add(peer)
+                for _, sessions in out.pushes:
+                    batch.held.update(cast("Sequence[Peer]", sessions))
+                batch.held.update(cast("Peer", s) for s, _ in out.closes)
         for event, sessions in out.pushes:
             self._push(batch, event, sessions)
         for msg, sender in out.broadcasts:
@@ -133,8 +192,33 @@ class Hub:
 
     def changes(self, changes: list[Change]) -> None:
         if changes:
+            stuck = self._inflight is not None and self._inflight.failed_since is not None
+            droppable = _DROPPABLE.issuperset(map(type, changes))
+            if stuck and droppable:
+                self._later.extend(changes)  # not behind the stuck batch: see _turn_end
+                return
             self._open.changes.extend(changes)
+            if not droppable:
+                self._open.binding = True  # e.g. an HTTP token: handed out once durable
             self._schedule()
+
+    def _note_write(self, batch: _Batch, peer: Peer, out: Outcome, start: int) -> bool:
+        """Records a writing command of the batch (`_Write`); True if it binds (its
+        changes are not all a message's or a new schedule's: it waits for the disk)."""
+        kinds = set(map(type, out.changes))
+        messages: frozenset[int] = frozenset()
+        schedules: frozenset[int] = frozenset()
+        if kinds <= _MESSAGE_CHANGES:
+            messages = frozenset(ch.message.id for ch in out.changes if isinstance(ch, PutMessage))
+        elif kinds == {PutSchedule}:
+            schedules = frozenset(ch.id for ch in out.changes if isinstance(ch, PutSchedule))
+        else:
+            return True
+        verb = next((e.cmd for e in out.replies if isinstance(e, Ok | Error)), None)
+        pending = batch.direct.get(peer)
+        end = len(pending.chunks) if pending is not None else start
+        batch.writes.append(_Write(peer, verb, start, end, messages, schedules))
+        return False
 
     def _direct(self, batch: _Batch, peer: Peer, event: Event, data: bytes) -> None:
         if peer.closing:
@@ -144,8 +228,11 @@ class Hub:
             pending = batch.direct[peer] = _Pending()
         pending.chunks.append(data)
         pending.size += len(data)
-        if isinstance(event, Push) and event.message.id > pending.top_id:
-            pending.top_id = event.message.id
+        if isinstance(event, Push):
+            if not event.replay:
+                batch.pushed.append((peer, len(pending.chunks) - 1, event.message.id))
+            if event.message.id > pending.top_id:
+                pending.top_id = event.message.id
 
     def _push(self, batch: _Batch, event: Event, sessions: Sequence[Session]) -> None:
         if type(event) is Push and not event.replay:
@@ -178,6 +265,8 @@ class Hub:
     def _turn_end(self) -> None:
         self._turn_scheduled = False
         if self._inflight is not None:
+            if self._inflight.failed_since is not None:
+                self._release_around(self._inflight)  # ping, who, history go on
             return  # the commit in flight calls back; the open batch keeps growing
         batch = self._open
         if batch.empty():
@@ -223,13 +312,175 @@ class Hub:
             return
         self._after_commit(batch, fut.result())
 
+    # A commit that fails (disk full) -------------------------------------------------
+    #
+    # Nothing of a batch is written before its commit, so nothing in it was acknowledged.
+    # The batch is tried again every `store.commit_retry_s`; meanwhile the core refuses
+    # every command that writes (`Chat.store_failing`: `unavailable` before it changes
+    # anything) and output that does not depend on the stuck batch goes out (ping, who,
+    # history: `_release_around`). After `store.commit_timeout_s` the batch is given up
+    # if nothing in it binds (`_give_up`): its messages and schedules are withdrawn from
+    # memory and their commands answered `unavailable`, so a refused message never
+    # appears later and an acknowledged one was committed. A batch that binds (a new
+    # account, a room change, a scheduled message firing, an HTTP token) waits for the
+    # disk instead: it is small, and it went to the store before the refusals began.
+    # The first commit that succeeds ends it all (`_after_commit`); with nothing to
+    # commit, a probe (`_probe`) tries a harmless write every `commit_retry_s`.
+
     def _commit_failed(self, batch: _Batch, error: BaseException) -> None:
-        # Nothing of this batch was acknowledged; keep it and try again, so that a full
-        # disk stalls replies instead of losing acknowledged messages.
-        log.error("store.commit_failed", error=str(error), changes=len(batch.changes))
-        self._loop.call_later(1.0, self._start_commit, batch)
+        now = time.monotonic()
+        store = self._chat.config.store
+        if batch.failed_since is None:
+            batch.failed_since = now
+            log.error("store.commit_failed", error=str(error), changes=len(batch.changes))
+        if not self._chat.store_failing:
+            self._chat.store_failing = True
+            log.error("store.unavailable", error=str(error))
+        if now - batch.failed_since >= store.commit_timeout_s and self._give_up(batch):
+            return
+        self._loop.call_later(store.commit_retry_s, self._start_commit, batch)
+        self._release_around(batch)
+
+    def _release_around(self, stuck: _Batch) -> None:
+        """Releases the open batch while `stuck` waits for the disk, if it has nothing to
+        commit; a session that also has output in `stuck` gets this after it (in order)."""
+        batch = self._open
+        if batch.changes or batch.empty():
+            return
+        self._open = _Batch()
+        moved = False
+        for peer in [p for p in batch.direct if p in stuck.direct]:
+            src, dst = batch.direct.pop(peer), stuck.direct[peer]
+            dst.chunks.extend(src.chunks)
+            dst.size += src.size
+            dst.top_id = max(dst.top_id, src.top_id)
+            moved = True
+        closes = [p for p in batch.closes if p in stuck.direct]
+        if closes:
+            stuck.closes.extend(closes)
+            batch.closes = [p for p in batch.closes if p not in stuck.direct]
+        if moved or closes:  # callbacks may wait for what moved: they wait with it
+            stuck.after.extend(batch.after)
+            batch.after = []
+        self._release(batch)
+
+    def _give_up(self, batch: _Batch) -> bool:
+        """The batch could not be committed in time: answer its message and schedule
+        commands `unavailable`, withdraw what they made, and write its output, but for
+        the sessions `held` by a change that binds: those changes go on being tried,
+        with that output. False (keep trying it all) if the whole batch binds."""
+        if batch.binding:
+            log.warning("store.commit_waiting", changes=len(batch.changes))
+            return False
+        messages: set[int] = set()
+        schedules: set[int] = set()
+        for w in batch.writes:
+            messages |= w.message_ids
+            schedules |= w.schedule_ids
+        retry = max(1, math.ceil(self._chat.config.store.commit_retry_s))
+        for w in batch.writes:
+            pending = batch.direct.get(w.peer)
+            if pending is None or w.end <= w.start:
+                continue
+            refusal = Error(
+                Code.UNAVAILABLE,
+                "the server could not save this (its disk is full?); nothing was sent "
+                "or changed, try again later",
+                w.verb,
+                retry,
+            )
+            self._m.error(refusal.code)
+            pending.chunks[w.start] = self._renderer.render(refusal, w.peer.mode)
+            for i in range(w.start + 1, w.end):
+                pending.chunks[i] = b""
+        for peer, index, ident in batch.pushed:
+            if ident in messages:
+                batch.direct[peer].chunks[index] = b""
+        for pending in batch.direct.values():
+            pending.size = sum(map(len, pending.chunks))
+            if pending.top_id in messages:
+                pending.top_id = 0  # nothing of it is received; older pushes were
+        for topic, items in list(batch.topics.items()):
+            kept = [item for item in items if item[0].id not in messages]
+            if kept:
+                batch.topics[topic] = kept
+            else:
+                del batch.topics[topic]
+        files = {
+            ch.message.file.id
+            for ch in batch.changes
+            if isinstance(ch, PutMessage) and ch.message.id in messages and ch.message.file
+        }
+        self._chat.withdraw(messages, schedules)
+        self.commits_given_up += 1
+        log.error(
+            "store.commit_given_up",
+            changes=len(batch.changes),
+            messages=len(messages),
+            schedules=len(schedules),
+            held=len(batch.held),
+        )
+        if not batch.held:
+            batch.changes = []  # droppable, all of them
+            self._inflight = None
+            self._release(batch)
+            self._schedule_probe()
+            self._turn_end()
+            return True
+        keep = _Batch(binding=True, failed_since=batch.failed_since)
+        keep.changes = [
+            ch
+            for ch in batch.changes
+            if not (
+                (isinstance(ch, PutMessage) and ch.message.id in messages)
+                or (isinstance(ch, PutFile) and ch.id in files)
+                or (isinstance(ch, PutSchedule) and ch.id in schedules)
+            )
+        ]
+        for peer in batch.held:
+            pending = batch.direct.pop(peer, None)
+            if pending is not None:
+                keep.direct[peer] = pending
+        keep.closes = [p for p in batch.closes if p in batch.held]
+        batch.closes = [p for p in batch.closes if p not in batch.held]
+        keep.after, batch.after = batch.after, []  # callbacks may be theirs: they wait
+        batch.changes = []
+        self._inflight = keep
+        self._release(batch)
+        self._loop.call_later(self._chat.config.store.commit_retry_s, self._start_commit, keep)
+        return True
+
+    def _schedule_probe(self) -> None:
+        if self._probe_handle is None:
+            delay = self._chat.config.store.commit_retry_s
+            self._probe_handle = self._loop.call_later(delay, self._probe)
+
+    def _probe(self) -> None:
+        """While the store is failing and no batch is being tried: a harmless write
+        (a cursor as it already is, and the cursor saves put aside meanwhile)."""
+        self._probe_handle = None
+        if not self._chat.store_failing:
+            return
+        if self._inflight is not None:
+            self._schedule_probe()
+            return
+        later, self._later = self._later, []
+        acct = next(iter(self._chat.accounts.values()), None)
+        if acct is None and not later:
+            self._chat.store_failing = False  # nothing to write with: let commands try
+            return
+        probe = [SetCursor(acct.key, acct.saved_cursor)] if acct is not None else []
+        self._open.changes.extend([*later, *probe])
+        self._schedule()
 
     def _after_commit(self, batch: _Batch, seconds: float) -> None:
+        if self._chat.store_failing:
+            log.warning("store.available")
+            self._chat.store_failing = False
+        if self._later:  # cursor saves put aside while the batch was stuck
+            self._open.changes.extend(self._later)
+            self._later = []
+            self._schedule()
         self.commits += 1
         m = self._m
         m.chatd.store_commit_seconds.observe(seconds)
