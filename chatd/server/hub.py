@@ -205,10 +205,14 @@ class Hub:
     def _note_write(self, batch: _Batch, peer: Peer, out: Outcome, start: int) -> bool:
         """Records a writing command of the batch (`_Write`); True if it binds (its
         changes are not all a message's or a new schedule's: it waits for the disk)."""
-        kinds = set(map(type, out.changes))
+        changes = out.changes
         messages: frozenset[int] = frozenset()
         schedules: frozenset[int] = frozenset()
-        if kinds <= _MESSAGE_CHANGES:
+        first = changes[0]
+        kinds = {type(first)} if len(changes) == 1 else set(map(type, changes))
+        if len(changes) == 1 and type(first) is PutMessage:  # a send: the hot path
+            messages = frozenset((first.message.id,))
+        elif kinds <= _MESSAGE_CHANGES:
             messages = frozenset(ch.message.id for ch in out.changes if isinstance(ch, PutMessage))
         elif kinds == {PutSchedule}:
             schedules = frozenset(ch.id for ch in out.changes if isinstance(ch, PutSchedule))
