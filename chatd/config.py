@@ -89,6 +89,8 @@ class ModerationSection:
     # New accounts may not take these names or names confusable with them (names in
     # `admins` excepted: the operator provisions those).
     reserved_names: tuple[str, ...] = ("general", "chatd", "server", "admin", "root")
+    # A complaint counts only from an account at least this old (0: any account).
+    complaint_min_account_age_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,13 @@ class ModerationCommands(ChatState):
             duration, reason = _duration(cmd.rest, mod.ban_duration_s)
             self._ban(target, now + duration, now, out, by=acct.name, reason=reason)
         else:
+            min_age = mod.complaint_min_account_age_s
+            if min_age and now - acct.created < min_age:
+                raise Refused(
+                    Code.FORBIDDEN,
+                    f"your account is too new to report others; it can in "
+                    f"{retry_after(acct.created + min_age - now)}s",
+                )
             self._strike(acct, target, cmd.rest, now, out)
         strikes = len(target.strikes)
         until = target.banned_until if target.banned_until > now else None
@@ -86,7 +93,11 @@ class ModerationCommands(ChatState):
             out.notify(target.sessions, n.Warned(len(target.strikes), mod.strikes_to_ban))
         if changed:
             out.changes.append(SetStrikes(target.key, tuple(target.strikes.items())))
-        if len(target.strikes) >= mod.strikes_to_ban and target.banned_until <= now:
+        if (
+            len(target.strikes) >= mod.strikes_to_ban
+            and target.banned_until <= now
+            and not self.is_admin(target)  # complaints cannot silence an admin
+        ):
             self._ban(target, now + mod.ban_duration_s, now, out, by=None, reason="strikes")
 
     def _ban(
