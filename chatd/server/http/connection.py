@@ -38,6 +38,7 @@ from chatd.protocol.http import (
 
 if TYPE_CHECKING:
     from chatd.server.http.door import HttpDoor
+    from chatd.server.http.session import Parked, TokenSession
     from chatd.server.http.websocket import WebSocket
 
 log = logs.get_logger("chatd.http")
@@ -125,8 +126,10 @@ class HttpConnection(asyncio.Protocol):
         "_timer",
         "_write_paused",
         "door",
+        "endless",
         "h11",
         "ip",
+        "parked",
         "transport",
         "ws",
     )
@@ -152,6 +155,8 @@ class HttpConnection(asyncio.Protocol):
         self._error: HttpError | None = None
         self._lingered = 0
         self.ws: WebSocket | None = None
+        self.parked: tuple[TokenSession, Parked] | None = None  # a long-poll waiting
+        self.endless = False  # an SSE stream is being written
 
     # asyncio callbacks ---------------------------------------------------------------
 
@@ -188,6 +193,8 @@ class HttpConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self.ws is not None:
             return self.ws.eof()
+        if self.parked is not None or self.endless:
+            return False  # a waiting long-poll or an SSE stream: nobody is left to read it
         self.h11.receive_data(b"")
         if self._state in ("idle", "head", "body"):
             self._process()
@@ -204,6 +211,10 @@ class HttpConnection(asyncio.Protocol):
             self._body = None
         if self._task is not None and not self._task.done():
             self._task.cancel()
+        if self.parked is not None:
+            session, parked = self.parked
+            self.parked = None
+            session.unpark(parked)
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
         if self.ip:
@@ -386,6 +397,12 @@ class HttpConnection(asyncio.Protocol):
             self._close()
             return
         self._next_cycle()
+
+    def answer_parked(self, body: bytes) -> None:
+        """The answer of a long-poll that waited (session.py's `park`)."""
+        self.parked = None
+        if self._state == "handling" and self.transport is not None:
+            self._respond(Response(200, body))
 
     def start_stream(self, status: int, headers: list[tuple[str, str]]) -> None:
         """Starts a response whose body follows in `stream` calls (SSE, downloads)."""

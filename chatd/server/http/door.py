@@ -238,7 +238,7 @@ class HttpDoor:
             if top > self.watermark:
                 self.watermark = top
                 for s in list(self.sessions.values()):
-                    if s.waiters:
+                    if s.waiters or s.parked:
                         s.wake()
             for f in marks:
                 if not f.done():

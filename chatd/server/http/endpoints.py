@@ -31,7 +31,6 @@ from chatd.protocol.http import (
     download_type,
     dumps,
     etag_matches,
-    events_body,
     file_id_param,
     json_object,
     login_command,
@@ -252,7 +251,7 @@ async def events(conn: HttpConnection, req: Request) -> Response | None:
         )
     timeout = wait_param(req.route.query.get("timeout"))
 
-    async def run(session: TokenSession) -> Response:
+    async def run(session: TokenSession) -> Response | None:
         door = conn.door
         acct = session.peer.account
         assert acct is not None
@@ -263,26 +262,10 @@ async def events(conn: HttpConnection, req: Request) -> Response | None:
         seq = session.notice_taken
         msgs = door.messages_after(acct, start, MAX_EVENTS)
         notes = session.notices_after(seq)
-        if not msgs and not notes and timeout > 0:
-            loop = door.loop
-            deadline = loop.time() + timeout
-            while not msgs and not notes and session.alive:
-                left = deadline - loop.time()
-                if left <= 0:
-                    break
-                await session.wait(left)
-                msgs = door.messages_after(acct, start, MAX_EVENTS)
-                notes = session.notices_after(seq)
-        live = session.peer.live_from
-        items = [door.render(m, acct.key, live) for m in msgs]
-        # Notices first come after the messages of the same answer (they have no id).
-        items.extend(line for _, line in notes)
-        if notes:
-            session.notice_taken = notes[-1][0]
-        nxt = msgs[-1].id if msgs else start
-        if msgs and msgs[-1].id > session.peer.sent_id:
-            session.peer.sent_id = msgs[-1].id  # the read position moves once answered
-        return json_response(events_body(items, nxt))
+        if not msgs and not notes and timeout > 0 and session.alive:
+            session.park(conn, start, seq, timeout)  # answered by the wake-up, or empty
+            return None
+        return json_response(session.answer(start, msgs, notes))
 
     return await _with_session(conn, req, run)
 
@@ -293,6 +276,7 @@ async def _sse(conn: HttpConnection, session: TokenSession, since: int | None) -
     assert acct is not None
     cursor = since if since is not None else acct.received()
     seq = session.notice_seq  # a stream gets the notices that come while it is open
+    conn.endless = True
     conn.start_stream(
         200,
         [

@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from chatd import logs
 from chatd.core.outcome import Outcome
 from chatd.protocol import commands as c
-from chatd.protocol.events import Error, Event, Ok
+from chatd.protocol.events import Error, Event, Message, Ok
+from chatd.protocol.http import MAX_EVENTS, events_body
 from chatd.protocol.render import Rendered
 from chatd.server.peer import Peer
 from chatd.server.pipeline import Pipeline, Submit
 
 if TYPE_CHECKING:
+    from chatd.server.http.connection import HttpConnection
     from chatd.server.http.door import HttpDoor
 
 log = logs.get_logger("chatd.http")
@@ -107,6 +110,7 @@ class TokenSession:
         self._raw: deque[tuple[bytes, asyncio.Future[Reply]]] = deque()
         self._pending: set[asyncio.Future[Reply]] = set()
         self.users = 0  # requests and streams using the session now
+        self.parked: list[Parked] = []
         self._expiry: asyncio.TimerHandle | None = None
         self._idle_since = 0.0
         self.alive = True
@@ -200,6 +204,64 @@ class TokenSession:
             if not fut.done():
                 fut.set_result(True)
         self.waiters.clear()
+        if self.parked:
+            self.answer_parked()
+
+    # Long-polls --------------------------------------------------------------------
+
+    def answer(self, start: int, msgs: list[Message], notes: list[tuple[int, bytes]]) -> bytes:
+        """An events answer's body; the read position and the notices handed out
+        move with it."""
+        door, acct = self.door, self.peer.account
+        assert acct is not None
+        live = self.peer.live_from
+        items = [door.render(m, acct.key, live) for m in msgs]
+        items.extend(line for _, line in notes)  # notices have no id: after the messages
+        if notes and notes[-1][0] > self.notice_taken:
+            self.notice_taken = notes[-1][0]
+        if msgs and msgs[-1].id > self.peer.sent_id:
+            self.peer.sent_id = msgs[-1].id  # the read position moves once answered
+        return events_body(items, msgs[-1].id if msgs else start)
+
+    def park(self, conn: HttpConnection, start: int, seq: int, timeout: float) -> None:
+        """A long-poll with nothing to answer yet waits here, not in a task: the
+        wake-up answers every parked poll from one loop (as the hub's fan-out writes
+        to every socket), so a message to 1,000 waiting clients costs 1,000 writes and
+        little Python, not 1,000 task switches."""
+        self.use()  # released when answered
+        p = Parked(conn, start, seq)
+        p.timer = self.door.loop.call_later(timeout, self._parked_timeout, p)
+        conn.parked = (self, p)
+        self.parked.append(p)
+
+    def answer_parked(self) -> None:
+        acct = self.peer.account
+        for p in list(self.parked):
+            msgs = self.door.messages_after(acct, p.start, MAX_EVENTS) if acct else []
+            notes = self.notices_after(p.seq)
+            if msgs or notes or not self.alive:
+                self._answer(p, self.answer(p.start, msgs, notes) if acct else b"")
+
+    def _parked_timeout(self, p: Parked) -> None:
+        if p in self.parked:
+            self._answer(p, events_body([], p.start))
+
+    def _answer(self, p: Parked, body: bytes) -> None:
+        self.parked.remove(p)
+        if p.timer is not None:
+            p.timer.cancel()
+        if not body:
+            body = events_body([], p.start)
+        p.conn.answer_parked(body)
+        self.release()
+
+    def unpark(self, p: Parked) -> None:
+        """The parked poll's connection closed."""
+        if p in self.parked:
+            self.parked.remove(p)
+            if p.timer is not None:
+                p.timer.cancel()
+            self.release()
 
     # Life time ---------------------------------------------------------------------
 
@@ -253,12 +315,22 @@ class TokenSession:
         self.peer.transport = None
         self.peer.closing = True
         self.door.forget(self)
-        self.wake()
+        self.wake()  # parked polls get an empty answer
         for fut in (*self._pending, *(f for _, f in self._raw)):
             if not fut.done():
                 fut.set_exception(SessionGone())
         self._pending.clear()
         self._raw.clear()
+
+
+@dataclass(slots=True, eq=False)
+class Parked:
+    """A long-poll waiting for something to answer."""
+
+    conn: HttpConnection
+    start: int
+    seq: int
+    timer: asyncio.TimerHandle | None = None
 
 
 def _settle(fut: asyncio.Future[bool]) -> None:

@@ -106,3 +106,30 @@ async def test_sse_carries_notices_without_ids(start_server: StartServer) -> Non
                 **{k: warned.data[k] for k in warned.data if k not in ("type", "event")},
             }
             assert (await sse.next()).data["event"] == "banned"
+
+
+async def test_a_waiting_poll_times_out_empty_and_a_dropped_one_lets_go(
+    start_server: StartServer,
+) -> None:
+    server, base = await start_http(start_server, http__session_idle_s=0.2)
+    nc = await server.login("bob", mode="json")
+    token = await connect(base, "alice")
+    async with client(base, token) as alice:
+        r = await alice.get("/events", params={"since": 0, "timeout": 0.1})
+        assert r.json() == {"events": [], "next": 0}
+    # A poll left waiting by a client that goes away:
+    port = int(base.rsplit(":", 1)[1])
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"GET /events?since=0&timeout=30 HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.close()
+    for _ in range(200):  # the session is released: it logs out once idle
+        who = await nc.jcmd("who")
+        if all(u["name"] != "alice" for u in who["users"]):
+            break
+        await asyncio.sleep(0.01)
+    assert all(u["name"] != "alice" for u in who["users"])
