@@ -48,10 +48,16 @@ def _index(msgs: Sequence[Message], ref: Ref, *, after: bool) -> int:
         if after:
             return bisect.bisect_right(msgs, ident, key=lambda m: m.id)
         return bisect.bisect_left(msgs, ident, key=lambda m: m.id)
-    ts = ref.ts if ref.ts is not None else 0.0
+    # Times compare in whole milliseconds: a client's timestamp comes from a `time`
+    # tag, which is the message's time rounded to the millisecond.
+    ms = _ms(ref.ts if ref.ts is not None else 0.0)
     if after:
-        return bisect.bisect_right(msgs, ts, key=lambda m: m.ts)
-    return bisect.bisect_left(msgs, ts, key=lambda m: m.ts)
+        return bisect.bisect_right(msgs, ms, key=lambda m: _ms(m.ts))
+    return bisect.bisect_left(msgs, ms, key=lambda m: _ms(m.ts))
+
+
+def _ms(ts: float) -> int:
+    return round(ts * 1000)
 
 
 def before(chat: Chat, key: str, ref: Ref, limit: int) -> list[Message]:
@@ -94,9 +100,9 @@ def between(chat: Chat, key: str, a: Ref, b: Ref, limit: int) -> list[Message]:
 
 def _point(msgs: Sequence[Message], ref: Ref) -> float:
     if ref.ts is not None:
-        return ref.ts
+        return _ms(ref.ts)
     m = next((x for x in msgs if x.id == ref.id), None)
-    return m.ts if m is not None else float(ref.id or 0)
+    return _ms(m.ts) if m is not None else float(ref.id or 0)
 
 
 def targets(chat: Chat, acct: Account, a: float, b: float, limit: int) -> list[tuple[str, float]]:

@@ -341,6 +341,10 @@ class IrcConnection(asyncio.Protocol):
     def _fail(self, command: str, code: str, text: str) -> IrcMessage:
         return IrcMessage("FAIL", (command, code, text), self.server)
 
+    def _fail_params(self, command: str, code: str, *params: str) -> IrcMessage:
+        """A standard reply with context parameters before the text (the last one)."""
+        return IrcMessage("FAIL", (command, code, *params), self.server)
+
     def _bytes(self, msgs: Iterable[IrcMessage], label: str | None) -> bytes:
         """Messages as bytes, labelled (IRCv3 labeled-response) when the command had a
         label: one line gets the tag, several a batch, none an ACK."""
@@ -1353,7 +1357,7 @@ class IrcConnection(asyncio.Protocol):
                     out.append(
                         IrcMessage(
                             "CHATHISTORY",
-                            ("TARGETS", target, f"timestamp={rfc3339(ts)}"),
+                            ("TARGETS", target, rfc3339(ts)),
                             self.server,
                             tags,
                         )
@@ -1364,7 +1368,11 @@ class IrcConnection(asyncio.Protocol):
             try:
                 ck = q.chat_key(chat, acct, target)
             except Refused:
-                return fail("INVALID_TARGET", f"{target} is not a chat you can read")
+                return [
+                    self._fail_params(
+                        "CHATHISTORY", "INVALID_TARGET", sub, target, "not a chat you can read"
+                    )
+                ]
             refs = [_parse_ref(w) for w in p[2:-1]]
             if not refs or any(r is None for r in refs):
                 return fail("INVALID_PARAMS", "a reference is msgid=<id>, timestamp=<time> or *")
