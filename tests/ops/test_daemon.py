@@ -669,7 +669,10 @@ UNITS = ROOT / "contrib" / "systemd"
 def test_unit_files_verify(tmp_path: Path) -> None:
     service = (UNITS / "chatd.service").read_text()
     assert "RestartPreventExitStatus=2\n" in service  # the CLI's exit status for bad config
-    assert "Type=notify\n" in service and "ExecReload=/bin/kill -HUP $MAINPID" in service
+    assert (
+        "Type=notify\n" in service
+        and "ExecReload=/opt/chatd/venv/bin/chatd reload $MAINPID" in service
+    )
     tool = shutil.which("systemd-analyze")
     if tool is None:
         pytest.skip("systemd-analyze is not installed")
