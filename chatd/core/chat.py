@@ -122,7 +122,8 @@ class Chat(
         """Everything due at `now`: scheduled messages, retention sweeps (not while the
         store cannot commit: they wait, nothing is lost)."""
         out = Outcome()
-        if self.store_failing:
+        if self.store_failing:  # look again a retry later, not in a spin
+            self.timed_paused_until = now + self.config.store.commit_retry_s
             return out
         self.run_due_schedules(now, out)
         self.sweep(now, out)
@@ -131,7 +132,11 @@ class Chat(
     def next_wakeup(self) -> float | None:
         """When `tick` next has something to do (None: nothing pending)."""
         times = [t for t in (self.schedules_wakeup(), self.sweep_wakeup()) if t is not None]
-        return min(times) if times else None
+        if not times:
+            return None
+        if self.store_failing:
+            return max(min(times), self.timed_paused_until)
+        return min(times)
 
 
 #: Commands that never write to the store: they keep working while it cannot commit.

@@ -72,6 +72,7 @@ class ChatState:
         # Set by the server while the store cannot commit (disk full): commands that
         # write are refused with `unavailable` before they change anything.
         self.store_failing = False
+        self.timed_paused_until = 0.0  # timed work waits for the store until then
         self.next_id = snapshot.next_id
         self.skeletons: dict[str, str] = {}  # looks(name) -> account key (names.py)
         for row in snapshot.accounts:

@@ -55,3 +55,15 @@ def test_a_slice_leaves_the_rest_due() -> None:
     out = core.tick()
     assert [x.message.text for x in out.changes if isinstance(x, PutMessage)] == ["m4"]
     assert core.chat.schedules_wakeup() is None
+
+
+def test_timed_work_waits_while_the_store_fails() -> None:
+    core = Core(store__commit_retry_s=2.0)
+    s = core.login("alice")
+    core.ok(s, "schedule +10s send_all later")
+    core.chat.store_failing = True  # the server sets it when a commit fails
+    out = core.tick(10)
+    assert not out.changes and core.chat.next_wakeup() == core.now + 2.0  # no spin
+    core.chat.store_failing = False
+    out = core.tick(2)
+    assert [x.message.text for x in out.changes if isinstance(x, PutMessage)] == ["later"]
