@@ -891,6 +891,8 @@ class IrcConnection(asyncio.Protocol):
                 echo: list[IrcMessage] = []
                 if "echo-message" in self.caps:
                     echo = self._echo(command, target, text, event)
+                if key(target) == key(self.nick):  # to oneself: the delivery too
+                    echo.append(self._echo(command, target, text, event)[0])
                 away = self.door.away.get(key(target))
                 if away is not None and not notice:
                     echo.append(self._num(irc.RPL_AWAY, target, away))
@@ -1418,14 +1420,15 @@ class IrcConnection(asyncio.Protocol):
         target = msg.params[0]
 
         def make() -> list[IrcMessage]:
+            if len(msg.params) > 1:
+                ref = _parse_ref(msg.params[1])
+                if ref is None or ref.ts is None:
+                    text = "timestamp=<time> expected"
+                    return [self._fail_params("MARKREAD", "INVALID_PARAMS", target, text)]
             try:
                 q.chat_key(self.ctx.chat, self._account(), target)
-            except Refused:
-                return [
-                    self._fail("MARKREAD", "INVALID_TARGET", f"{target} is not a chat you can read")
-                ]
-            if len(msg.params) > 1 and _parse_ref(msg.params[1]) is None:
-                return [self._fail("MARKREAD", "INVALID_PARAMS", "timestamp=<time> expected")]
+            except Refused:  # a chat you cannot read has no marker for you
+                return [IrcMessage("MARKREAD", (target, "*"), self.server)]
             # chatd keeps one read position per account, moved by delivery: the
             # marker answered is the server's, whatever the client proposed.
             return self._markread_lines(target) or [

@@ -195,3 +195,18 @@ async def test_away_is_seen_by_others(start_server: StartServer) -> None:
     assert (await a.until("305"))[-1].command == "305"
     await b.send("TIME")
     assert (await b.until("391"))[-1].params[1] == "chatd"
+
+
+async def test_message_to_oneself_is_delivered_and_markread_answers(
+    start_server: StartServer,
+) -> None:
+    _, port = await start_irc(start_server)
+    a = await _joined(port, "solo", caps=("draft/read-marker",))
+    await a.send("PRIVMSG solo :note to self")
+    got = (await a.until("PRIVMSG"))[-1]
+    assert got.params == ("solo", "note to self")
+    await a.send("MARKREAD #nowhere")
+    assert (await a.until("MARKREAD"))[-1].params == ("#nowhere", "*")
+    await a.send("MARKREAD #general *")
+    fail = (await a.until("FAIL"))[-1]
+    assert fail.params[:2] == ("MARKREAD", "INVALID_PARAMS")
