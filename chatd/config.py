@@ -53,10 +53,10 @@ class LimitsSection:
     login_throttle_s: float = 3.0
     login_failures_forget_s: float = 900.0
     # Per-user fixed windows (chatd/core/flood.py RateWindow; 0 = no limit), docs/limits.md.
-    private_messages_per_window: int = 300  # private messages (incl. comments and files)
-    private_window_s: float = 300.0
-    room_messages_per_window: int = 300  # messages to rooms (incl. comments and files)
-    room_window_s: float = 300.0
+    private_messages_per_window: int = 1000  # private messages (incl. comments and files)
+    private_window_s: float = 60.0
+    room_messages_per_window: int = 1000  # messages to rooms (incl. comments and files)
+    room_window_s: float = 60.0
     rooms_created_per_window: int = 10
     rooms_created_window_s: float = 3600.0
     invites_per_window: int = 100  # room invite, by the inviting owner

@@ -45,8 +45,6 @@ class Account:
     # neither, so both start as one shared empty frozenset (a set costs 216 bytes).
     private_chats: AbstractSet[str] = frozenset()
     rooms: AbstractSet[str] = frozenset()
-    window_start: float = 0.0
-    window_count: int = 0
     # When the user was last known online (memory only: derived at start-up from the
     # stored messages and cursor, then kept by login and the retention sweep).
     last_seen: float = 0.0

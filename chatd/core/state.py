@@ -153,10 +153,6 @@ class ChatState:
         """Fixed window: N messages per window, the window starting at its first message."""
         self._limit(acct.key, "general", now)
 
-    def _check_general_window(self, acct: Account, now: float) -> None:
-        """Would a message to #general be rate-limited now? (Counted at finish only.)"""
-        self._limit(acct.key, "general", now, count=False)
-
     def _limit(self, who: str, kind: str, now: float, *, count: bool = True) -> None:
         """One more `kind` of action by `who` (a user key, or an address for accounts),
         counted in its fixed window (RATES names its settings); `rate-limited` with

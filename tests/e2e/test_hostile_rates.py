@@ -16,7 +16,7 @@ async def _burst(c: Client, lines: list[str]) -> list[str]:
 
 
 async def test_a_burst_of_500_room_messages_is_cut_at_the_limit(start_server: StartServer) -> None:
-    server = await start_server()  # the defaults: 300 room messages per 300 s
+    server = await start_server(limits__room_messages_per_window=300, limits__room_window_s=300)
     flooder = await server.login("flooder")
     assert (await flooder.cmd("room create big")).startswith("OK")
     calm = await server.login("calm")
