@@ -51,6 +51,7 @@ STATUS: dict[str, int] = {
     Code.RATE_LIMITED: 429,
     Code.INTERNAL: 500,
     Code.SERVER_BUSY: 503,
+    Code.UNAVAILABLE: 503,
 }
 
 MAX_WAIT_S = 60.0  # GET /events: the longest `timeout` (HTTP.md)

@@ -154,3 +154,9 @@ def test_text_frames_read_back_by_wsproto() -> None:
     got = [e.data for e in client.events() if isinstance(e, TextMessage)]
     assert [g.encode() for g in got] == lines
     assert text_frames(b"\n\n") == b""
+
+
+def test_unavailable_is_503_with_retry_after() -> None:
+    # a full disk (issue 13): writes are refused with a time to come back
+    assert status_for(Code.UNAVAILABLE) == 503 and STATUS[Code.UNAVAILABLE] == 503
+    assert ("Retry-After", "1") in error_headers(503, 1.0, ())

@@ -18,6 +18,7 @@ import chatd
 from chatd import logs
 from chatd.config import HttpSection
 from chatd.core import tokens
+from chatd.core.flood import address_key
 from chatd.core.model import Account
 from chatd.core.outcome import Outcome
 from chatd.core.state import Refused
@@ -86,17 +87,19 @@ class HttpDoor:
         if self.stopping:
             return "the server is shutting down"
         limit = self.settings.max_connections_per_ip
-        if self.per_ip[ip] >= limit:
+        unit = address_key(ip)  # IPv6 counts by /64, as on the line door
+        if self.per_ip[unit] >= limit:
             return f"too many connections from {ip} (at most {limit})"
-        self.per_ip[ip] += 1
+        self.per_ip[unit] += 1
         self.connections += 1
         return None
 
     def left(self, ip: str) -> None:
         self.connections -= 1
-        self.per_ip[ip] -= 1
-        if self.per_ip[ip] <= 0:
-            del self.per_ip[ip]
+        unit = address_key(ip)
+        self.per_ip[unit] -= 1
+        if self.per_ip[unit] <= 0:
+            del self.per_ip[unit]
 
     def shutdown(self) -> None:
         """The daemon stops: every WebSocket gets the `shutdown` notice and closes, as
