@@ -154,10 +154,7 @@ class Connection(asyncio.Protocol):
             self._login_timer.cancel()
         if self.pipeline is not None:
             self.pipeline.close()
-        if exc is None and not peer.paused:
-            peer.sent_id = max(peer.sent_id, peer.written_id)
-        peer.transport = None
-        peer.closing = True
+        peer.lost(clean=exc is None)
         self._door.closed(self)
         log.info("session.closed", session=peer.id, error=str(exc) if exc else None)
 
@@ -168,9 +165,7 @@ class Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         peer = self.peer
         if peer is not None:
-            peer.paused = False
-            peer.sent_id = max(peer.sent_id, peer.written_id)
-            peer.buffer_limit = self._ctx.config.limits.send_buffer_bytes
+            peer.drained(self._ctx.config.limits.send_buffer_bytes)
             if self.pipeline is not None:
                 self.pipeline.drained()
 

@@ -21,3 +21,19 @@ class Peer(Session):
     buffer_limit: int = 0
     closing: bool = False
     on_closed: Callable[[], None] | None = None
+
+    def drained(self, buffer_limit: int) -> None:
+        """The kernel took everything written (resume_writing): all of it counts as
+        received, and the send-buffer limit is the configured one again."""
+        self.paused = False
+        if self.written_id > self.sent_id:
+            self.sent_id = self.written_id
+        self.buffer_limit = buffer_limit
+
+    def lost(self, clean: bool) -> None:
+        """The connection is gone. After a clean close with nothing left unsent, what
+        was written was received; otherwise only what the kernel had taken."""
+        if clean and not self.paused and self.written_id > self.sent_id:
+            self.sent_id = self.written_id
+        self.transport = None
+        self.closing = True

@@ -184,10 +184,7 @@ class WebSocket:
         if self._login_timer is not None:
             self._login_timer.cancel()
         self.pipeline.close()
-        if exc is None and not peer.paused:
-            peer.sent_id = max(peer.sent_id, peer.written_id)
-        peer.transport = None
-        peer.closing = True
+        peer.lost(clean=exc is None)
         ctx = self._door.ctx
         ctx.apply(None, ctx.chat.close(peer, ctx.clock()))
 
@@ -262,7 +259,4 @@ class WebSocket:
         self.peer.paused = True
 
     def resume_writing(self) -> None:
-        peer = self.peer
-        peer.paused = False
-        peer.sent_id = max(peer.sent_id, peer.written_id)
-        peer.buffer_limit = self._door.ctx.config.limits.send_buffer_bytes
+        self.peer.drained(self._door.ctx.config.limits.send_buffer_bytes)
