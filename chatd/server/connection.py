@@ -26,14 +26,26 @@ log = logs.get_logger("chatd.connection")
 GREETING = f"* chatd {__version__} ready; type help, or login <name> [password]\n".encode()
 
 
+class DoorConnection(Protocol):
+    """What the server keeps of any door's connection (line, IRC, WebSocket): its
+    address, its session, and new limits at a config reload."""
+
+    ip: str
+    peer: Peer | None
+
+    def set_limits(
+        self, max_line_bytes: int, flood_burst: int, flood_rate_per_s: float
+    ) -> None: ...
+
+
 class Doorman(Protocol):
     """What a connection asks of the server around its session (the Daemon does it):
     may this address connect, a new session id, and the open/close bookkeeping."""
 
     def admit(self, ip: str) -> str | None: ...
     def next_session_id(self) -> int: ...
-    def opened(self, conn: Connection) -> None: ...
-    def closed(self, conn: Connection) -> None: ...
+    def opened(self, conn: DoorConnection) -> None: ...
+    def closed(self, conn: DoorConnection) -> None: ...
 
 
 class Connection(asyncio.Protocol):

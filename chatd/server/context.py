@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from chatd.config import Config
 from chatd.core.chat import Chat
 from chatd.core.outcome import Outcome
+from chatd.protocol.render import Renderer
 from chatd.server.counters import ServerMetrics
 from chatd.server.hub import Hub
 from chatd.server.peer import Peer
@@ -33,6 +34,7 @@ class Context:
     workers: concurrent.futures.Executor  # slow pure work: password hashing, rendering
     clock: Callable[[], float]
     metrics: ServerMetrics
+    renderer: Renderer  # events to bytes per mode (a door may set up its own part)
     apply: Apply  # queue an outcome; `peer` is the acting session (None: nobody's)
     rearm: Callable[[], None]  # the core's next wake-up may have moved
 

@@ -22,7 +22,7 @@ from chatd.protocol.notices import Shutdown
 from chatd.protocol.render import Renderer
 from chatd.server import http as http_door
 from chatd.server import irc as irc_door
-from chatd.server.connection import Connection
+from chatd.server.connection import Connection, DoorConnection
 from chatd.server.context import Context
 from chatd.server.counters import ServerMetrics
 from chatd.server.hub import Hub
@@ -61,7 +61,7 @@ class Daemon:
         self.ops = Operations(self.metrics, environ)
         self.clock = clock
         self._store = store
-        self._connections: set[Connection] = set()
+        self._connections: set[DoorConnection] = set()
         self._per_ip: Counter[str] = Counter()
         self._session_ids = 0
         self._servers: list[asyncio.Server] = []
@@ -116,6 +116,7 @@ class Daemon:
             workers=self.workers,
             clock=self.clock,
             metrics=self.metrics,
+            renderer=self.renderer,
             apply=self.apply,
             rearm=self.rearm,
         )
@@ -149,7 +150,7 @@ class Daemon:
             cfg.telnet.port,
             lambda: Connection(self.ctx, self, telnet=True),
         )
-        servers += await irc_door.listen(self)  # [irc]: chatd/server/irc.py
+        servers += await irc_door.listen(self.ctx, self, self.ops)  # [irc]
         assert self._store is not None
         servers += await http_door.listen(self.ctx, self._store, self.ops, cfg)  # [http]
         return servers
@@ -275,13 +276,13 @@ class Daemon:
         self._session_ids += 1
         return self._session_ids
 
-    def opened(self, conn: Connection) -> None:
+    def opened(self, conn: DoorConnection) -> None:
         self._connections.add(conn)
         self.metrics.connections_accepted.value += 1
         self._all_closed.clear()
         self._per_ip[address_key(conn.ip)] += 1
 
-    def closed(self, conn: Connection) -> None:
+    def closed(self, conn: DoorConnection) -> None:
         self._connections.discard(conn)
         if not self._connections:
             self._all_closed.set()

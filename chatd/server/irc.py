@@ -40,13 +40,13 @@ from chatd.protocol.events import GENERAL, Code, Error, Event, Mode, Notice, Ok,
 from chatd.protocol.irc import IrcFrameError, IrcMessage, IrcParseError
 from chatd.protocol.render import Rendered, Renderer
 from chatd.protocol.timefmt import rfc3339
+from chatd.server.connection import Doorman
 from chatd.server.context import Context
 from chatd.server.peer import Peer
 from chatd.server.pipeline import Pipeline, Submit
 
 if TYPE_CHECKING:
-    from chatd.server.connection import Connection
-    from chatd.server.daemon import Daemon
+    from chatd.server.listeners import Operations
 
 log = logs.get_logger("chatd.irc")
 
@@ -172,10 +172,10 @@ class IrcDoor:
     """What every IRC connection of a listener shares: the context, the renderer, the
     server's start time, and the open connections (for shutdown and counting)."""
 
-    def __init__(self, ctx: Context, daemon: Daemon) -> None:
+    def __init__(self, ctx: Context, doorman: Doorman) -> None:
         self.ctx = ctx
-        self.daemon = daemon
-        self.renderer: Renderer = daemon.renderer
+        self.doorman = doorman  # limits per address, session ids, the daemon's counts
+        self.renderer: Renderer = ctx.renderer
         self.connections: set[IrcConnection] = set()
         # account key -> (username, realname) its latest IRC connection gave in USER
         self.idents: dict[str, tuple[str, str]] = {}
@@ -197,11 +197,11 @@ class IrcDoor:
         return IrcConnection(self)
 
 
-async def listen(daemon: Daemon) -> list[asyncio.Server]:
+async def listen(ctx: Context, doorman: Doorman, ops: Operations) -> list[asyncio.Server]:
     """Binds `[irc] port` / `tls_port` (or the inherited `irc`/`irc-tls` sockets)."""
-    cfg = daemon.config
-    door = IrcDoor(daemon.ctx, daemon)
-    return await daemon.ops.listen_door(
+    cfg = ctx.config
+    door = IrcDoor(ctx, doorman)
+    return await ops.listen_door(
         "irc", cfg.irc.host or cfg.server.host, cfg.irc.port, door, tls_port=cfg.irc.tls_port
     )
 
@@ -242,7 +242,7 @@ class IrcConnection(asyncio.Protocol):
 
     def connection_made(self, base: asyncio.BaseTransport) -> None:
         raw = cast(asyncio.Transport, base)
-        ctx, daemon = self.ctx, self.door.daemon
+        ctx, daemon = self.ctx, self.door.doorman
         peername = raw.get_extra_info("peername")
         self.ip = str(peername[0]) if isinstance(peername, tuple) else "local"
         refusal = daemon.admit(self.ip)
@@ -266,7 +266,7 @@ class IrcConnection(asyncio.Protocol):
         self.door.connections.add(self)
         # The daemon's bookkeeping (connection limits, shutdown notice and drain, config
         # reloads) reads only `ip`, `peer` and `set_limits`, which this class has too.
-        daemon.opened(cast("Connection", self))
+        daemon.opened(self)
         self.last_seen = ctx.loop.time()
         self.timer = ctx.loop.call_later(limits.login_timeout_s, self._login_timeout)
         log.info("irc.opened", session=self.peer.id, peer=self.ip)
@@ -305,7 +305,7 @@ class IrcConnection(asyncio.Protocol):
         acct = peer.account
         if acct is not None and len(acct.sessions) <= 1:
             self.door.away.pop(acct.key, None)  # the account's last session: back
-        self.door.daemon.closed(cast("Connection", self))  # closes the core's session
+        self.door.doorman.closed(self)  # closes the core's session
         log.info("irc.closed", session=peer.id, error=str(exc) if exc else None)
 
     def set_limits(self, max_line_bytes: int, burst: int, rate_per_s: float) -> None:

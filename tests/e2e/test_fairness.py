@@ -38,7 +38,7 @@ async def test_a_pipelining_non_reader_is_not_read_further(start_server: StartSe
     assert worst < 1.0, worst  # the loop was never held for long
     conn = next(
         c
-        for c in server.daemon._connections
+        for c in server.line_connections()
         if c.peer
         and c.peer.account
         and c.peer.account.name == "hog"

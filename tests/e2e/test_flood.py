@@ -15,7 +15,7 @@ async def test_flooding_connection_is_slowed_not_refused(start_server: StartServ
     replies = [(await c.reply())[-1] for _ in range(200)]
     assert all(r == "OK pong" for i, r in enumerate(replies) if i % 50)
     assert all(r.startswith("ERR bad-args") for i, r in enumerate(replies) if i % 50 == 0)
-    holds = sum(conn.flood_holds for conn in server.daemon._connections)
+    holds = sum(conn.flood_holds for conn in server.line_connections())
     assert holds >= 1  # (200 - 10) / 200 per s: it had to wait, more than once in fact
 
 
@@ -24,7 +24,7 @@ async def test_flood_guard_does_not_touch_a_normal_client(start_server: StartSer
     c = await server.connect()
     await c.send("ping\nping\nping\n")
     assert [(await c.reply())[-1] for _ in range(3)] == ["OK pong"] * 3
-    assert sum(conn.flood_holds for conn in server.daemon._connections) == 0
+    assert sum(conn.flood_holds for conn in server.line_connections()) == 0
 
 
 async def test_paused_flooder_does_not_block_others(start_server: StartServer) -> None:

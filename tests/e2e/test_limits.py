@@ -8,7 +8,6 @@ import asyncio
 import json
 import socket
 
-from chatd.server.connection import Connection
 from tests.helpers.server import Client, Server, StartServer
 
 # The #general rate limit -------------------------------------------------------------------
@@ -207,7 +206,7 @@ async def test_keepalive_is_on_for_every_connection(start_server: StartServer) -
     server = await start_server()
     held = [await server.connect(), await server.login("alice")]
     assert await held[1].cmd("ping") == "OK pong"
-    conns: list[Connection] = list(server.daemon._connections)
+    conns = server.line_connections()
     assert len(conns) == 2
     for conn in conns:
         assert conn.peer is not None and conn.peer.transport is not None

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from chatd.config import Config
+from chatd.server.connection import Connection
 from chatd.server.daemon import Daemon
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,6 +175,10 @@ class Server:
             for _ in range(unread):
                 await c.line()
         return c
+
+    def line_connections(self) -> list[Connection]:
+        """The daemon's open line-door connections (not IRC, HTTP or WebSocket ones)."""
+        return [c for c in self.daemon._connections if isinstance(c, Connection)]
 
     async def restart(self, **settings: object) -> Server:
         """Stops this daemon cleanly and starts a new one on the same data dir."""
