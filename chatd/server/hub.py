@@ -152,9 +152,13 @@ class Hub:
                 self._direct(batch, peer, event, self._renderer.render(event, peer.mode))
             if start >= 0:
                 binds = self._note_write(batch, peer, out, start)
-            if out.acked:
+            if out.acked and not peer.closing:
+                # The sender's own message counts as received with its reply, also when
+                # a door writes no reply for it (an IRC client without echo-message).
                 pending = batch.direct.get(peer)
-                if pending is not None and out.acked > pending.top_id:
+                if pending is None:
+                    pending = batch.direct[peer] = _Pending()
+                if out.acked > pending.top_id:
                     pending.top_id = out.acked
         if binds:  # what it wrote to anyone waits for its commit, whatever happens
             if out.broadcasts:
@@ -587,8 +591,9 @@ class Hub:
             # A long unread replay or history page is not a slow reader: allow it on top
             # of the usual limit until the transport drains (resume_writing resets it).
             peer.buffer_limit = max(peer.buffer_limit, len(data) + base)
-        transport.write(data)
-        self._m.bytes_out.value += len(data)
+        if data:
+            transport.write(data)
+            self._m.bytes_out.value += len(data)
         if top_id > peer.written_id:
             peer.written_id = top_id
         if peer.paused:
