@@ -5,7 +5,6 @@ whether the kernel still holds unsent bytes, when to give up on a slow reader)."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from chatd.core.model import Session
@@ -20,7 +19,6 @@ class Peer(Session):
     paused: bool = False  # the transport holds unsent bytes (see set_write_buffer_limits)
     buffer_limit: int = 0
     closing: bool = False
-    on_closed: Callable[[], None] | None = None
 
     def drained(self, buffer_limit: int) -> None:
         """The kernel took everything written (resume_writing): all of it counts as
