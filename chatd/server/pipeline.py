@@ -96,13 +96,9 @@ class Pipeline:
         self._blocked = False  # waiting for the client to read its output
 
     @property
-    def waiting(self) -> bool:
-        return self._waiting
-
-    @property
     def idle(self) -> bool:
         """Nothing queued and nothing off the loop: every command fed so far has its
-        reply queued (a door that half-closed may now close once the hub drains)."""
+        reply queued (the IRC door pings an idle client only then)."""
         return not self._queue and not self._waiting and self._upload is None
 
     def feed(self, items: Iterable[Item]) -> None:
