@@ -58,6 +58,15 @@ _FANOUT_METRICS = (
 # Every parameter maps to a loadgen flag of the same name (`join=0` means `--no-join`);
 # `join` only matters for IRC: whether clients JOIN #general after registering.
 # `timeout` bounds the setup (connect + login); measured phases last `duration` s.
+PINGPONG = (
+    Metric("round trips/s", "round_trips_per_s"),
+    Metric("RTT p50 ms", "rtt_ms.p50"),
+    Metric("RTT p99 ms", "rtt_ms.p99"),
+    Metric("RTT max ms", "rtt_ms.max"),
+    Metric("lost", "lost"),
+    *CPU,
+)
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -115,15 +124,10 @@ SCENARIOS: dict[str, Scenario] = {
             "pingpong",
             "pingpong",
             {"pairs": 10, "duration": 10, "join": 0},
-            (
-                Metric("round trips/s", "round_trips_per_s"),
-                Metric("RTT p50 ms", "rtt_ms.p50"),
-                Metric("RTT p99 ms", "rtt_ms.p99"),
-                Metric("RTT max ms", "rtt_ms.max"),
-                Metric("lost", "lost"),
-                *CPU,
-            ),
+            PINGPONG,
         ),
+        # One pair alone: what a lone message costs, and any stall (issue 17).
+        Scenario("pingpong1", "pingpong", {"pairs": 1, "duration": 10, "join": 0}, PINGPONG),
     )
 }
 

@@ -108,7 +108,9 @@ def chatd_python() -> str:
 @contextlib.contextmanager
 def chatd(overrides: Mapping[str, object], workdir: Path) -> Iterator[Running]:
     """Runs run_server.py with the bench config and a fresh data directory."""
-    server = ROOT / "run_server.py"
+    base = overrides.get("bench.tree")
+    server = (Path(str(base)) if base else ROOT) / "run_server.py"
+    overrides = {k: v for k, v in overrides.items() if k != "bench.tree"}
     if not server.exists():
         raise ServerError(f"{server} does not exist (chatd not built yet?)")
     config = workdir / "chatd.toml"
@@ -118,7 +120,9 @@ def chatd(overrides: Mapping[str, object], workdir: Path) -> Iterator[Running]:
     port = free_port()
     log = workdir / "chatd.log"
     cmd = [chatd_python(), str(server), "--config", str(config), "--host", HOST]
-    cmd += ["--port", str(port), "--data-dir", str(data), "--log-level", "warning"]
+    cmd += ["--port", str(port), "--data-dir", str(data)]
+    if "log.level" not in overrides:
+        cmd += ["--log-level", "warning"]
     with _running(cmd, workdir, port, log) as pid:
         yield Running("chatd", port, pid, log)
 
@@ -277,8 +281,18 @@ def chatd_irc_version() -> str:
 TARGETS: dict[str, Mapping[str, object]] = {
     "chatd": {"store.synchronous": "normal"},
     "chatd-full": {"store.synchronous": "full"},
+    # The default logging (issue 17): `info`, a JSON line per event into the log file.
+    "chatd-info": {"store.synchronous": "normal", "log.level": "info", "log.format": "json"},
 }
 """chatd targets and their config overrides; IRC_TARGETS are the others."""
+
+if os.environ.get("BENCH_BASE_TREE"):
+    # Before/after in one interleaved run: `git archive <commit> | tar -x -C DIR`, then
+    # BENCH_BASE_TREE=DIR runs that tree's chatd as `chatd-base` (bench config, "normal").
+    TARGETS["chatd-base"] = {
+        "store.synchronous": "normal",
+        "bench.tree": os.environ["BENCH_BASE_TREE"],
+    }
 
 IRC_TARGETS: dict[str, Callable[[Path], contextlib.AbstractContextManager[Running]]] = {
     "ngircd": ngircd,
