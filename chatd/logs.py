@@ -13,11 +13,20 @@ The MESSAGE is the same JSON line as elsewhere, so `journalctl -o cat | jq` stil
 It is spoken directly (systemd-python is a C extension with no wheels): a datagram of
 `KEY=value` lines to /run/systemd/journal/socket, per systemd's "Native Journal
 Protocol" document.
+
+For JSON lines and the journal, events skip structlog's processor chain (`_Fast`): the
+line is built once with a pre-built encoder and a per-second timestamp prefix, and JSON
+lines are written once per event-loop turn. At `info` every sent message is an event,
+and the full chain with a write and flush each cost ~13 µs per event: half of the
+server's throughput (issue 17). Exceptions still take structlog's path, into the same
+output, so the order of lines holds.
 """
 
 from __future__ import annotations
 
 import array
+import asyncio
+import atexit
 import contextlib
 import errno
 import fcntl
@@ -30,6 +39,8 @@ import re
 import socket
 import struct
 import sys
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, TextIO
 
@@ -85,22 +96,42 @@ class Log:
 
     def debug(self, event: str, **kw: Any) -> None:
         if _Logger.min_level <= logging.DEBUG:
-            self._log.debug(event, **kw)
+            sink = _Fast.sink
+            if sink is None or "exc_info" in kw:
+                self._log.debug(event, **kw)
+            else:
+                sink.emit("debug", event, kw)
 
     def info(self, event: str, **kw: Any) -> None:
         if _Logger.min_level <= logging.INFO:
-            self._log.info(event, **kw)
+            sink = _Fast.sink
+            if sink is None or "exc_info" in kw:
+                self._log.info(event, **kw)
+            else:
+                sink.emit("info", event, kw)
 
     def warning(self, event: str, **kw: Any) -> None:
         if _Logger.min_level <= logging.WARNING:
-            self._log.warning(event, **kw)
+            sink = _Fast.sink
+            if sink is None or "exc_info" in kw:
+                self._log.warning(event, **kw)
+            else:
+                sink.emit("warning", event, kw)
 
     def error(self, event: str, **kw: Any) -> None:
         if _Logger.min_level <= logging.ERROR:
-            self._log.error(event, **kw)
+            sink = _Fast.sink
+            if sink is None or "exc_info" in kw:
+                self._log.error(event, **kw)
+            else:
+                sink.emit("error", event, kw)
 
     def critical(self, event: str, **kw: Any) -> None:
-        self._log.critical(event, **kw)
+        sink = _Fast.sink
+        if sink is None or "exc_info" in kw:
+            self._log.critical(event, **kw)
+        else:
+            sink.emit("critical", event, kw)
 
     def exception(self, event: str, **kw: Any) -> None:
         """An error with the current exception's traceback."""
@@ -322,6 +353,166 @@ class JournalLogger:
     debug = info = msg = warning = error = critical = exception = send
 
 
+def _json_fallback(obj: object) -> str:
+    """As structlog's JSONRenderer: an object JSON cannot encode is written as its repr."""
+    return repr(obj)
+
+
+#: structlog's JSONRenderer output (json.dumps with a repr fallback), but built once:
+#: json.dumps with any argument builds a new encoder for every call.
+_encode_json = json.JSONEncoder(default=_json_fallback).encode
+_escape = json.encoder.encode_basestring_ascii
+_json_keys: dict[str, str] = {}  # a key as JSON, and ": " (keys are a small, fixed set)
+
+
+def encode_json_line(event_dict: Mapping[str, Any]) -> str:
+    """The same text as json.dumps(event_dict), in half the time for the usual event
+    (str, int and None values; anything else goes to the encoder): an event's fields
+    are few and flat, and the encoder's set-up per call outweighs the work."""
+    parts = []
+    for key, value in event_dict.items():
+        name = _json_keys.get(key)
+        if name is None:
+            if type(key) is not str:
+                return _encode_json(event_dict)
+            name = _json_keys.setdefault(key, _escape(key) + ": ")
+        kind = type(value)
+        if kind is str:
+            parts.append(name + _escape(value))
+        elif kind is int:
+            parts.append(name + int.__repr__(value))
+        elif value is None:
+            parts.append(name + "null")
+        else:
+            return _encode_json(event_dict)
+    return "{" + ", ".join(parts) + "}"
+
+
+class _UtcStamp:
+    """structlog's `TimeStamper(fmt="iso", utc=True)` text, with the part up to the
+    seconds formatted once per second."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def now(self) -> str:
+        t = time.time()
+        second = int(t)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}.{int((t - second) * 1_000_000):06d}Z"
+
+
+class JsonLines:
+    """JSON lines to a stream, one write per event-loop turn.
+
+    A write and flush per line was a syscall per sent message. Lines logged on the loop
+    wait for the end of the turn (`call_soon`); errors, and lines from other threads or
+    outside a loop, are written at once with everything before them; what is still
+    buffered at exit is written then. Also structlog's logger for this output, so lines
+    it renders (exceptions) keep their place."""
+
+    __slots__ = ("__weakref__", "_lines", "_lock", "_pending", "_stamp", "_stream")
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._pending = False
+        self._stamp = _UtcStamp()
+
+    def emit(self, level: str, event: str, kw: dict[str, Any]) -> None:
+        kw["event"] = event
+        kw["level"] = level
+        kw["timestamp"] = self._stamp.now()
+        self._add(encode_json_line(kw), level in _URGENT)
+
+    def _add(self, line: str, urgent: bool) -> None:
+        with self._lock:
+            self._lines.append(line)
+            pending, self._pending = self._pending, True
+        if urgent:
+            self.flush()
+        elif not pending:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no loop in this thread
+                self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self._lines = self._lines, []
+            self._pending = False
+        if lines:
+            self._stream.write("\n".join(lines) + "\n")
+            self._stream.flush()
+
+    def msg(self, message: str) -> None:
+        """structlog's call with a line it rendered."""
+        self._add(message, True)
+
+    debug = info = warning = error = critical = exception = msg
+
+
+_URGENT = frozenset({"error", "critical"})
+
+
+class JournalSink:
+    """Each event as one journal entry, rendered without structlog's processor chain."""
+
+    __slots__ = ("_identifier", "_journal", "_stamp")
+
+    def __init__(self, journal: JournalLogger, identifier: str = "chatd") -> None:
+        self._journal = journal
+        self._identifier = identifier
+        self._stamp = _UtcStamp()
+
+    def emit(self, level: str, event: str, kw: dict[str, Any]) -> None:
+        kw["event"] = event
+        kw["level"] = level
+        kw["timestamp"] = self._stamp.now()
+        line = encode_json_line(kw)
+        text = [
+            f"MESSAGE={line}\nPRIORITY={_PRIORITY_TEXT.get(level, '6')}\n"
+            f"SYSLOG_IDENTIFIER={self._identifier}\nCHATD_EVENT={event}\n"
+        ]
+        for key, value in kw.items():
+            if key in _OWN_KEYS:
+                continue
+            field = value if type(value) is str else _field_value(value)
+            if "\n" in field:  # the binary-safe form: the general encoder
+                text = []
+                break
+            text.append(f"{journal_field_name(key)}={field}\n")
+        if text and "\n" not in event and "\n" not in self._identifier:
+            datagram = "".join(text).encode("utf-8", "surrogateescape")
+        else:
+            datagram = encode_native(journal_fields(kw, line, self._identifier))
+        self._journal.send(datagram, line)
+
+    def flush(self) -> None:
+        """Nothing is held back: every entry is sent when it is logged."""
+
+
+class _Fast:
+    """The output events go to without structlog (JSON lines, the journal), or None for
+    the console, which keeps structlog's renderer. Set by `configure`."""
+
+    sink: ClassVar[JsonLines | JournalSink | None] = None
+
+    @staticmethod
+    def flush() -> None:
+        if _Fast.sink is not None:
+            _Fast.sink.flush()
+
+
+atexit.register(_Fast.flush)
+
+
 def configure(
     level: str = "info",
     fmt: str = "auto",
@@ -337,18 +528,22 @@ def configure(
     if kind == "journal" and not os.path.exists(journal_socket):
         kind = "json"
     set_level(level)
+    _Fast.flush()  # what the previous output still holds
     logger_factory: Any
     if kind == "journal":
         journal = JournalLogger(journal_socket, out)
         renderer: structlog.typing.Processor = JournalRenderer()
         logger_factory = lambda *_args: journal  # noqa: E731 (one socket per process)
+        _Fast.sink = JournalSink(journal)
+    elif kind == "json":
+        lines = JsonLines(out)
+        renderer = structlog.processors.JSONRenderer()
+        logger_factory = lambda *_args: lines  # noqa: E731 (one buffer per process)
+        _Fast.sink = lines
     else:
-        renderer = (
-            structlog.processors.JSONRenderer()
-            if kind == "json"
-            else structlog.dev.ConsoleRenderer(colors=out.isatty())
-        )
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
         logger_factory = structlog.WriteLoggerFactory(out)
+        _Fast.sink = None
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
