@@ -12,6 +12,7 @@ import contextlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,10 @@ _COUNTERS: dict[type, tuple[str, Callable[[Any], int]]] = {
 CHECKPOINT_INTERVAL_S = 0.1
 #: WAL frames (pages of 4 KiB) after which the committing thread finishes a checkpoint.
 RESTART_FRAMES = 4096
+#: Commits that make a pass worth its two fsyncs before CHECKPOINT_IDLE_S is up (SQLite's
+#: own checkpoint came every 1000 pages, ~250 commits of a lone message).
+CHECKPOINT_COMMITS = 200
+CHECKPOINT_IDLE_S = 1.0
 
 
 class _Checkpointer:
@@ -210,18 +215,28 @@ class _Checkpointer:
         self.passes = 0
         self.failures = 0
         self.behind = False
+        self.commits = 0  # counted by the store; read here
+        self.copied = 0  # commits in the WAL when the last pass began
         self._thread = threading.Thread(target=self._run, name="chatd-checkpoint", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         db: sqlite3.Connection | None = None
+        last = time.monotonic()
         try:
             while not self._stop.wait(self._interval):
+                commits, now = self.commits, time.monotonic()
+                if commits == self.copied or (
+                    commits - self.copied < CHECKPOINT_COMMITS and now - last < CHECKPOINT_IDLE_S
+                ):
+                    continue
+                last = now
                 try:
                     if db is None:
                         db = sqlite3.connect(self._path, isolation_level=None)
                     _busy, frames, _copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     self.behind = frames >= RESTART_FRAMES
+                    self.copied = commits
                     self.passes += 1
                 except sqlite3.Error:
                     self.failures += 1  # disk full, say: the next pass tries again
@@ -387,6 +402,7 @@ class SqliteStore:
                 db.execute("ROLLBACK")
             raise StoreError(f"commit failed: {e}") from e
         self._next_id = next_id
+        self.checkpointer.commits += 1
         if self.checkpointer.behind:
             self.checkpointer.behind = False
             # What the checkpointer left (its last pass's worth), so the next commit
