@@ -4,14 +4,12 @@ door over TLS (`[irc] tls_port`)."""
 from __future__ import annotations
 
 import asyncio
-import ssl
 from pathlib import Path
-
-import trustme
 
 from chatd.protocol.irc import parse
 from tests.helpers.irc import IrcClient, start_irc
 from tests.helpers.server import StartServer, free_port
+from tests.helpers.tls import certificate
 
 
 async def _joined(port: int, nick: str, **kw: object) -> IrcClient:
@@ -61,18 +59,11 @@ async def test_comment_as_draft_reply(start_server: StartServer) -> None:
 
 
 async def test_irc_over_tls(start_server: StartServer, tmp_path: Path) -> None:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert.cert_chain_pems[0].write_to_path(cert_file)
-    cert.private_key_pem.write_to_path(key_file)
+    tls = certificate(tmp_path)
     port = free_port()
-    server = await start_server(
-        irc__tls_port=port, tls__cert=str(cert_file), tls__key=str(key_file)
-    )
+    server = await start_server(irc__tls_port=port, **tls.settings())
     assert server.daemon.door_port("irc-tls") == port
-    ctx = ssl.create_default_context()
-    ca.configure_trust(ctx)
+    ctx = tls.client
     reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx)
     writer.write(b"NICK tess\r\nUSER tess 0 * :Tess\r\n")
     await writer.drain()
