@@ -100,3 +100,18 @@ class IrcClient:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
+
+
+async def joined_client(
+    port: int,
+    nick: str,
+    *,
+    caps: tuple[str, ...] = (),
+    password: str | None = None,
+    sasl: tuple[str, str] | None = None,
+) -> IrcClient:
+    """A registered IRC client whose join burst of #general (up to 366) was read."""
+    c = await IrcClient.connect(port)
+    await c.register(nick, caps=caps, password=password, sasl=sasl)
+    await c.until("366")
+    return c

@@ -3,20 +3,13 @@ rooms as channels, the service nick, IRC errors for chatd's refusals."""
 
 from __future__ import annotations
 
-from tests.helpers.irc import IrcClient, start_irc
+from tests.helpers.irc import joined_client, start_irc
 from tests.helpers.server import StartServer
-
-
-async def _joined(port: int, nick: str, **kw: object) -> IrcClient:
-    c = await IrcClient.connect(port)
-    await c.register(nick, **kw)  # type: ignore[arg-type]
-    await c.until("366")
-    return c
 
 
 async def test_irc_and_nc_users_chat_in_general_and_privately(start_server: StartServer) -> None:
     server, port = await start_irc(start_server)
-    irc = await _joined(port, "alice")
+    irc = await joined_client(port, "alice")
     nc = await server.login("bob")
     assert await nc.cmd("send_all hello from nc") == "OK sent [1]"
     got = (await irc.until("PRIVMSG"))[-1]
@@ -35,8 +28,8 @@ async def test_irc_and_nc_users_chat_in_general_and_privately(start_server: Star
 
 async def test_two_irc_users_private_and_unknown_nick(start_server: StartServer) -> None:
     _, port = await start_irc(start_server)
-    a = await _joined(port, "ann")
-    b = await _joined(port, "ben")
+    a = await joined_client(port, "ann")
+    b = await joined_client(port, "ben")
     await a.send("PRIVMSG ben :psst")
     got = (await b.until("PRIVMSG"))[-1]
     assert got.params == ("ben", "psst") and got.source == "ann!ann@chatd"
@@ -57,8 +50,8 @@ async def test_two_irc_users_private_and_unknown_nick(start_server: StartServer)
 async def test_echo_message_server_time_and_labels(start_server: StartServer) -> None:
     _, port = await start_irc(start_server)
     caps = ("echo-message", "server-time", "message-tags", "labeled-response", "batch")
-    a = await _joined(port, "amy", caps=caps)
-    b = await _joined(port, "bo", caps=("server-time",))
+    a = await joined_client(port, "amy", caps=caps)
+    b = await joined_client(port, "bo", caps=("server-time",))
     await a.send("@label=abc PRIVMSG #general :tagged")
     echo = (await a.until("PRIVMSG"))[-1]
     assert echo.tags["label"] == "abc"
@@ -84,8 +77,8 @@ async def test_rooms_are_channels_join_part_names_who_invite_kick(
     start_server: StartServer,
 ) -> None:
     _, port = await start_irc(start_server)
-    a = await _joined(port, "owner")
-    b = await _joined(port, "guest")
+    a = await joined_client(port, "owner")
+    b = await joined_client(port, "guest")
     await a.send("JOIN #club")  # creates the room: its owner is op
     got = await a.until("366")
     assert got[0].command == "JOIN" and got[0].params == ("#club",)
@@ -132,7 +125,7 @@ async def test_rooms_are_channels_join_part_names_who_invite_kick(
 
 async def test_service_nick_runs_line_commands(start_server: StartServer) -> None:
     server, port = await start_irc(start_server)
-    a = await _joined(port, "sam")
+    a = await joined_client(port, "sam")
     await a.send("PRIVMSG chatd :schedule +10m hello later")
     note = (await a.until("NOTICE"))[-1]
     assert note.source == "chatd!chatd@chatd"
@@ -156,7 +149,7 @@ async def test_rate_limit_and_ban_are_irc_errors(start_server: StartServer) -> N
     server, port = await start_irc(
         start_server, limits__general_messages_per_window=2, moderation__strikes_to_ban=1
     )
-    a = await _joined(port, "spammer")
+    a = await joined_client(port, "spammer")
     for i in range(2):
         await a.send(f"PRIVMSG #general :m{i}")
     await a.send("PRIVMSG #general :one too many")
@@ -173,7 +166,7 @@ async def test_rate_limit_and_ban_are_irc_errors(start_server: StartServer) -> N
 
 async def test_flood_guard_slows_an_irc_client(start_server: StartServer) -> None:
     _, port = await start_irc(start_server, limits__flood_burst=5, limits__flood_rate_per_s=50)
-    a = await _joined(port, "fast")
+    a = await joined_client(port, "fast")
     await a.send("\r\n".join(f"PING n{i}" for i in range(30)))
     pongs = [(await a.msg()).params[-1] for _ in range(30)]
     assert pongs == [f"n{i}" for i in range(30)]  # all answered, in order, just later
@@ -181,8 +174,8 @@ async def test_flood_guard_slows_an_irc_client(start_server: StartServer) -> Non
 
 async def test_away_is_seen_by_others(start_server: StartServer) -> None:
     _, port = await start_irc(start_server)
-    a = await _joined(port, "nap")
-    b = await _joined(port, "pal")
+    a = await joined_client(port, "nap")
+    b = await joined_client(port, "pal")
     await a.send("AWAY :lunch")
     assert (await a.until("306"))[-1].command == "306"
     await b.send("PRIVMSG nap :there?")
@@ -201,7 +194,7 @@ async def test_message_to_oneself_is_delivered_and_markread_answers(
     start_server: StartServer,
 ) -> None:
     _, port = await start_irc(start_server)
-    a = await _joined(port, "solo", caps=("draft/read-marker",))
+    a = await joined_client(port, "solo", caps=("draft/read-marker",))
     await a.send("PRIVMSG solo :note to self")
     got = (await a.until("PRIVMSG"))[-1]
     assert got.params == ("solo", "note to self")

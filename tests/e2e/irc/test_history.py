@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from tests.helpers.irc import IrcClient, start_irc
+from tests.helpers.irc import IrcClient, joined_client, start_irc
 from tests.helpers.server import StartServer
 
 ALL = ("server-time", "message-tags", "batch", "draft/chathistory", "draft/read-marker")
-
-
-async def _joined(port: int, nick: str, **kw: object) -> IrcClient:
-    c = await IrcClient.connect(port)
-    await c.register(nick, **kw)  # type: ignore[arg-type]
-    await c.until("366")
-    return c
 
 
 async def test_replay_after_reconnect_in_batches_then_nc_sees_nothing_again(
     start_server: StartServer,
 ) -> None:
     server, port = await start_irc(start_server)
-    a = await _joined(port, "ivy", caps=ALL)
+    a = await joined_client(port, "ivy", caps=ALL)
     await a.send("QUIT")
     await a.until("ERROR")
     await a.close()
@@ -50,7 +43,7 @@ async def test_replay_after_reconnect_in_batches_then_nc_sees_nothing_again(
 async def test_replay_without_caps_has_a_time_prefix(start_server: StartServer) -> None:
     server, port = await start_irc(start_server)
     nc = await server.login("kim")
-    a = await _joined(port, "lee")
+    a = await joined_client(port, "lee")
     await a.send("QUIT")
     await a.until("ERROR")
     await nc.cmd("send_all while you were away")
@@ -69,7 +62,7 @@ async def test_chathistory_and_markread(start_server: StartServer) -> None:
     for i in range(1, 6):
         await nc.cmd(f"send_all m{i}")
         server.clock.advance(1)
-    a = await _joined(port, "nia", caps=ALL)
+    a = await joined_client(port, "nia", caps=ALL)
     # a new account gets the latest #general messages replayed; read them all first
     await a.until(lambda m: m.command == "BATCH" and m.params[0].startswith("-"))
 
@@ -104,8 +97,8 @@ async def test_chathistory_and_markread(start_server: StartServer) -> None:
 
 async def test_sessions_of_one_account_stay_in_sync(start_server: StartServer) -> None:
     server, port = await start_irc(start_server)
-    a1 = await _joined(port, "pat")
-    a2 = await _joined(port, "pat")
+    a1 = await joined_client(port, "pat")
+    a2 = await joined_client(port, "pat")
     nc = await server.login("pat")
     other = await server.login("quinn")
     await a1.send("PRIVMSG quinn :from irc one")
@@ -124,7 +117,7 @@ async def test_file_arrives_as_a_line_with_a_link(start_server: StartServer) -> 
     from tests.helpers.server import free_port
 
     server, port = await start_irc(start_server, http__port=free_port())
-    a = await _joined(port, "rae")
+    a = await joined_client(port, "rae")
     nc = await server.login("sid")
     await nc.send("upload rae notes.txt\naGVsbG8=\n.\n")
     ok = await nc.until(lambda s: s.startswith(("OK", "ERR")))

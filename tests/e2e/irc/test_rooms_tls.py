@@ -7,22 +7,15 @@ import asyncio
 from pathlib import Path
 
 from chatd.protocol.irc import parse
-from tests.helpers.irc import IrcClient, start_irc
+from tests.helpers.irc import joined_client, start_irc
 from tests.helpers.server import StartServer, free_port
 from tests.helpers.tls import certificate
 
 
-async def _joined(port: int, nick: str, **kw: object) -> IrcClient:
-    c = await IrcClient.connect(port)
-    await c.register(nick, **kw)  # type: ignore[arg-type]
-    await c.until("366")
-    return c
-
-
 async def test_join_with_a_link_waits_for_the_owner(start_server: StartServer) -> None:
     _, port = await start_irc(start_server)
-    owner = await _joined(port, "olga")
-    guest = await _joined(port, "gil")
+    owner = await joined_client(port, "olga")
+    guest = await joined_client(port, "gil")
     await owner.send("JOIN #den")
     await owner.until("366")
     await owner.send("PRIVMSG chatd :room link #den")
@@ -44,8 +37,8 @@ async def test_join_with_a_link_waits_for_the_owner(start_server: StartServer) -
 async def test_comment_as_draft_reply(start_server: StartServer) -> None:
     server, port = await start_irc(start_server)
     tags = ("message-tags", "echo-message")
-    a = await _joined(port, "rex", caps=tags)
-    b = await _joined(port, "ray", caps=("message-tags",))
+    a = await joined_client(port, "rex", caps=tags)
+    b = await joined_client(port, "ray", caps=("message-tags",))
     nc = await server.login("rob")
     await a.send("PRIVMSG #general :question?")
     first = (await a.until("PRIVMSG"))[-1]
