@@ -35,8 +35,7 @@ class Context:
     clock: Callable[[], float]
     metrics: ServerMetrics
     renderer: Renderer  # events to bytes per mode (a door may set up its own part)
-    apply: Apply  # queue an outcome; `peer` is the acting session (None: nobody's)
-    rearm: Callable[[], None]  # the core's next wake-up may have moved
+    apply: Apply  # queue an outcome (and re-aim the timer); `peer`: the acting session
 
     @property
     def config(self) -> Config:

@@ -123,7 +123,6 @@ class Daemon:
             metrics=self.metrics,
             renderer=self.renderer,
             apply=self.apply,
-            rearm=self.rearm,
         )
         self.metrics.watch(
             connections=lambda: len(self._connections),
