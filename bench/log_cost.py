@@ -1,6 +1,7 @@
-"""CPU per logged event (issue 17): the hot `message.sent` at info, through the real
-`chatd.logs` pipeline, for JSON lines into a file and for journald's native protocol
-(into a datagram socket drained by a child process, as journald would be).
+"""CPU per logged event (issue 17): the hot `message.sent` at info (batched: one line per
+loop turn), and `user.login` (one line per call), through the real `chatd.logs`
+pipeline, for JSON lines into a file and for journald's native protocol (into a
+datagram socket drained by a child process, as journald would be).
 
     .venv/bin/python -m bench.log_cost --events 200000
 """
@@ -29,20 +30,26 @@ while s.recv(1 << 16) != b"stop":
 """
 
 
-def per_event_us(events: int, per_turn: int = 80) -> float:
-    """Process CPU µs per `message.sent` with the current configuration, logged from an
-    event loop `per_turn` events a turn (a batch of 80 messages, as in fanout100)."""
+def per_event_us(events: int, per_turn: int = 80, event: str = "message.sent") -> float:
+    """Process CPU µs per `event` with the current configuration, logged from an event
+    loop `per_turn` events a turn (a batch of 80 messages, as in fanout100)."""
 
     async def run() -> float:
         log = logs.get_logger("chatd.bench")
         start = time.process_time()
         for turn in range(0, events, per_turn):
             for i in range(turn, turn + per_turn):
-                log.info("message.sent", user="alice", chat="#general", id=i)
+                log.info(event, user="alice", chat="#general", id=i)
             await asyncio.sleep(0)
         return (time.process_time() - start) / events * 1e6
 
     return asyncio.run(run())
+
+
+def report(label: str, events: int) -> None:
+    sent = per_event_us(events)
+    login = per_event_us(events // 4, event="user.login")
+    print(f"{label:20} {sent:6.2f} µs/message.sent  {login:6.2f} µs/user.login")
 
 
 def main() -> None:
@@ -53,9 +60,9 @@ def main() -> None:
         out_path = Path(tmp) / "out.log"
         with out_path.open("w") as out:
             logs.configure("warning", "json", out)
-            print(f"warning (dropped):   {per_event_us(args.events):6.2f} µs/event")
+            report("warning (dropped):", args.events)
             logs.configure("info", "json", out)
-            print(f"info, JSON lines:    {per_event_us(args.events):6.2f} µs/event")
+            report("info, JSON lines:", args.events)
             sock = str(Path(tmp) / "journal.sock")
             drain = subprocess.Popen(
                 [sys.executable, "-c", _DRAIN, sock], stdout=subprocess.PIPE, text=True
@@ -65,7 +72,7 @@ def main() -> None:
                 st = os.fstat(out.fileno())
                 env = {"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"}
                 logs.configure("info", "auto", out, environ=env, journal_socket=sock)
-                print(f"info, journald:      {per_event_us(args.events):6.2f} µs/event")
+                report("info, journald:", args.events)
             finally:
                 import socket
 
@@ -73,7 +80,7 @@ def main() -> None:
                     s.sendto(b"stop", sock)
                 drain.wait(10)
         lines = out_path.read_text().splitlines()
-        print(f"sample line: {lines[0]}")
+        print(f"sample line: {lines[0][:160]}…")
 
 
 if __name__ == "__main__":

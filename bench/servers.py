@@ -293,6 +293,11 @@ if os.environ.get("BENCH_BASE_TREE"):
         "store.synchronous": "normal",
         "bench.tree": os.environ["BENCH_BASE_TREE"],
     }
+    # ... and at the default logging, as chatd-info (what logging cost before).
+    TARGETS["chatd-base-info"] = {
+        **TARGETS["chatd-info"],
+        "bench.tree": os.environ["BENCH_BASE_TREE"],
+    }
 
 IRC_TARGETS: dict[str, Callable[[Path], contextlib.AbstractContextManager[Running]]] = {
     "ngircd": ngircd,
