@@ -1,6 +1,7 @@
 """Command line: `chatd [options]` runs the daemon; `chatd check-config [PATH]` checks a
 config file; `chatd backup DEST` copies the data directory while the daemon runs;
-`chatd reload PID` asks a running daemon to re-read its config (the unit's ExecReload=).
+`chatd reload PID` asks a running daemon to re-read its config (the unit's ExecReload=);
+`chatd migrate` creates or upgrades the PostgreSQL schema ([store] backend = "postgres").
 Exit codes: 0 clean stop, 2 bad config or arguments, 1 anything else."""
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         _bad_config(e)
         return 2
+    if args.command == "migrate":
+        return _migrate(config)
     if args.command == "backup":
         logs.configure("warning", config.log.format, stream=sys.stderr)
         return _backup(Path(config.server.data_dir), args.dest)
@@ -92,7 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="where the database and files live (server.data_dir)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error", "critical"])
     sub = p.add_subparsers(dest="command")
-    check = sub.add_parser("check-config", help="validate a config file; exit 0 or 2")
+    check = sub.add_parser(
+        "check-config",
+        help="validate a config file (and reach PostgreSQL if it is the store); exit 0, 1 or 2",
+    )
     check.add_argument("path", nargs="?", type=Path, help="default: --config, else ./chatd.toml")
     backup = sub.add_parser(
         "backup",
@@ -115,6 +121,16 @@ def _parser() -> argparse.ArgumentParser:
         "ExecReload=), so reloading needs no /bin/kill (procps) on a minimal system.",
     )
     reload.add_argument("pid", nargs="?", default=os.environ.get("MAINPID", ""))
+    migrate = sub.add_parser(
+        "migrate",
+        help="create or upgrade the PostgreSQL schema (exit 0, 1 or 2)",
+        description='With [store] backend = "postgres": creates the schema in the database '
+        "at store.dsn, or upgrades it to this chatd's version (safe to run on every node). "
+        "With SQLite there is nothing to do: chatd upgrades its file when it opens it.",
+    )
+    migrate.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="as before the subcommand"
+    )
     return p
 
 
@@ -152,11 +168,40 @@ def _backup(data_dir: Path, dest: Path) -> int:
 
 def _check_config(path: Path) -> int:
     try:
-        load(path)
+        config = load(path)
     except ConfigError as e:
         _bad_config(e)
         return 2
+    if config.store.backend == "postgres":
+        from chatd.store import postgres
+
+        try:
+            found = postgres.check(config.store.dsn, timeout=config.store.connect_timeout_s)
+        except StoreError as e:
+            print(f"chatd: {path}: store.dsn: {e}", file=sys.stderr)
+            return 1
+        print(f"{path}: ok ({found})")
+        return 0
     print(f"{path}: ok")
+    return 0
+
+
+def _migrate(config: Config) -> int:
+    """`chatd migrate`: 0 done (or nothing to do), 1 the database refused or is away."""
+    if config.store.backend != "postgres":
+        print("chatd: migrate: the store is SQLite; it upgrades itself when chatd opens it")
+        return 0
+    from chatd.store import postgres
+
+    try:
+        before, after = postgres.migrate(config.store.dsn, timeout=config.store.connect_timeout_s)
+    except StoreError as e:
+        print(f"chatd: migrate: {e}", file=sys.stderr)
+        return 1
+    if before == after:
+        print(f"chatd: migrate: schema version {after}, nothing to do")
+    else:
+        print(f"chatd: migrate: schema version {before} -> {after}")
     return 0
 
 

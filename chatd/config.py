@@ -8,6 +8,7 @@ them with a comment each. Loading rejects unknown keys, wrong types and bad valu
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -130,6 +131,25 @@ class StoreSection:
     # with `unavailable`; until a commit succeeds again, writes are refused at once.
     commit_timeout_s: float = 5.0
     commit_retry_s: float = 1.0  # how often a failing commit is tried again
+    # Where the state lives (docs/cluster.md): "sqlite" (a file in server.data_dir, no
+    # setup) or "postgres" (the database at `dsn`; create its schema with `chatd migrate`).
+    backend: str = "sqlite"
+    dsn: str = ""  # libpq connection string or URI, e.g. "postgresql://chatd@db/chatd"
+    connect_timeout_s: float = 5.0  # PostgreSQL: connecting, and `chatd check-config`
+
+
+def _host_name() -> str:
+    """The host name, made a valid node id (cluster.node_id's default)."""
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64] or "node"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSection:
+    """Several nodes on one PostgreSQL (docs/cluster.md): each node's name in the log."""
+
+    node_id: str = field(default_factory=_host_name)  # default: the host name
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +221,7 @@ class Config:
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     auth: AuthSection = field(default_factory=AuthSection)
     store: StoreSection = field(default_factory=StoreSection)
+    cluster: ClusterSection = field(default_factory=ClusterSection)
     log: LogSection = field(default_factory=LogSection)
     tls: TlsSection = field(default_factory=TlsSection)
     telnet: TelnetSection = field(default_factory=TelnetSection)
@@ -222,6 +243,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "log.level": _LEVELS,
     "log.format": ("auto", "json", "console"),
     "store.synchronous": ("full", "normal"),
+    "store.backend": ("sqlite", "postgres"),
 }
 _POSITIVE = {
     "server.shutdown_timeout_s",
@@ -247,6 +269,7 @@ _POSITIVE = {
     "limits.schedules_per_tick",
     "store.commit_timeout_s",
     "store.commit_retry_s",
+    "store.connect_timeout_s",
     "moderation.strikes_to_ban",
     "moderation.ban_duration_s",
     "moderation.strike_window_s",
@@ -302,7 +325,23 @@ def _merge(base: Config, data: Mapping[str, Any]) -> Config:
             raise ConfigError(f"[{name}] must be a table")
         current = getattr(base, name)
         sections[name] = _merge_section(name, current, table)
-    return replace(base, **sections)  # type: ignore[arg-type]
+    merged = replace(base, **sections)  # type: ignore[arg-type]
+    _check_store_and_cluster(merged)
+    return merged
+
+
+_NODE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _check_store_and_cluster(config: Config) -> None:
+    """Settings that depend on each other: a PostgreSQL backend needs its dsn."""
+    if config.store.backend == "postgres" and not config.store.dsn.strip():
+        raise ConfigError('store.dsn must be set when store.backend is "postgres"')
+    if not _NODE_ID.fullmatch(config.cluster.node_id):
+        raise ConfigError(
+            "cluster.node_id must be 1-64 characters of A-Z a-z 0-9 _ . -, "
+            f"not {config.cluster.node_id!r}"
+        )
 
 
 def _merge_section(name: str, current: Any, table: Mapping[str, Any]) -> Any:

@@ -32,7 +32,7 @@ from chatd.server.peer import Peer
 from chatd.server.reload import ReloadResult, reconcile
 from chatd.server.uploads import Files
 from chatd.store.base import Store
-from chatd.store.sqlite import SqliteStore
+from chatd.store.open import open_store
 
 log = logs.get_logger("chatd.daemon")
 
@@ -86,7 +86,7 @@ class Daemon:
         cfg = self.config
         self.loop = asyncio.get_running_loop()
         self.ops.prepare(cfg)  # a bad TLS file fails before the database is opened
-        store = self._store or SqliteStore(cfg.server.data_dir, synchronous=cfg.store.synchronous)
+        store = self._store or open_store(cfg)  # [store] backend: sqlite or postgres
         self._store = store
         snapshot = store.load()
         self.chat = Chat(cfg, snapshot, started=self.clock())

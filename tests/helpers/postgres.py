@@ -1,0 +1,257 @@
+"""A real PostgreSQL for the tests: Debian's postgresql 15, initdb in a temporary
+directory, one server per test session, a fresh database per test.
+
+PostgreSQL refuses to run as root and the tests run as root in CI, so the server runs
+as an unprivileged system user (`chatd-test`, created with useradd when missing). It
+listens on a free port on 127.0.0.1 and on a unix socket in its own directory, with
+fsync on (the durability tests kill it with SIGKILL). Every start and stop is bounded
+in time. The session fixture `postgres` skips, saying why, only where PostgreSQL is not
+installed (scripts/apt-packages.txt installs it; CI runs that).
+
+Use it from a test module with `pytest_plugins = ["tests.helpers.postgres"]`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.server import free_port
+
+TEST_USER = "chatd-test"
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+
+
+def find_bin() -> Path | None:
+    """The newest installed PostgreSQL's bin directory (Debian: /usr/lib/postgresql/N/bin)."""
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3])
+    )
+    return Path(found[-1]).parent if found else None
+
+
+def _run_as() -> tuple[int, int] | None:
+    """The (uid, gid) to run PostgreSQL as: `chatd-test` when we are root (created when
+    missing), else None (run as ourselves)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(TEST_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TEST_USER],
+            check=True,
+            timeout=30,
+            capture_output=True,
+        )
+        entry = pwd.getpwnam(TEST_USER)
+    return entry.pw_uid, entry.pw_gid
+
+
+@dataclass
+class PostgresServer:
+    """One PostgreSQL server process on 127.0.0.1:`port`, its data under `root`."""
+
+    bin: Path
+    root: Path
+    port: int
+    owner: tuple[int, int] | None
+    proc: subprocess.Popen[bytes] | None = None
+    _names: Iterator[int] = field(default_factory=itertools.count)
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def sockets(self) -> Path:
+        return self.root / "sockets"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "postgres.log"
+
+    def dsn(self, dbname: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def _popen(self, args: list[str], **kw: object) -> subprocess.Popen[bytes]:
+        uid_gid = {} if self.owner is None else {"user": self.owner[0], "group": self.owner[1]}
+        return subprocess.Popen(args, cwd=self.root, **uid_gid, **kw)  # type: ignore[call-overload, no-any-return]
+
+    def initdb(self) -> None:
+        self.sockets.mkdir()
+        if self.owner is not None:
+            for p in (self.root, self.sockets):
+                os.chown(p, *self.owner)
+        proc = self._popen(
+            [
+                str(self.bin / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        out, _ = proc.communicate(timeout=START_TIMEOUT_S)
+        if proc.returncode != 0:
+            raise RuntimeError(f"initdb failed: {out.decode(errors='replace')}")
+
+    def start(self) -> None:
+        """Starts the server (a new session, so SIGKILL takes every process of it) and
+        waits until it accepts connections."""
+        with open(self.log, "ab") as log:
+            self.proc = self._popen(
+                [
+                    str(self.bin / "postgres"),
+                    "-D",
+                    str(self.data),
+                    "-p",
+                    str(self.port),
+                    "-k",
+                    str(self.sockets),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "fsync=on",
+                    "-c",
+                    "synchronous_commit=on",
+                    "-c",
+                    "max_connections=200",
+                    "-c",
+                    "shared_buffers=32MB",
+                    "-c",
+                    "logging_collector=off",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"postgres exited: {self.log.read_text(errors='replace')}")
+            if self._ready():
+                return
+            time.sleep(0.05)
+        self.kill9()
+        raise RuntimeError("postgres did not start in time")
+
+    def _ready(self) -> bool:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.dsn(), connect_timeout=1, autocommit=True) as db:
+                db.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
+
+    def kill9(self) -> None:
+        """SIGKILL to every process of the server at once, as a crash does."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(STOP_TIMEOUT_S)
+        self._wait_gone()
+        self.proc = None
+
+    def stop(self) -> None:
+        """A fast shutdown (SIGINT), SIGKILL when it takes too long."""
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            return
+        self._wait_gone()
+        self.proc = None
+
+    def _wait_gone(self) -> None:
+        """Until no process of the killed server's group is left (a new postmaster
+        refuses to start while an old backend still holds the shared memory)."""
+        assert self.proc is not None
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.02)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def create_database(self) -> str:
+        """A new empty database; returns its dsn."""
+        import psycopg
+
+        name = f"t{os.getpid()}_{next(self._names)}"
+        with psycopg.connect(self.dsn(), connect_timeout=5, autocommit=True) as db:
+            db.execute(f"CREATE DATABASE {name} TEMPLATE template0")
+        return self.dsn(name)
+
+
+def start_postgres() -> PostgresServer:
+    """initdb and start a server in a new temporary directory (the caller stops it and
+    removes `root`); pytest.skip where PostgreSQL or psycopg is missing."""
+    bin_dir = find_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; CI installs it)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (scripts/bootstrap --dev)")
+    owner = _run_as()
+    root = Path(tempfile.mkdtemp(prefix="chatd-pg-"))
+    server = PostgresServer(bin_dir, root, free_port(), owner)
+    try:
+        server.initdb()
+        server.start()
+    except BaseException:
+        server.kill9()
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole test session."""
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_dsn(postgres: PostgresServer) -> str:
+    """A fresh, empty database on the session's server (no schema yet)."""
+    if postgres.proc is None or postgres.proc.poll() is not None:
+        postgres.start()  # a test killed it and failed before starting it again
+    return postgres.create_database()
