@@ -37,6 +37,10 @@ class ChatSection:
     history_on_join: int = 20
     max_sessions_per_user: int = 8
     history_max: int = 200
+    # Memory for the newest messages whole (core/index.py RecentWindow); older ones are
+    # read from the store. Replay after a login is sent in pages of `replay_page`.
+    recent_bytes: int = 4194304
+    replay_page: int = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +253,8 @@ _POSITIVE = {
     "server.shutdown_timeout_s",
     "chat.max_sessions_per_user",
     "chat.history_max",
+    "chat.recent_bytes",
+    "chat.replay_page",
     "limits.max_line_bytes",
     "limits.general_messages_per_window",
     "limits.general_window_s",

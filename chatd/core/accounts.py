@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable
 
 from chatd import __version__
@@ -16,7 +15,7 @@ from chatd.core.outcome import (
     Outcome,
     PutAccount,
 )
-from chatd.core.state import ChatState, Refused, account_of, log, msg_id, reply, retry_after
+from chatd.core.state import REPLAYING, ChatState, Refused, account_of, log, reply, retry_after
 from chatd.protocol import commands as c
 from chatd.protocol import replies as r
 from chatd.protocol.events import GENERAL, Code, Message, Mode, Push
@@ -59,11 +58,11 @@ class AccountCommands(ChatState):
             return reply(r.StatusOk(cmd.verb, server))
         received = acct.received()
         chats = []
+        index = self.index
         for chat in self._chats_of(acct):
-            msgs = self.chats.get(chat, [])
-            first = bisect.bisect_right(msgs, received, key=msg_id)
-            unread = sum(1 for m in msgs[first:] if not _mine(m, acct))
-            last = msgs[-1].id if msgs else 0
+            unread = index.count_after(chat, received, but=acct.key)
+            log = index.chats.get(chat)
+            last = log.last_id if log is not None else 0
             chats.append(r.ChatRow(self._display(chat, acct), unread, last))
         return reply(r.StatusOk(cmd.verb, server, acct.name, len(acct.sessions), tuple(chats)))
 
@@ -172,26 +171,65 @@ class AccountCommands(ChatState):
         self, s: Session, acct: Account, cmd: c.Login, now: float, *, new: bool = False
     ) -> Outcome:
         out = Outcome()
+        upto = self.next_id - 1  # replayed: up to here; later ones are live
+        first: list[int] | None = None
         if new:
             out.changes.append(
                 PutAccount(acct.key, acct.name, acct.pw_hash, acct.created, acct.cursor)
             )
-            n = self.config.chat.history_on_join
-            replay = self.chats[GENERAL][-n:] if n else []
+            first = self.index.last(GENERAL, self.config.chat.history_on_join)
+            after, count = upto, len(first)
         else:  # your own messages are never unread, whichever session sent them
-            replay = [m for m in self._unread(acct, acct.received()) if not _mine(m, acct)]
+            after = acct.received()
+            count = sum(
+                self.index.count_after(chat, after, but=acct.key) for chat in self._chats_of(acct)
+            )
         s.account = acct
-        s.live_from = self.next_id
+        s.live_from = REPLAYING
         acct.last_seen = now
         acct.sessions.append(s)
         self.online[acct.key] = acct
+        out.replies.append(r.LoginOk(cmd.verb, acct.name, new, count))
+        log.info("user.login", user=acct.name, session=s.id, new=new, unread=count)
+        return out.extend(self._replay(s, acct, after, upto, first))
+
+    def _replay(
+        self, s: Session, acct: Account, after: int, upto: int, page: list[int] | None
+    ) -> Outcome:
+        """The login's replay, a page at a time, read from the store off the loop when
+        the recent window does not hold it, each page once the client has read the last
+        (`Deferred.paced`): a client owed 24 MB of unread messages costs one page of
+        memory, not 24 MB. Messages with id <= `upto` are the replay (`replay: true`,
+        your own left out); newer ones that came meanwhile follow as live. When no page
+        is left the session goes live (`_go_live`); until then live fan-out skips it
+        (`live_from`), so nothing is out of order or twice."""
+        if page is None:
+            page = self.index.after(
+                self._chats_of(acct),
+                after,
+                but=acct.key,
+                but_upto=upto,
+                limit=self.config.chat.replay_page,
+            )
+        if not page:
+            return self._go_live(s, acct)
+        nxt = max(after, page[-1])
+
+        def then(msgs: list[Message]) -> Outcome:
+            out = Outcome(replies=[Push(m, acct.key, m.id <= upto) for m in msgs])
+            if s.account is not acct:  # closed meanwhile
+                return out
+            return out.extend(self._replay(s, acct, nxt, upto, None))
+
+        return self.with_bodies(page, then, paced=True)
+
+    def _go_live(self, s: Session, acct: Account) -> Outcome:
+        """The replay caught up: from the next message on, the session gets everything
+        live, then its notices (e.g. join requests waiting for a room owner)."""
+        s.live_from = self.next_id
         for topic in (GENERAL, *acct.rooms):
             self.topics.setdefault(topic, set()).add(s)
-        out.replies.append(r.LoginOk(cmd.verb, acct.name, new, len(replay)))
-        out.replies.extend(Push(m, acct.key, True) for m in replay)
-        out.replies.extend(self._login_notices(acct))
-        log.info("user.login", user=acct.name, session=s.id, new=new, unread=len(replay))
-        return out
+        return Outcome(replies=list(self._login_notices(acct)))
 
     # Sending ----------------------------------------------------------------------
 
@@ -225,7 +263,3 @@ class AccountCommands(ChatState):
 def _throttle_keys(s: Session, user_key: str) -> tuple[str, str]:
     """Failed logins count per address and per account (LoginThrottle)."""
     return f"ip:{s.peer}", f"user:{user_key}"
-
-
-def _mine(m: Message, acct: Account) -> bool:
-    return key(m.sender) == acct.key

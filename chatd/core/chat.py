@@ -8,7 +8,7 @@ feature; this class puts them together and adds dispatch, session close and time
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from chatd.config import Config
@@ -25,7 +25,7 @@ from chatd.core.snapshot import Snapshot
 from chatd.core.state import Refused, log
 from chatd.core.threads import ThreadCommands
 from chatd.protocol import commands as c
-from chatd.protocol.events import GENERAL, Code, Error
+from chatd.protocol.events import GENERAL, Code, Error, Message
 
 Handler = Callable[[Any, Session, Any, float], Outcome]
 
@@ -42,12 +42,19 @@ class Chat(
 ):
     """All chat state and the rules that change it."""
 
-    def __init__(self, config: Config, snapshot: Snapshot, *, started: float) -> None:
-        super().__init__(config, snapshot, started=started)
+    def __init__(
+        self,
+        config: Config,
+        snapshot: Snapshot,
+        *,
+        started: float,
+        read: Callable[[Sequence[int]], list[Message]] | None = None,
+    ) -> None:
+        super().__init__(config, snapshot, started=started, read=read)
         self.load_rooms(snapshot)
         self.load_schedules(snapshot)
         self.load_files(snapshot)
-        self.derive_last_seen()
+        self.derive_last_seen(snapshot)
 
     def handle(self, s: Session, cmd: c.Command, now: float) -> Outcome:
         """Runs one command for a session, whatever door it came in by: the login and
@@ -80,7 +87,9 @@ class Chat(
         if deferred is not None:
             resume = deferred.resume
             out.deferred = Deferred(
-                deferred.work, lambda result, now: self.run(verb, lambda: resume(result, now))
+                deferred.work,
+                lambda result, now: self.run(verb, lambda: resume(result, now)),
+                deferred.paced,
             )
         return out
 

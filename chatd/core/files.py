@@ -56,10 +56,10 @@ class FileCommands(ChatState):
         between the two deletions, an older sweep) are queued for deletion."""
         files = self.files
         owners = {f.id: (f.owner, f.created) for f in snapshot.files}
-        for m in self.messages.values():
-            if m.file is not None and m.file.id in owners:
-                owner, created = owners.pop(m.file.id)
-                files.keep(StoredFile(m.file, owner, created, m.id))
+        for ident, info in self.index.files.items():
+            if info.id in owners:
+                owner, created = owners.pop(info.id)
+                files.keep(StoredFile(info, owner, created, ident))
         for f in snapshot.files:
             files.next_id = max(files.next_id, f.id + 1)
         files.cleanup = [DeleteFile(i) for i in sorted(owners)]
@@ -158,7 +158,7 @@ class FileCommands(ChatState):
         reads as missing, like a message id (it does not reveal that it exists)."""
         acct = account_of(s)
         f = self.files.by_id.get(cmd.file_id)
-        m = self.messages.get(f.message_id) if f is not None else None
-        if f is None or m is None or not self._can_see(acct, m):
+        chat = self.index.chat_of(f.message_id) if f is not None else None
+        if f is None or chat is None or not self._can_see(acct, chat):
             raise Refused(Code.NO_SUCH_MESSAGE, f"no file {cmd.file_id}")
         return reply(r.DownloadOk(cmd.verb, f.info))

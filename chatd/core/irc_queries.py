@@ -2,7 +2,8 @@
 members and read markers.
 
 IRC asks questions the line protocol's `history` cannot answer (messages after or
-around a point, by timestamp, the chats active in a time range). These functions only
+around a point, by timestamp, the chats active in a time range). These functions
+answer from the core's message index (ids; the door reads the bodies), only
 read the core's state and apply its visibility rule (`_resolve_chat`: a room's
 messages are for its members, a private chat for its two parties); they change
 nothing, so they add no rule. Refusals come out as `Refused`, like a command's.
@@ -11,13 +12,13 @@ nothing, so they add no rule. Refusals come out as `Refused`, like a command's.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chatd.core.chat import Chat
+from chatd.core.index import ChatLog
 from chatd.core.model import Account
 from chatd.core.state import Refused
-from chatd.protocol.events import GENERAL, Code, Message
+from chatd.protocol.events import GENERAL, Code
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,72 +38,79 @@ def chat_key(chat: Chat, acct: Account, target: str) -> str:
     return chat._resolve_chat(acct, target)
 
 
-def _messages(chat: Chat, key: str) -> list[Message]:
-    return chat.chats.get(key, [])
+_EMPTY = ChatLog()
 
 
-def _index(msgs: Sequence[Message], ref: Ref, *, after: bool) -> int:
-    """Where `ref` falls in `msgs`: the first index past it (`after`) or at it."""
+def _log(chat: Chat, key: str) -> ChatLog:
+    return chat.index.chats.get(key, _EMPTY)
+
+
+def _index(log: ChatLog, ref: Ref, *, after: bool) -> int:
+    """Where `ref` falls in the chat: the first position past it (`after`) or at it."""
     if ref.id is not None:
-        ident = ref.id
-        if after:
-            return bisect.bisect_right(msgs, ident, key=lambda m: m.id)
-        return bisect.bisect_left(msgs, ident, key=lambda m: m.id)
+        find = bisect.bisect_right if after else bisect.bisect_left
+        return find(log.ids, ref.id)
     # Times compare in whole milliseconds: a client's timestamp comes from a `time`
     # tag, which is the message's time rounded to the millisecond.
     ms = _ms(ref.ts if ref.ts is not None else 0.0)
     if after:
-        return bisect.bisect_right(msgs, ms, key=lambda m: _ms(m.ts))
-    return bisect.bisect_left(msgs, ms, key=lambda m: _ms(m.ts))
+        return bisect.bisect_right(log.times, ms, key=_ms)
+    return bisect.bisect_left(log.times, ms, key=_ms)
 
 
 def _ms(ts: float) -> int:
     return round(ts * 1000)
 
 
-def before(chat: Chat, key: str, ref: Ref, limit: int) -> list[Message]:
-    msgs = _messages(chat, key)
-    end = len(msgs) if ref.star else _index(msgs, ref, after=False)
-    return msgs[max(0, end - limit) : end]
+def _ids(log: ChatLog, start: int, end: int) -> list[int]:
+    return list(log.ids[start:end]) if end > start else []
 
 
-def after(chat: Chat, key: str, ref: Ref, limit: int) -> list[Message]:
-    msgs = _messages(chat, key)
-    start = 0 if ref.star else _index(msgs, ref, after=True)
-    return msgs[start : start + limit]
+def before(chat: Chat, key: str, ref: Ref, limit: int) -> list[int]:
+    """Ids of the newest `limit` messages before `ref` (all: `*`), oldest first. The
+    door reads their bodies (chatd/server/reader.py); so do the others below."""
+    log = _log(chat, key)
+    end = len(log) if ref.star else _index(log, ref, after=False)
+    return _ids(log, max(0, end - limit), end)
 
 
-def latest(chat: Chat, key: str, ref: Ref, limit: int) -> list[Message]:
+def after(chat: Chat, key: str, ref: Ref, limit: int) -> list[int]:
+    log = _log(chat, key)
+    start = 0 if ref.star else _index(log, ref, after=True)
+    return _ids(log, start, start + limit)
+
+
+def latest(chat: Chat, key: str, ref: Ref, limit: int) -> list[int]:
     """The newest `limit` messages, only those after `ref` unless it is `*`."""
-    msgs = _messages(chat, key)
-    start = 0 if ref.star else _index(msgs, ref, after=True)
-    return msgs[max(start, len(msgs) - limit) :]
+    log = _log(chat, key)
+    start = 0 if ref.star else _index(log, ref, after=True)
+    return _ids(log, max(start, len(log) - limit), len(log))
 
 
-def around(chat: Chat, key: str, ref: Ref, limit: int) -> list[Message]:
-    msgs = _messages(chat, key)
-    mid = _index(msgs, ref, after=False)
+def around(chat: Chat, key: str, ref: Ref, limit: int) -> list[int]:
+    log = _log(chat, key)
+    mid = _index(log, ref, after=False)
     start = max(0, mid - limit // 2)
-    return msgs[start : start + limit]
+    return _ids(log, start, start + limit)
 
 
-def between(chat: Chat, key: str, a: Ref, b: Ref, limit: int) -> list[Message]:
+def between(chat: Chat, key: str, a: Ref, b: Ref, limit: int) -> list[int]:
     """Messages strictly between two points, in either order; from the first point on
     when it is the earlier one, else the latest ones before it (IRCv3 semantics)."""
-    msgs = _messages(chat, key)
-    lo_first = _point(msgs, a) <= _point(msgs, b)
+    log = _log(chat, key)
+    lo_first = _point(log, a) <= _point(log, b)
     lo, hi = (a, b) if lo_first else (b, a)
-    start = _index(msgs, lo, after=True)
-    end = _index(msgs, hi, after=False)
-    page = msgs[start:end] if end > start else []
+    page = _ids(log, _index(log, lo, after=True), _index(log, hi, after=False))
     return page[:limit] if lo_first else page[-limit:]
 
 
-def _point(msgs: Sequence[Message], ref: Ref) -> float:
+def _point(log: ChatLog, ref: Ref) -> float:
     if ref.ts is not None:
         return _ms(ref.ts)
-    m = next((x for x in msgs if x.id == ref.id), None)
-    return _ms(m.ts) if m is not None else float(ref.id or 0)
+    i = bisect.bisect_left(log.ids, ref.id or 0)
+    if i < len(log.ids) and log.ids[i] == ref.id:
+        return _ms(log.times[i])
+    return float(ref.id or 0)
 
 
 def targets(chat: Chat, acct: Account, a: float, b: float, limit: int) -> list[tuple[str, float]]:
@@ -111,10 +119,10 @@ def targets(chat: Chat, acct: Account, a: float, b: float, limit: int) -> list[t
     lo, hi = min(a, b), max(a, b)
     found: list[tuple[str, float]] = []
     for key in [GENERAL, *sorted(acct.private_chats), *sorted(acct.rooms)]:
-        msgs = chat.chats.get(key, [])
-        end = bisect.bisect_left(msgs, hi, key=lambda m: m.ts)
-        if end and msgs[end - 1].ts > lo:
-            found.append((irc_target(chat, acct, key), msgs[end - 1].ts))
+        times = _log(chat, key).times
+        end = bisect.bisect_left(times, hi)
+        if end and times[end - 1] > lo:
+            found.append((irc_target(chat, acct, key), times[end - 1]))
     found.sort(key=lambda t: t[1])
     return found[:limit]
 
@@ -128,12 +136,12 @@ def irc_target(chat: Chat, acct: Account, key: str) -> str:
     return other.name if other is not None else b
 
 
-def read_marker(chat: Chat, acct: Account, key: str) -> Message | None:
-    """The last message of a chat the user has received (chatd keeps one read position
-    per user, which every chat's marker derives from); None if none was."""
-    msgs = chat.chats.get(key, [])
-    i = bisect.bisect_right(msgs, acct.received(), key=lambda m: m.id)
-    return msgs[i - 1] if i else None
+def read_marker(chat: Chat, acct: Account, key: str) -> tuple[int, float] | None:
+    """The last message of a chat the user has received, as (id, time) (chatd keeps one
+    read position per user, which every chat's marker derives from); None if none was."""
+    log = _log(chat, key)
+    i = bisect.bisect_right(log.ids, acct.received())
+    return (log.ids[i - 1], log.times[i - 1]) if i else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import bisect
-
 from chatd.core.model import Session
 from chatd.core.names import dm_key
 from chatd.core.outcome import (
     Outcome,
     PutMessage,
 )
-from chatd.core.state import ChatState, account_of, log, msg_id, reply
+from chatd.core.state import ChatState, account_of, log, reply
 from chatd.protocol import commands as c
 from chatd.protocol import replies as r
 from chatd.protocol.events import GENERAL, Message, Push
@@ -75,8 +73,10 @@ class MessagingCommands(ChatState):
         acct = account_of(s)
         chat = self._resolve_chat(acct, cmd.chat)
         n = min(cmd.count or 20, self.config.chat.history_max)
-        msgs = self.chats.get(chat, [])
-        end = len(msgs) if cmd.before is None else bisect.bisect_left(msgs, cmd.before, key=msg_id)
-        page = msgs[max(0, end - n) : end]
-        pushes = tuple(Push(m, acct.key) for m in page)
-        return reply(r.HistoryOk(cmd.verb, self._display(chat, acct), pushes))
+        display = self._display(chat, acct)
+
+        def then(page: list[Message]) -> Outcome:
+            pushes = tuple(Push(m, acct.key) for m in page)
+            return reply(r.HistoryOk(cmd.verb, display, pushes))
+
+        return self.with_bodies(self.index.last(chat, n, cmd.before), then)

@@ -149,7 +149,7 @@ class ModerationCommands(ChatState):
             "accounts": len(self.accounts),
             "users_online": len(self.online),
             "sessions": len(self.topics[GENERAL]),
-            "messages_stored": len(self.messages),
+            "messages_stored": len(self.index),
             "last_message_id": self.next_id - 1,
             "uptime_s": int(now - self.started),
         }

@@ -176,11 +176,14 @@ Change = (
 
 @dataclass(frozen=True, slots=True)
 class Deferred:
-    """Slow, pure work (password hashing) the server runs off the event loop; then it
-    calls `resume(result, now)` and treats that Outcome as the command's."""
+    """Slow work (password hashing, reading messages from the store) the server runs
+    off the event loop; then it calls `resume(result, now)` and treats that Outcome as
+    the command's. `paced`: start only once the session's client has read what it was
+    sent (a login's replay, page after page)."""
 
     work: Callable[[], Any]
     resume: Callable[[Any, float], Outcome]
+    paced: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,3 +221,17 @@ class Outcome:
     def notify(self, sessions: Sequence[Session], notice: Notice) -> None:
         if sessions:
             self.pushes.append((notice, tuple(sessions)))
+
+    def extend(self, more: Outcome) -> Outcome:
+        """Appends `more` (what came after this); its deferred work becomes this one's."""
+        self.replies.extend(more.replies)
+        self.pushes.extend(more.pushes)
+        self.broadcasts.extend(more.broadcasts)
+        self.changes.extend(more.changes)
+        self.closes.extend(more.closes)
+        self.acked = max(self.acked, more.acked)
+        self.rearm = self.rearm or more.rearm
+        if more.deferred is not None:
+            assert self.deferred is None, "one deferred step at a time"
+            self.deferred = more.deferred
+        return self

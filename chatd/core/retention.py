@@ -31,6 +31,7 @@ from chatd.core.model import Account
 from chatd.core.names import key
 from chatd.core.outcome import DeleteMessages, Outcome
 from chatd.core.parts import Mark
+from chatd.core.snapshot import Snapshot
 from chatd.core.state import ChatState, log
 from chatd.protocol.events import GENERAL
 
@@ -66,7 +67,7 @@ def due_frontier(marks: list[Mark], now: float, ttl: float) -> int:
 
 
 class Retention(ChatState):
-    def derive_last_seen(self) -> None:
+    def derive_last_seen(self, snapshot: Snapshot) -> None:
         """Start-up: when each user was last online, as a lower bound from what is
         stored (not persisted itself): account creation, the newest message they sent,
         and the newest message at or below their cursor (they were online to receive
@@ -77,7 +78,7 @@ class Retention(ChatState):
             acct.last_seen = max(acct.last_seen, acct.created)
         ids: list[int] = []
         stamps: list[float] = []
-        for m in self.messages.values():  # id order: the snapshot is oldest first
+        for m in snapshot.messages:  # id order: the snapshot is oldest first
             ids.append(m.id)
             stamps.append(m.ts if not stamps else max(m.ts, stamps[-1]))
             sender = self.accounts.get(key(m.sender))
@@ -126,31 +127,32 @@ class Retention(ChatState):
             acct.last_seen = now
         state = self.retention
         state.general_frontier = self._frontier_general(now)
-        state.chats_left = [chat for chat, msgs in self.chats.items() if msgs]
-        for chat in [c for c in state.marks if not self.chats.get(c)]:
+        chats = self.index.chats
+        state.chats_left = list(chats)
+        for chat in [c for c in state.marks if c not in chats]:
             del state.marks[chat]
 
     def _sweep_chat(self, chat: str, now: float, budget: int, deleted: list[int]) -> int:
         """Notes the chat's frontier and deletes its due prefix (at most `budget`)."""
-        msgs = self.chats.get(chat)
+        msgs = self.index.chats.get(chat)
         if not msgs:
             return 0
         ret = self.config.retention
         marks = self.retention.marks.setdefault(chat, [])
-        frontier = int(min(self._frontier(chat), msgs[-1].id))
+        frontier = int(min(self._frontier(chat), msgs.last_id))
         note_frontier(marks, frontier, now)
         due = due_frontier(marks, now, ret.delivered_ttl_s)
         too_old = now - ret.max_age_s
         n = 0
-        limit = min(budget, len(msgs))
-        while n < limit and (msgs[n].id <= due or msgs[n].ts <= too_old):
+        ids, times = msgs.ids, msgs.times
+        limit = min(budget, len(ids))
+        while n < limit and (ids[n] <= due or times[n] <= too_old):
             n += 1
         if n:
-            deleted.extend(m.id for m in msgs[:n])
-            for m in msgs[:n]:
-                del self.messages[m.id]
-            del msgs[:n]
-            first = msgs[0].id if msgs else math.inf
+            gone = self.index.drop_prefix(chat, n)
+            self.recent.remove(gone)
+            deleted.extend(gone)
+            first = ids[0] if ids else math.inf
             while marks and marks[0][0] < first:
                 marks.pop(0)
         if not marks:

@@ -34,7 +34,7 @@ from chatd.core.state import ChatState, Refused, account_of, log, reply
 from chatd.protocol import commands as c
 from chatd.protocol import notices as n
 from chatd.protocol import replies as r
-from chatd.protocol.events import Code, Notice, Push
+from chatd.protocol.events import Code, Message, Notice, Push
 from chatd.protocol.timefmt import rfc3339
 
 _LINK_BYTES = 18  # 144 random bits: unguessable, and 24 characters to paste
@@ -265,10 +265,13 @@ class RoomCommands(ChatState):
         mine = tuple(x for x in acct.sessions if x is not actor)
         if notice is not None:
             out.notify(mine, notice)
-        count = self.config.chat.history_on_join
-        recent = self.chats.get(room.key, [])[-count:] if count else []
+        recent = self.index.last(room.key, self.config.chat.history_on_join)
         if mine and recent:
-            out.pushes.extend((Push(m, acct.key, True), mine) for m in recent)
+
+            def then(msgs: list[Message]) -> Outcome:
+                return Outcome(pushes=[(Push(m, acct.key, True), mine) for m in msgs])
+
+            out.extend(self.with_bodies(recent, then))
 
     def _remove(
         self, room: Room, acct: Account, out: Outcome, *, actor: Session, notice: Notice | None
@@ -314,17 +317,15 @@ class RoomCommands(ChatState):
         for user in room.requests:
             out.changes.append(DeleteJoinRequest(room.key, user))
         room.requests.clear()
-        msgs = self.chats.pop(room.key, [])
-        for m in msgs:
-            self.messages.pop(m.id, None)
-        if msgs:
-            ids = tuple(m.id for m in msgs)
+        ids = tuple(self.index.drop_chat(room.key))
+        self.recent.remove(ids)
+        if ids:
             out.changes.append(DeleteMessages(ids))
             self.files.forget(ids, out)
         self.topics.pop(room.key, None)
         del self.rooms[room.key]
         out.changes.append(DeleteRoom(room.key))
-        log.info("room.deleted", room=room.key, messages=len(msgs))
+        log.info("room.deleted", room=room.key, messages=len(ids))
 
     # Helpers -----------------------------------------------------------------------
 

@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from chatd.protocol.events import Message
+from chatd.protocol.events import FileInfo, Message
+
+
+class MessageRow(NamedTuple):
+    """A stored message without its text: what the core indexes (core/index.py).
+    From the store `sender` is the name as sent; from `MessageIndex.row` the user key."""
+
+    id: int
+    chat: str
+    sender: str
+    ts: float
+    reply_to: int | None = None
+    file: FileInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +92,8 @@ class TokenRow:
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     accounts: tuple[AccountRow, ...] = ()
-    messages: tuple[Message, ...] = ()  # oldest first; file messages carry their FileInfo
+    messages: tuple[MessageRow, ...] = ()  # every message, oldest first, without text
+    recent: tuple[Message, ...] = ()  # the newest ones whole, oldest first (load's `recent`)
     next_id: int = 1
     rooms: tuple[RoomRow, ...] = ()
     members: tuple[MemberRow, ...] = ()

@@ -10,24 +10,26 @@ attributes or methods.
 
 from __future__ import annotations
 
-import bisect
-import heapq
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from chatd import logs
 from chatd.config import Config
 from chatd.core.flood import LoginThrottle, RateWindow
+from chatd.core.index import MessageIndex, RecentWindow
 from chatd.core.model import Account, Room, Session
 from chatd.core.names import dm_key, key, looks
-from chatd.core.outcome import Outcome
+from chatd.core.outcome import Deferred, Outcome
 from chatd.core.parts import FileIndex, ScheduleBook, SweepState
-from chatd.core.snapshot import Snapshot
+from chatd.core.snapshot import MessageRow, Snapshot
 from chatd.protocol import commands as c
 from chatd.protocol.events import GENERAL, Code, FileInfo, Message, Notice, Ok
 from chatd.protocol.timefmt import rfc3339
 
 log = logs.get_logger("chatd.core")
+
+#: `Session.live_from` while a login's replay is still being sent: no live message yet.
+REPLAYING = 1 << 62
 
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _NAME_RULE = "names are 1-32 characters of A-Z a-z 0-9 _ . -"
@@ -51,13 +53,24 @@ def retry_after(seconds: float) -> int:
 class ChatState:
     """All chat state; features read and change it through these attributes."""
 
-    def __init__(self, config: Config, snapshot: Snapshot, *, started: float) -> None:
+    def __init__(
+        self,
+        config: Config,
+        snapshot: Snapshot,
+        *,
+        started: float,
+        read: Callable[[Sequence[int]], list[Message]] | None = None,
+    ) -> None:
         self.config = config
         self.started = started
         self.accounts: dict[str, Account] = {}
         self.online: dict[str, Account] = {}
-        self.chats: dict[str, list[Message]] = {GENERAL: []}
-        self.messages: dict[int, Message] = {}
+        # Messages: an index without text, the newest whole, and `read` (the store's,
+        # run off the event loop by the server) for the rest (core/index.py). Without a
+        # store to read from, the window keeps everything.
+        self.index = MessageIndex()
+        self.recent = RecentWindow(config.chat.recent_bytes if read is not None else math.inf)
+        self.read_bodies: Callable[[Sequence[int]], list[Message]] = read or _nothing
         self.topics: dict[str, set[Session]] = {GENERAL: set()}
         self.rooms: dict[str, Room] = {}
         self.link_rooms: dict[str, str] = {}  # join link token -> room key
@@ -88,9 +101,13 @@ class ChatState:
                 banned_until=row.banned_until,
                 strikes=dict(row.strikes),
             )
-        for m in snapshot.messages:
-            self._remember(m)
-            self.next_id = max(self.next_id, m.id + 1)
+        for stored in snapshot.messages:
+            self._index_message(stored._replace(sender=key(stored.sender)))
+            self.next_id = max(self.next_id, stored.id + 1)
+        for msg in snapshot.recent:
+            self.recent.add(msg)
+        self.recent.durable = self.next_id - 1
+        self.recent.trim()
 
     @property
     def login_throttle(self) -> LoginThrottle:
@@ -137,17 +154,43 @@ class ChatState:
     ) -> Message:
         msg = Message(self.next_id, chat, sender, text, now, reply_to, to, file)
         self.next_id += 1
-        self._remember(msg)
+        self._index_message(MessageRow(msg.id, chat, key(sender), now, reply_to, file))
+        self.recent.add(msg)
         return msg
 
-    def _remember(self, m: Message) -> None:
-        self.messages[m.id] = m
-        self.chats.setdefault(m.chat, []).append(m)
-        if m.to is not None:
-            for party in m.chat[1:].split("|"):
+    def _index_message(self, row: MessageRow) -> None:
+        """Indexes a message (its sender as a user key), and a private one's chat as
+        each party's."""
+        self.index.add(row)
+        chat = row.chat
+        if chat.startswith("@"):
+            for party in chat[1:].split("|"):
                 acct = self.accounts.get(party)
                 if acct is not None:
-                    acct.add_private_chat(m.chat)
+                    acct.add_private_chat(chat)
+
+    def with_bodies(
+        self,
+        ids: Sequence[int],
+        then: Callable[[list[Message]], Outcome],
+        *,
+        paced: bool = False,
+    ) -> Outcome:
+        """`then(messages)` with the messages of `ids` (ascending) whole: at once when
+        the recent window holds them all, else after the server read the rest from the
+        store off the event loop (an Outcome with `deferred`; the command's later
+        output, and the session's next commands, wait for it)."""
+        found, missing = self.recent.split(ids)
+        if not missing:
+            return then([found[i] for i in ids])
+        read = self.read_bodies
+
+        def work() -> list[Message]:
+            got = {m.id: m for m in read(missing)}
+            got.update(found)
+            return [got[i] for i in ids if i in got]
+
+        return Outcome(deferred=Deferred(work, lambda msgs, now: then(msgs), paced))
 
     def _count_general(self, acct: Account, now: float) -> None:
         """Fixed window: N messages per window, the window starting at its first message."""
@@ -188,16 +231,12 @@ class ChatState:
         answered `unavailable`, so they must never appear): they leave memory as if
         never made. Only for what nothing was acknowledged about."""
         scratch = Outcome()
-        for ident in sorted(message_ids):
-            m = self.messages.pop(ident, None)
-            if m is None:
-                continue
-            msgs = self.chats.get(m.chat, [])
-            i = bisect.bisect_left(msgs, ident, key=msg_id)
-            if i < len(msgs) and msgs[i].id == ident:
-                del msgs[i]
-            if m.file is not None:
-                self.files.forget([ident], scratch)  # its PutFile was withdrawn too
+        ids = sorted(message_ids)
+        with_files = [i for i in ids if i in self.index.files]
+        self.index.remove(ids)
+        self.recent.remove(ids)
+        if with_files:
+            self.files.forget(with_files, scratch)  # their PutFile was withdrawn too
         for ident in schedule_ids:
             pending = self.schedules.by_id.get(ident)
             if pending is not None:
@@ -221,18 +260,9 @@ class ChatState:
     def _chats_of(self, acct: Account) -> list[str]:
         return [GENERAL, *sorted(acct.private_chats), *sorted(acct.rooms)]
 
-    def _unread(self, acct: Account, after: int) -> Iterator[Message]:
-        """Messages of the user's chats with id > after, oldest first."""
-        slices = []
-        for chat in self._chats_of(acct):
-            msgs = self.chats.get(chat)
-            if msgs:
-                i = bisect.bisect_right(msgs, after, key=msg_id)
-                if i < len(msgs):
-                    slices.append(msgs[i:])
-        if len(slices) == 1:
-            return iter(slices[0])
-        return heapq.merge(*slices, key=msg_id)
+    def chats_of(self, acct: Account) -> list[str]:
+        """The chat keys a user reads: #general, their private chats, their rooms."""
+        return self._chats_of(acct)
 
     def _resolve_chat(self, acct: Account, name: str) -> str:
         """A chat name as typed (#general, #room, @user, user) to its chat key."""
@@ -260,20 +290,21 @@ class ChatState:
             raise Refused(Code.NOT_A_MEMBER, f"you are not a member of {room.key}")
         return room
 
-    def _can_see(self, acct: Account, m: Message) -> bool:
-        """Whether a message is in one of the user's chats."""
-        if m.chat == GENERAL:
+    def _can_see(self, acct: Account, chat: str) -> bool:
+        """Whether a chat is one of the user's (so they may see its messages)."""
+        if chat == GENERAL:
             return True
-        if m.chat.startswith("@"):
-            return acct.key in m.chat[1:].split("|")
-        room = self.rooms.get(m.chat)
+        if chat.startswith("@"):
+            return acct.key in chat[1:].split("|")
+        room = self.rooms.get(chat)
         return room is not None and acct.key in room.members
 
-    def _visible_message(self, acct: Account, ident: int) -> Message:
-        """A message the user can see; any other id reads as missing, so that a private
-        message or a room's message does not reveal that it exists."""
-        m = self.messages.get(ident)
-        if m is None or not self._can_see(acct, m):
+    def _visible_message(self, acct: Account, ident: int) -> MessageRow:
+        """A message the user can see (as the index knows it: no text, the sender as a
+        user key); any other id reads as missing, so that a private message or a room's
+        message does not reveal that it exists."""
+        m = self.index.row(ident)
+        if m is None or not self._can_see(acct, m.chat):
             raise Refused(Code.NO_SUCH_MESSAGE, f"no message {ident}")
         return m
 
@@ -308,8 +339,8 @@ RATES: dict[str, tuple[str, str, str]] = {
 }
 
 
-def msg_id(m: Message) -> int:
-    return m.id
+def _nothing(ids: Sequence[int]) -> list[Message]:
+    return []
 
 
 def account_of(s: Session) -> Account:

@@ -9,15 +9,13 @@ on it or read its thread; to anyone else it does not exist (`no-such-message`).
 
 from __future__ import annotations
 
-import bisect
-import itertools
-
 from chatd.core.model import Session
 from chatd.core.outcome import Outcome, PutMessage
-from chatd.core.state import ChatState, account_of, log, msg_id, reply
+from chatd.core.snapshot import MessageRow
+from chatd.core.state import ChatState, Refused, account_of, log, reply
 from chatd.protocol import commands as c
 from chatd.protocol import replies as r
-from chatd.protocol.events import Message, Push
+from chatd.protocol.events import Code, Message, Push
 
 
 class ThreadCommands(ChatState):
@@ -33,8 +31,9 @@ class ThreadCommands(ChatState):
         self._chat_limit(acct, chat, now)
         if chat.startswith("@"):
             a, _, b = chat[1:].partition("|")
-            other = self.accounts.get(b if a == acct.key else a)
-            to = other.name if other is not None else original.to
+            other_key = b if a == acct.key else a
+            other = self.accounts.get(other_key)
+            to = other.name if other is not None else other_key
         msg = self._post(chat, acct.name, cmd.text, now, to=to, reply_to=root.id)
         out = reply(r.CommentOk(cmd.verb, msg.id, msg.ts, root.id))
         out.changes.append(PutMessage(msg))
@@ -54,20 +53,20 @@ class ThreadCommands(ChatState):
         thread it belongs to."""
         acct = account_of(s)
         root = self._root_of(self._visible_message(acct, cmd.message_id))
-        comments = tuple(Push(m, acct.key) for m in self._comments(root))
-        return reply(r.ThreadOk(cmd.verb, Push(root, acct.key), comments))
+        ids = [root.id, *self.index.comments.get(root.id, ())]
 
-    def _root_of(self, m: Message) -> Message:
+        def then(msgs: list[Message]) -> Outcome:
+            if not msgs or msgs[0].id != root.id:  # deleted while it was being read
+                raise Refused(Code.NO_SUCH_MESSAGE, f"no message {cmd.message_id}")
+            comments = tuple(Push(m, acct.key) for m in msgs[1:])
+            return reply(r.ThreadOk(cmd.verb, Push(msgs[0], acct.key), comments))
+
+        return self.with_bodies(ids, then)
+
+    def _root_of(self, m: MessageRow) -> MessageRow:
         """The message a comment belongs under; a comment whose root has expired
         stands as a root itself."""
         if m.reply_to is None:
             return m
-        root = self.messages.get(m.reply_to)
+        root = self.index.row(m.reply_to)
         return root if root is not None and root.chat == m.chat else m
-
-    def _comments(self, root: Message) -> list[Message]:
-        """Comments on `root`: later messages of its chat that reply to it. A scan from
-        the root on, since comments live in the chat's id-ordered list like any message."""
-        msgs = self.chats.get(root.chat, [])
-        start = bisect.bisect_right(msgs, root.id, key=msg_id)
-        return [m for m in itertools.islice(msgs, start, None) if m.reply_to == root.id]

@@ -29,12 +29,16 @@ from chatd.server.counters import ServerMetrics
 from chatd.server.hub import Hub
 from chatd.server.listeners import Operations
 from chatd.server.peer import Peer
+from chatd.server.reader import MessageReader
 from chatd.server.reload import ReloadResult, reconcile
 from chatd.server.uploads import Files
 from chatd.store.base import Store
 from chatd.store.open import open_store
 
 log = logs.get_logger("chatd.daemon")
+
+#: Messages read whole at start-up into the recent window (the rest is indexed only).
+RECENT_AT_START = 2000
 
 CURSOR_SAVE_INTERVAL_S = 1.0
 #: How often what survived young collections is frozen, and how often a full collection
@@ -88,8 +92,8 @@ class Daemon:
         self.ops.prepare(cfg)  # a bad TLS file fails before the database is opened
         store = self._store or open_store(cfg)  # [store] backend: sqlite or postgres
         self._store = store
-        snapshot = store.load()
-        self.chat = Chat(cfg, snapshot, started=self.clock())
+        snapshot = store.load(recent=RECENT_AT_START)
+        self.chat = Chat(cfg, snapshot, started=self.clock(), read=store.read)
         self.chat.server_stats = self.metrics.snapshot
         tz = ZoneInfo(cfg.server.timezone) if cfg.server.timezone else None
         self.renderer = Renderer(tz)
@@ -123,12 +127,13 @@ class Daemon:
             metrics=self.metrics,
             renderer=self.renderer,
             apply=self.apply,
+            reader=MessageReader(self.loop, self.chat, self.workers),
         )
         self.metrics.watch(
             connections=lambda: len(self._connections),
             sessions=lambda: len(self.chat.topics.get(GENERAL, ())),
             users=lambda: len(self.chat.online),
-            messages=lambda: len(self.chat.messages),
+            messages=lambda: len(self.chat.index),
             accounts=lambda: len(self.chat.accounts),
             slow_consumers=lambda: self.hub.slow_consumers,
         )
@@ -144,7 +149,7 @@ class Daemon:
             host=cfg.server.host,
             port=self.port,
             accounts=len(self.chat.accounts),
-            messages=len(self.chat.messages),
+            messages=len(self.chat.index),
         )
 
     async def _listen_doors(self, cfg: Config) -> list[asyncio.Server]:

@@ -94,6 +94,7 @@ class _Batch:
     binding: bool = False  # the whole batch waits for the disk
     held: set[Peer] = field(default_factory=set)  # these sessions' output waits for it
     failed_since: float | None = None
+    top_id: int = 0  # every message id up to here is in this batch or an earlier one
 
     def empty(self) -> bool:
         return not (self.changes or self.direct or self.topics or self.closes or self.after)
@@ -244,6 +245,9 @@ class Hub:
 
     def _push(self, batch: _Batch, event: Event, sessions: Sequence[Session]) -> None:
         if type(event) is Push and not event.replay:
+            ident = event.message.id
+            if any(s.live_from > ident for s in sessions):  # still replaying: it comes then
+                sessions = [s for s in sessions if s.live_from <= ident]
             self._m.delivered[chat_kind(event.message.chat)].value += len(sessions)
         rendered: dict[Mode, bytes] = {}
         for s in sessions:
@@ -286,6 +290,7 @@ class Hub:
             self._turn_end()
             return
         self._inflight = batch
+        batch.top_id = self._chat.next_id - 1
         self._start_commit(batch)
 
     def _start_commit(self, batch: _Batch) -> None:
@@ -495,6 +500,10 @@ class Hub:
         for change in batch.changes:
             if type(change) is PutMessage:
                 m.sent[chat_kind(change.message.chat)].value += 1
+        recent = self._chat.recent
+        if batch.top_id > recent.durable:  # the window may now let these go
+            recent.durable = batch.top_id
+            recent.trim()
         self._inflight = None
         self._release(batch)
         self._turn_end()

@@ -36,14 +36,14 @@ from chatd.core.outcome import Outcome
 from chatd.core.state import Refused
 from chatd.protocol import commands as c
 from chatd.protocol import irc
-from chatd.protocol.events import GENERAL, Code, Error, Event, Mode, Notice, Ok, Push
+from chatd.protocol.events import GENERAL, Code, Error, Event, Message, Mode, Notice, Ok, Push
 from chatd.protocol.irc import IrcFrameError, IrcMessage, IrcParseError
 from chatd.protocol.render import Rendered, Renderer
 from chatd.protocol.timefmt import rfc3339
 from chatd.server.connection import Doorman
 from chatd.server.context import Context
 from chatd.server.peer import Peer
-from chatd.server.pipeline import Pipeline, Submit
+from chatd.server.pipeline import Pipeline, Query, Submit
 
 if TYPE_CHECKING:
     from chatd.server.listeners import Operations
@@ -800,7 +800,7 @@ class IrcConnection(asyncio.Protocol):
         except Refused:
             return []
         m = q.read_marker(self.ctx.chat, acct, ck)
-        stamp = f"timestamp={rfc3339(m.ts)}" if m is not None else "*"
+        stamp = f"timestamp={rfc3339(m[1])}" if m is not None else "*"
         return [IrcMessage("MARKREAD", (target, stamp), self.server)]
 
     def _account(self) -> Any:
@@ -922,7 +922,7 @@ class IrcConnection(asyncio.Protocol):
             if "reply_to" in ok.fields:
                 tags["+draft/reply"] = str(ok.fields["reply_to"])
         if ok.name == "comment":
-            m = self.ctx.chat.messages.get(int(ok.fields["id"]))
+            m = self.ctx.chat.recent.get(int(ok.fields["id"]))  # just sent: in the window
             if m is not None:
                 target = self.door.renderer.irc.target(m)
         return [IrcMessage(command, (target, text), self._user_mask(self.nick), tags)]
@@ -1341,7 +1341,8 @@ class IrcConnection(asyncio.Protocol):
         def fail(code: str, text: str) -> list[IrcMessage]:
             return [self._fail("CHATHISTORY", code, text)]
 
-        def make() -> list[IrcMessage]:
+        def make() -> list[IrcMessage] | tuple[str, list[int]]:
+            """The answer, or the target and the ids of the messages to read for it."""
             chat, acct = self.ctx.chat, self._account()
             p = msg.params
             try:
@@ -1380,20 +1381,39 @@ class IrcConnection(asyncio.Protocol):
                 return fail("INVALID_PARAMS", "a reference is msgid=<id>, timestamp=<time> or *")
             r0 = cast(q.Ref, refs[0])
             if sub == "BEFORE":
-                msgs = q.before(chat, ck, r0, limit)
+                ids = q.before(chat, ck, r0, limit)
             elif sub == "AFTER":
-                msgs = q.after(chat, ck, r0, limit)
+                ids = q.after(chat, ck, r0, limit)
             elif sub == "LATEST":
-                msgs = q.latest(chat, ck, r0, limit)
+                ids = q.latest(chat, ck, r0, limit)
             elif sub == "AROUND":
-                msgs = q.around(chat, ck, r0, limit)
+                ids = q.around(chat, ck, r0, limit)
             elif sub == "BETWEEN" and len(refs) == 2:
-                msgs = q.between(chat, ck, r0, cast(q.Ref, refs[1]), limit)
+                ids = q.between(chat, ck, r0, cast(q.Ref, refs[1]), limit)
             else:
                 return fail("INVALID_PARAMS", f"unknown subcommand {sub}")
-            return self._history_batch(target, [Push(m, acct.key, True) for m in msgs])
+            return target, ids
 
-        self._query(make, label)
+        def run() -> Outcome:
+            """In order with earlier commands; the bodies come from the recent window
+            or the store (off the loop), like a `history`'s."""
+            answer = make()
+            if isinstance(answer, list):
+                return Outcome(replies=[Rendered(self._bytes(answer, label))])
+            target, ids = answer
+            viewer = self._account().key
+
+            def then(msgs: list[Message]) -> Outcome:
+                pushes = [Push(m, viewer, True) for m in msgs]
+                return Outcome(
+                    replies=[Rendered(self._bytes(self._history_batch(target, pushes), label))]
+                )
+
+            return self.ctx.chat.with_bodies(ids, then)
+
+        assert self.pipeline is not None
+        self.fed = True
+        self.pipeline.feed([Query(run, "chathistory")])
 
     def _history_batch(self, target: str, pushes: list[Push]) -> list[IrcMessage]:
         """A `chathistory` batch; with a batch ref the renderer's bytes are reparsed,

@@ -44,6 +44,17 @@ class Submit:
     done: Callable[[], None] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A door's own read of the chat, answered in order with the session's commands:
+    `run()` is called when every earlier item has run and returns the Outcome to write
+    (its replies usually `Rendered` bytes); it may read message bodies from the store
+    (`Chat.with_bodies`), like `history` does. IRC's CHATHISTORY is one."""
+
+    run: Callable[[], Outcome]
+    verb: str = "query"
+
+
 class End:
     """The client will send nothing more (it half-closed): once everything before
     is answered, the session closes."""
@@ -53,7 +64,7 @@ class End:
 
 END = End()
 
-Item = str | FrameError | Command | Submit | End
+Item = str | FrameError | Command | Submit | Query | End
 
 
 #: Commands one session runs in one event-loop turn; the rest wait for the next turn,
@@ -76,6 +87,7 @@ class Pipeline:
         "_ctx",
         "_flood",
         "_flood_timer",
+        "_paced",
         "_queue",
         "_upload",
         "_waiting",
@@ -94,6 +106,7 @@ class Pipeline:
         self.flood_holds = 0  # times this session was paused by the flood guard
         self._upload: UploadSession | None = None  # upload mode: lines are its data
         self._blocked = False  # waiting for the client to read its output
+        self._paced: tuple[Deferred, Submit | None] | None = None  # ...then this runs
 
     @property
     def idle(self) -> bool:
@@ -110,6 +123,10 @@ class Pipeline:
         """The transport took everything written (the client read it): go on."""
         if self._blocked:
             self._blocked = False
+            paced, self._paced = self._paced, None
+            if paced is not None:
+                self._defer(*paced)
+                return
             self._resume()
 
     def set_flood(self, burst: int, rate_per_s: float) -> None:
@@ -119,6 +136,7 @@ class Pipeline:
     def close(self) -> None:
         """The connection is gone: drop what was queued, abandon an upload."""
         self._queue.clear()
+        self._paced = None
         if self._flood_timer is not None:
             self._flood_timer.cancel()
             self._flood_timer = None
@@ -153,6 +171,10 @@ class Pipeline:
                 queue.clear()
                 ctx.apply(peer, Outcome(closes=[(peer, None)]))
                 return
+            if type(item) is Query:
+                if self._apply(ctx.chat.run(item.verb, item.run), None):
+                    return
+                continue
             submit = item if isinstance(item, Submit) else None
             what = (
                 submit.command if submit is not None else cast("str | FrameError | Command", item)
@@ -204,17 +226,23 @@ class Pipeline:
     def _backlogged(self) -> bool:
         """Over its output limit: wait until the client reads (Connection's
         resume_writing calls `drained`) or the waiting replies are written."""
+        if not self._over_limit():
+            return False
+        self._park()
+        self._wait_for_reader()
+        return True
+
+    def _over_limit(self) -> bool:
         transport = self.peer.transport
         if transport is None:
             return False
         unsent = transport.get_write_buffer_size() + self._ctx.hub.queued(self.peer)
-        if unsent <= self._ctx.config.limits.send_buffer_bytes:
-            return False
-        self._park()
+        return unsent > self._ctx.config.limits.send_buffer_bytes
+
+    def _wait_for_reader(self) -> None:
         self._blocked = True
         if not self.peer.paused:  # nothing in the kernel's way yet: look again once
             self._ctx.hub.after(self.drained)  # the waiting replies are written
-        return True
 
     def _park(self) -> None:
         self._waiting = True
@@ -232,9 +260,14 @@ class Pipeline:
         self._run()
 
     def _defer(self, deferred: Deferred, submit: Submit | None) -> None:
-        """Runs slow pure work (password hashing) on the worker threads."""
+        """Runs slow work (password hashing, reading messages) on the worker threads;
+        paced work (the next page of a replay) only once the client has read enough."""
         self._park()
         ctx = self._ctx
+        if deferred.paced and self._over_limit():
+            self._paced = (deferred, submit)
+            self._wait_for_reader()
+            return
         fut = ctx.loop.run_in_executor(ctx.workers, deferred.work)
 
         def done(f: asyncio.Future[object]) -> None:

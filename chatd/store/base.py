@@ -1,9 +1,14 @@
-"""The persistence interface: load the state once, then commit batches of changes.
+"""The persistence interface: load the state once, commit batches of changes, and read
+message bodies back.
 
 `commit` is called from one thread at a time (the hub's writer thread, or the event loop
 for inline commits), one batch at a time, and returns only when
 the batch is durable; the server holds back every reply that depends on the batch
-until then (group commit). Backends: sqlite (default), memory (tests).
+until then (group commit). `read` is called from worker threads at any time, also
+while a commit runs: the core keeps only an index of messages and the newest ones
+(chatd/core/index.py), so history and replay read their text here.
+`load(recent)` returns every message as a `MessageRow` (no text) and the newest
+`recent` messages whole. Backends: sqlite (default), memory (tests).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Protocol
 
 from chatd.core.outcome import Change
 from chatd.core.snapshot import Snapshot, TokenRow
+from chatd.protocol.events import Message
 
 
 class StoreError(Exception):
@@ -20,9 +26,13 @@ class StoreError(Exception):
 
 
 class Store(Protocol):
-    def load(self) -> Snapshot: ...
+    def load(self, recent: int = 0) -> Snapshot: ...
 
     def commit(self, changes: Sequence[Change]) -> None: ...
+
+    def read(self, ids: Sequence[int]) -> list[Message]:
+        """The stored messages with these ids, in id order (gone ones left out)."""
+        ...
 
     def load_tokens(self) -> tuple[TokenRow, ...]: ...
 

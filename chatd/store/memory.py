@@ -6,6 +6,7 @@ some commits sees what a restarted server would.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -16,6 +17,7 @@ from chatd.core.snapshot import (
     JoinRequestRow,
     LinkRow,
     MemberRow,
+    MessageRow,
     RoomRow,
     ScheduleRow,
     Snapshot,
@@ -37,11 +39,16 @@ class MemoryStore:
         self.tokens: dict[str, TokenRow] = {}
         self.next_id = self.next_schedule_id = self.next_file_id = 1
         self.commits = 0
+        self._lock = threading.Lock()  # `read` runs on worker threads, commits on another
 
-    def load(self) -> Snapshot:
+    def load(self, recent: int = 0) -> Snapshot:
+        ordered = [self.messages[i] for i in sorted(self.messages)]
         return Snapshot(
             accounts=tuple(self.accounts.values()),
-            messages=tuple(self.messages[i] for i in sorted(self.messages)),
+            messages=tuple(
+                MessageRow(m.id, m.chat, m.sender, m.ts, m.reply_to, m.file) for m in ordered
+            ),
+            recent=tuple(ordered[-recent:]) if recent > 0 else (),
             next_id=self.next_id,
             rooms=tuple(self.rooms.values()),
             members=tuple(self.members.values()),
@@ -57,9 +64,15 @@ class MemoryStore:
         return tuple(self.tokens.values())
 
     def commit(self, changes: Sequence[o.Change]) -> None:
-        self.commits += 1
-        for ch in changes:
-            self._apply(ch)
+        with self._lock:
+            self.commits += 1
+            for ch in changes:
+                self._apply(ch)
+
+    def read(self, ids: Sequence[int]) -> list[Message]:
+        with self._lock:
+            found = (self.messages.get(i) for i in sorted(ids))
+            return [m for m in found if m is not None]
 
     def _apply(self, ch: o.Change) -> None:
         match ch:

@@ -47,6 +47,7 @@ from chatd.core.snapshot import (
     JoinRequestRow,
     LinkRow,
     MemberRow,
+    MessageRow,
     RoomRow,
     ScheduleRow,
     Snapshot,
@@ -114,6 +115,9 @@ _MESSAGE = (
     "INSERT INTO messages (id, chat, sender, text, ts, reply_to, recipient, file_id) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+_SELECT_MESSAGES = "SELECT id, chat, sender, text, ts, reply_to, recipient, file_id FROM messages"
+_READ_CHUNK = 500  # ids per SELECT (SQLite allows 32766 variables; smaller is kinder)
 
 # One statement per other change type, and how a change becomes its parameters.
 _WRITES: dict[type, tuple[str, Callable[[Any], Sequence[Any]]]] = {
@@ -267,6 +271,10 @@ class SqliteStore:
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"cannot open {self.path}: {e}") from e
         self._next_id = 0  # one past the highest message id committed or loaded
+        self._files: dict[int, FileInfo] = {}  # file rows as loaded (read() looks newer up)
+        self._readers = threading.local()  # one read connection per reading thread
+        self._readers_lock = threading.Lock()
+        self._reader_dbs: list[sqlite3.Connection] = []
         self.checkpointer = _Checkpointer(self.path)
 
     @property
@@ -292,7 +300,8 @@ class SqliteStore:
                 raise
             self._db.execute("COMMIT")
 
-    def load(self) -> Snapshot:
+    def load(self, recent: int = 0) -> Snapshot:
+        """Everything but message text; the newest `recent` messages whole."""
         db = self._db
         accounts = tuple(
             AccountRow(key, name, pw, created, cursor, banned, _strikes(strikes))
@@ -305,12 +314,17 @@ class SqliteStore:
             for row in db.execute("SELECT id, sha256, name, size, owner, created FROM files")
         )
         info = {f.id: FileInfo(f.id, f.name, f.size, f.sha256) for f in files}
+        self._files = info
         messages = tuple(
-            Message(i, chat, sender, text, ts, reply_to, to, info.get(fid) if fid else None)
-            for i, chat, sender, text, ts, reply_to, to, fid in db.execute(
-                "SELECT id, chat, sender, text, ts, reply_to, recipient, file_id "
-                "FROM messages ORDER BY id"
+            MessageRow(i, chat, sender, ts, reply_to, info.get(fid) if fid else None)
+            for i, chat, sender, ts, reply_to, fid in db.execute(
+                "SELECT id, chat, sender, ts, reply_to, file_id FROM messages ORDER BY id"
             )
+        )
+        newest = (
+            db.execute(f"{_SELECT_MESSAGES} ORDER BY id DESC LIMIT ?", (recent,)).fetchall()
+            if recent > 0
+            else []
         )
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         next_id = meta["next_id"]
@@ -320,6 +334,7 @@ class SqliteStore:
         return Snapshot(
             accounts=accounts,
             messages=messages,
+            recent=tuple(self._message(row) for row in reversed(newest)),
             next_id=next_id,
             rooms=tuple(
                 RoomRow(*r) for r in db.execute("SELECT key, name, owner, created FROM rooms")
@@ -341,6 +356,49 @@ class SqliteStore:
             files=files,
             next_file_id=meta["next_file_id"],
         )
+
+    def read(self, ids: Sequence[int]) -> list[Message]:
+        """Messages by id, on a connection of the calling thread's own (WAL readers never
+        wait for the writer), in chunks the SQL variable limit allows."""
+        db = self._reader()
+        out: list[Message] = []
+        wanted = sorted(ids)
+        for i in range(0, len(wanted), _READ_CHUNK):
+            chunk = wanted[i : i + _READ_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(f"{_SELECT_MESSAGES} WHERE id IN ({marks}) ORDER BY id", chunk)
+            out.extend(self._message(row) for row in rows)
+        return out
+
+    def _reader(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._readers, "db", None)
+        if db is None:
+            try:
+                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA busy_timeout = 5000")
+            except sqlite3.Error as e:
+                raise StoreError(f"cannot read {self.path}: {e}") from e
+            self._readers.db = db
+            with self._readers_lock:
+                self._reader_dbs.append(db)
+        return db
+
+    def _message(self, row: tuple[Any, ...]) -> Message:
+        i, chat, sender, text, ts, reply_to, to, fid = row
+        file = None
+        if fid is not None:
+            file = self._files.get(fid)
+            if file is None:  # uploaded after start-up: read its row
+                file = self._file_info(fid)
+        return Message(i, chat, sender, text, ts, reply_to, to, file)
+
+    def _file_info(self, fid: int) -> FileInfo | None:
+        row = (
+            self._reader()
+            .execute("SELECT id, name, size, sha256 FROM files WHERE id = ?", (fid,))
+            .fetchone()
+        )
+        return FileInfo(*row) if row is not None else None
 
     def load_tokens(self) -> tuple[TokenRow, ...]:
         """The HTTP door's bearer tokens (read once, when the door starts)."""
@@ -416,6 +474,10 @@ class SqliteStore:
 
     def close(self) -> None:
         self.checkpointer.close()  # first: the last connection to close checkpoints
+        with self._readers_lock:
+            for db in self._reader_dbs:
+                db.close()
+            self._reader_dbs.clear()
         self._db.close()
 
 

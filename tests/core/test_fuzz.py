@@ -41,6 +41,8 @@ CONFIG = Config().with_overrides(
         "retention.sweep_interval_s": 30.0,
         "retention.general_recipient_idle_s": 600.0,
         "chat.max_sessions_per_user": 3,
+        "chat.recent_bytes": 1000,  # a few messages: the rest is read from the store
+        "chat.replay_page": 3,  # replays come in several pages
     }
 )
 
@@ -102,7 +104,7 @@ class CoreFuzz(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.store = MemoryStore()
-        self.chat = Chat(CONFIG, self.store.load(), started=T0)
+        self.chat = Chat(CONFIG, self.store.load(), started=T0, read=self.store.read)
         self.now = T0
         self.sessions: list[Session] = []
         self.framers: dict[int, LineFramer] = {}
@@ -123,6 +125,8 @@ class CoreFuzz(RuleBasedStateMachine):
             if any(isinstance(ch, DeleteMessages) for ch in out.changes):
                 event("messages deleted")
             self.store.commit(out.changes)
+            self.chat.recent.durable = self.chat.next_id - 1  # as the hub does
+            self.chat.recent.trim()
             for closed, _ in out.closes:
                 self.store.commit(self.chat.close(closed, self.now).changes)
                 self._replace(closed)
@@ -193,13 +197,14 @@ class CoreFuzz(RuleBasedStateMachine):
     def indexes_agree(self) -> None:
         chat = self.chat
         seen: set[int] = set()
-        for key, msgs in chat.chats.items():
-            ids = [m.id for m in msgs]
+        for key, log in chat.index.chats.items():
+            ids = list(log.ids)
             assert ids == sorted(set(ids)), key
-            assert all(chat.messages[i].chat == key for i in ids)
+            assert all(chat.index.chat_of(i) == key for i in ids)
+            assert all(self.store.messages[i].chat == key for i in ids)
             seen.update(ids)
-        assert seen == set(chat.messages)
-        assert set(self.store.messages) == set(chat.messages)
+        assert seen == set(chat.index.ids())
+        assert set(self.store.messages) == seen
         for acct in chat.online.values():
             assert acct.sessions and all(s.account is acct for s in acct.sessions)
 

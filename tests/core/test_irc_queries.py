@@ -7,7 +7,7 @@ import pytest
 
 from chatd.core import irc_queries as q
 from chatd.core.state import Refused
-from chatd.protocol.events import Code, Message
+from chatd.protocol.events import Code
 from tests.helpers.core import Harness
 
 
@@ -25,18 +25,18 @@ def h() -> Harness:
     return h
 
 
-def _texts(msgs: list[Message]) -> list[str]:
-    return [m.text for m in msgs]
-
-
 def test_pages_by_id_and_time(h: Harness) -> None:
     c = h.chat
+
+    def _texts(ids: list[int]) -> list[str]:
+        return [m.text for m in h.store.read(ids)]
+
     assert _texts(q.latest(c, "#general", q.Ref(), 2)) == ["m4", "m5"]
     assert _texts(q.latest(c, "#general", q.Ref(id=3), 10)) == ["m4", "m5"]
     assert _texts(q.before(c, "#general", q.Ref(id=3), 10)) == ["m1", "m2"]
     assert _texts(q.after(c, "#general", q.Ref(id=3), 1)) == ["m4"]
     assert _texts(q.around(c, "#general", q.Ref(id=3), 3)) == ["m2", "m3", "m4"]
-    t3 = c.messages[3].ts
+    t3 = h.store.messages[3].ts
     assert _texts(q.before(c, "#general", q.Ref(ts=t3), 10)) == ["m1", "m2"]
     assert _texts(q.after(c, "#general", q.Ref(ts=t3), 10)) == ["m4", "m5"]
     assert _texts(q.between(c, "#general", q.Ref(id=1), q.Ref(id=5), 10)) == ["m2", "m3", "m4"]

@@ -96,7 +96,7 @@ def test_delivered_message_goes_an_hour_after_delivery_undelivered_stays() -> No
     assert deleted(tick(h, SWEEP)) == []  # first seen delivered to all now
     assert deleted(tick(h, TTL - SWEEP)) == []  # an hour after the message, not after delivery
     assert deleted(tick(h, SWEEP)) == [1]
-    assert 1 not in h.chat.messages and 1 not in h.store.messages
+    assert h.chat.index.chat_of(1) is None and 1 not in h.store.messages
     assert history_ids(h, a, GENERAL) == [2]
     deliver(b, upto=2)
     assert deleted(tick(h, SWEEP)) == []
@@ -200,7 +200,7 @@ def test_expired_messages_leave_history_replay_and_threads() -> None:
     leave(h, b)  # bob left having received nothing: both stay unread
     assert isinstance(first(h.run(a, "thread 1")), Ok)
     tick(h, MAX_AGE + SWEEP)
-    assert 1 not in h.chat.messages and 2 not in h.chat.messages
+    assert h.chat.index.chat_of(1) is None and h.chat.index.chat_of(2) is None
     assert history_ids(h, a, GENERAL) == []
     assert error_code(h.run(a, "thread 1")) == "no-such-message"
     back = h.session()
@@ -229,7 +229,7 @@ def test_sweep_works_in_small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     assert all(len(b) <= 3 for b in batches)
     assert sorted(i for b in batches for i in b) == list(range(1, 12))
     assert h.chat.next_wakeup() == h.now + SWEEP  # the pass is over: back to the interval
-    assert h.chat.messages == {} and h.store.messages == {}
+    assert len(h.chat.index) == 0 and h.store.messages == {}
 
 
 def test_files_are_told_which_messages_went() -> None:
@@ -288,4 +288,4 @@ def test_restart_keeps_undelivered_and_sweeps_delivered() -> None:
     h2.now = h.now
     tick(h2, SWEEP)
     assert deleted(tick(h2, TTL)) == []
-    assert 1 in h2.chat.messages
+    assert h2.chat.index.chat_of(1) == GENERAL

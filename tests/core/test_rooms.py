@@ -252,7 +252,7 @@ def test_last_member_leaving_deletes_the_room_and_its_messages() -> None:
     assert core.store.rooms == {} and core.store.members == {}
     assert core.store.links == {} and core.store.requests == {}
     assert not any(m.chat == "#dev" for m in core.store.messages.values())
-    assert plans not in core.chat.messages
+    assert core.chat.index.chat_of(plans) is None and plans not in core.chat.recent
     assert core.chat.files.by_id == {} and core.store.files == {}  # their files went too
     assert core.chat.files.take_dead_bodies() == ["cd" * 32]
     # a new room of the same name starts empty

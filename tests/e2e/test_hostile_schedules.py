@@ -44,8 +44,8 @@ async def test_30000_due_schedules_do_not_stall_a_ping(start_server: StartServer
     assert pings >= 5  # it took many turns of the loop, and we were answered in each
     assert worst < 1.0, worst  # before: one tick held the loop for seconds
     await server.daemon.hub.drain()
-    texts = [m.text for m in chat.chats["@alice|bob"]]
+    texts = [m.text for m in chat.read_bodies(chat.index.chats["@alice|bob"].ids)]
     assert sorted(texts) == sorted(f"m{i}" for i in range(N))
     server = await server.restart(limits__private_messages_per_window=0)
     assert not server.daemon.chat.schedules.by_id  # none fires again after a restart
-    assert len(server.daemon.chat.chats["@alice|bob"]) == N
+    assert len(server.daemon.chat.index.chats["@alice|bob"]) == N

@@ -29,7 +29,7 @@ class Harness:
     def __init__(self, config: Config | None = None, store: MemoryStore | None = None) -> None:
         self.store = store or MemoryStore()
         self.config = config or Config()
-        self.chat = Chat(self.config, self.store.load(), started=T0)
+        self.chat = Chat(self.config, self.store.load(), started=T0, read=self.store.read)
         self.now = T0
         self._ids = 0
 
@@ -38,13 +38,20 @@ class Harness:
         return Session(self._ids, self.address, self.now)
 
     def run(self, s: Session, line: str) -> Outcome:
-        """Handles one line; runs deferred work inline; commits the changes."""
+        """Handles one line; runs deferred work (password hashing, reading messages)
+        inline, each step's outcome appended to the command's; commits the changes
+        and lets the recent window drop what is now durable, as the server does."""
         out = self.chat.handle(s, parse(line), self.now)
         while out.deferred is not None:
-            d = out.deferred
-            out = d.resume(d.work(), self.now)
-        self.store.commit(out.changes)
+            d, out.deferred = out.deferred, None
+            out.extend(d.resume(d.work(), self.now))
+        self.commit(out)
         return out
+
+    def commit(self, out: Outcome) -> None:
+        self.store.commit(out.changes)
+        self.chat.recent.durable = self.chat.next_id - 1
+        self.chat.recent.trim()
 
     def login(self, name: str, password: str = "") -> Session:
         s = self.session()
@@ -91,12 +98,12 @@ class Core(Harness):
     def tick(self, seconds: float = 0.0) -> Outcome:
         self.now += seconds
         out = self.chat.tick(self.now)
-        self.store.commit(out.changes)
+        self.commit(out)
         return out
 
     def restart(self) -> Core:
         """In place: the same store and clock, a new Chat loaded from the store."""
-        self.chat = Chat(self.config, self.store.load(), started=self.now)
+        self.chat = Chat(self.config, self.store.load(), started=self.now, read=self.store.read)
         return self
 
     def received(self, out: Outcome, s: Session) -> list[Event]:

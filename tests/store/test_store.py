@@ -148,4 +148,5 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
     assert store.schema_version == len(MIGRATIONS) == 3
     indexes = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "messages_by_chat" not in indexes
-    assert [m.text for m in store.load().messages] == ["old"]
+    assert [m.id for m in store.load().messages] == [7]
+    assert [m.text for m in store.read([7])] == ["old"]
