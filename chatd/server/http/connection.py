@@ -446,7 +446,35 @@ class HttpConnection(asyncio.Protocol):
         if resp.body and not req.head:
             head.append(resp.body)
         transport.write(b"".join(head))
-        data, closed = conn.trailing_data
+        self._take_over()
+        return True
+
+    def can_answer_directly(self) -> bool:
+        """Whether the request being handled (a long-poll about to park) may be
+        answered by a bare write of a keep-alive `200` (wake.py), h11 then replaced by
+        `answered_directly`: HTTP/1.1 keep-alive, not HEAD, its body read, nothing of
+        the answer sent yet."""
+        req, conn = self._req, self.h11
+        return (
+            req is not None
+            and req.keep_alive
+            and not req.head
+            and not self._close_after
+            and self._state == "handling"
+            and conn.our_state is h11.SEND_RESPONSE
+            and conn.their_state is h11.DONE
+        )
+
+    def answered_directly(self) -> None:
+        """A parked long-poll's answer was written by the wake-up (wake.py)."""
+        self.parked = None
+        if self._state == "handling" and self.transport is not None:
+            self._take_over()
+
+    def _take_over(self) -> None:
+        """After an answer written without h11: a fresh h11 connection takes over the
+        bytes already received (the next pipelined requests)."""
+        data, closed = self.h11.trailing_data
         fresh = h11.Connection(
             h11.SERVER, max_incomplete_event_size=self.door.settings.max_header_bytes
         )
@@ -458,7 +486,6 @@ class HttpConnection(asyncio.Protocol):
         self._req = None
         self._task = None
         self._ready_for_next()
-        return True
 
     def _next_cycle(self) -> None:
         conn = self.h11

@@ -29,7 +29,8 @@ from chatd.protocol.render import Renderer
 from chatd.server.context import Context
 from chatd.server.http.connection import HttpConnection
 from chatd.server.http.session import TokenSession, strip_login_ok
-from chatd.server.http.websocket import FrameCache
+from chatd.server.http.wake import Answers
+from chatd.server.http.websocket import FrameCache, WebSocket
 from chatd.server.peer import Peer
 from chatd.store.base import Store
 
@@ -73,6 +74,7 @@ class HttpDoor:
         self._marks: list[asyncio.Future[None]] = []
         self._to_wake: set[TokenSession] = set()
         self._wake_scheduled = False
+        self.token_sockets: dict[str, set[WebSocket]] = {}  # by token digest
         self.idempotent: OrderedDict[tuple[str, str], tuple[float, asyncio.Future[object]]] = (
             OrderedDict()
         )
@@ -195,12 +197,32 @@ class HttpDoor:
         self._to_wake.discard(session)
 
     def revoke(self, token: str) -> None:
+        """DELETE /session: the token stops working, its session logs out (its SSE
+        streams end, its parked long-polls are answered), and every WebSocket opened
+        with it closes."""
         change = self.tokens.revoke(token)
-        session = self.sessions.get(tokens.digest(token))
+        digest = tokens.digest(token)
+        session = self.sessions.get(digest)
         if session is not None:
             session.close()
+        for ws in list(self.token_sockets.pop(digest, ())):
+            ws.revoked()
         if change is not None:
             self.ctx.hub.changes([change])
+
+    def token_socket(self, token: str, ws: WebSocket) -> None:
+        """A WebSocket logged in with `token` (closed if it is revoked)."""
+        ws.token = tokens.digest(token)
+        self.token_sockets.setdefault(ws.token, set()).add(ws)
+
+    def socket_gone(self, ws: WebSocket) -> None:
+        if ws.token is None:
+            return
+        found = self.token_sockets.get(ws.token)
+        if found is not None:
+            found.discard(ws)
+            if not found:
+                del self.token_sockets[ws.token]
 
     # Events -----------------------------------------------------------------------
 
@@ -218,8 +240,9 @@ class HttpDoor:
         for s in sessions:
             if s.peer.written_id > self.watermark:
                 self.watermark = s.peer.written_id
-        for s in sessions:
-            s.wake()
+        answers = Answers(self)  # one answer per (chats, cursor) for every waiter
+        answers.wake(sessions)
+        answers.finish()
         self.mark()
 
     def mark(self) -> asyncio.Future[None] | None:
@@ -240,9 +263,9 @@ class HttpDoor:
             marks, self._marks = self._marks, []
             if top > self.watermark:
                 self.watermark = top
-                for s in list(self.sessions.values()):
-                    if s.waiters or s.parked:
-                        s.wake()
+                answers = Answers(self)
+                answers.wake([s for s in self.sessions.values() if s.waiters or s.parked])
+                answers.finish()
             for f in marks:
                 if not f.done():
                     f.set_result(None)
@@ -253,8 +276,16 @@ class HttpDoor:
         self.ctx.hub.after(reached)
         return fut
 
-    def messages_after(self, acct: Account, since: int, limit: int) -> list[Message]:
-        """The user's messages with since < id <= watermark, oldest first."""
+    def chats_of(self, acct: Account) -> tuple[str, ...]:
+        """The chats whose messages the user reads, as the core lists them."""
+        return tuple(self.ctx.chat._chats_of(acct))
+
+    def recent_after(
+        self, acct: Account, chats: tuple[str, ...], since: int, limit: int
+    ) -> list[Message] | None:
+        """The messages of `chats` (the user's) with since < id <= watermark, oldest
+        first, at most `limit`, from memory; None when memory does not reach back to
+        `since` (then `messages_after` reads the store)."""
         out: list[Message] = []
         top = self.watermark
         # The core's unread scan: every chat of the user, merged by id.
@@ -263,6 +294,11 @@ class HttpDoor:
                 break
             out.append(m)
         return out
+
+    def messages_after(self, acct: Account, since: int, limit: int) -> list[Message]:
+        """The user's messages with since < id <= watermark, oldest first."""
+        found = self.recent_after(acct, self.chats_of(acct), since, limit)
+        return found if found is not None else []
 
     def render(self, m: Message, viewer: str, live_from: int) -> bytes:
         """A message as a JSON-mode `message` object (no newline). Rendered once per

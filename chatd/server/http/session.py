@@ -27,6 +27,7 @@ from chatd.protocol import commands as c
 from chatd.protocol.events import Error, Event, Message, Ok
 from chatd.protocol.http import MAX_EVENTS, events_body
 from chatd.protocol.render import Rendered
+from chatd.server.http.wake import Answers
 from chatd.server.peer import Peer
 from chatd.server.pipeline import Pipeline, Submit
 
@@ -199,13 +200,19 @@ class TokenSession:
         fut.add_done_callback(settled)
         return fut
 
-    def wake(self) -> None:
+    def resume_streams(self) -> None:
+        """Waiting SSE streams look for something new."""
         for fut in self.waiters:
             if not fut.done():
                 fut.set_result(True)
         self.waiters.clear()
-        if self.parked:
-            self.answer_parked()
+
+    def wake(self) -> None:
+        """This session alone may have something new (a notice, its end); a commit
+        wakes every session at once (`HttpDoor._wake`)."""
+        answers = Answers(self.door)
+        answers.wake((self,))
+        answers.finish()
 
     # Long-polls --------------------------------------------------------------------
 
@@ -227,23 +234,49 @@ class TokenSession:
         """A long-poll with nothing to answer yet waits here, not in a task: the
         wake-up answers every parked poll from one loop (as the hub's fan-out writes
         to every socket), so a message to 1,000 waiting clients costs 1,000 writes and
-        little Python, not 1,000 task switches."""
+        little Python, not 1,000 task switches (wake.py)."""
         self.use()  # released when answered
-        p = Parked(conn, start, seq)
+        p = Parked(conn, start, seq, direct=conn.can_answer_directly())
         p.timer = self.door.loop.call_later(timeout, self._parked_timeout, p)
         conn.parked = (self, p)
         self.parked.append(p)
 
-    def answer_parked(self) -> None:
+    def answer_parked(self, answers: Answers) -> None:
+        """Answers the parked polls that have something now: the wake-up's shared
+        answer in one write where it fits (its bookkeeping left to
+        `answers.finish`), else each on its own (notices, HEAD, HTTP/1.0, the end)."""
         acct = self.peer.account
         for p in list(self.parked):
+            if p.answered:
+                continue
+            if acct is not None and self.alive and p.direct and self.notice_seq <= p.seq:
+                shared = answers.shared(acct, p.start)
+                transport = p.conn.transport
+                if shared is not None and transport is not None:
+                    if shared.msgs:
+                        transport.write(answers.response(acct, shared, self.peer.live_from))
+                        p.answered = True
+                        answers.written.append((self, p, shared.last))
+                    continue
             msgs = self.door.messages_after(acct, p.start, MAX_EVENTS) if acct else []
             notes = self.notices_after(p.seq)
             if msgs or notes or not self.alive:
                 self._answer(p, self.answer(p.start, msgs, notes) if acct else b"")
 
+    def answered(self, p: Parked, last: int) -> None:
+        """A parked poll's answer (up to message `last`) was written by a wake-up."""
+        if last > self.peer.sent_id:
+            self.peer.sent_id = last  # the read position moves once answered
+        if p not in self.parked:
+            return  # its connection closed meanwhile (unpark released it)
+        self.parked.remove(p)
+        if p.timer is not None:
+            p.timer.cancel()
+        p.conn.answered_directly()
+        self.release()
+
     def _parked_timeout(self, p: Parked) -> None:
-        if p in self.parked:
+        if p in self.parked and not p.answered:
             self._answer(p, events_body([], p.start))
 
     def _answer(self, p: Parked, body: bytes) -> None:
@@ -330,6 +363,8 @@ class Parked:
     conn: HttpConnection
     start: int
     seq: int
+    direct: bool = False  # its answer may be written without h11 (wake.py)
+    answered: bool = False  # written by a wake-up; the bookkeeping follows
     timer: asyncio.TimerHandle | None = None
 
 

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 log = logs.get_logger("chatd.http")
 
+REVOKED = 4401  # close code (application range): the session's token was revoked
+
 
 def text_frames(data: bytes) -> bytes:
     """Unmasked server text frames, one per line of `data` (JSON Lines)."""
@@ -97,6 +99,8 @@ def accept_websocket(conn: HttpConnection, req: Request) -> Response | None:
         except Refused as e:
             raise HttpError(e.code, e.message, retry_after=e.retry_after) from e
     ws = WebSocket(door, conn, peer)
+    if token:
+        door.token_socket(token, ws)  # closed when the token is revoked
     response = (
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Accept: " + generate_accept_token(key.encode()) + b"\r\n\r\n"
@@ -114,6 +118,7 @@ class WebSocket:
     """One WebSocket session; also its Peer's transport (the hub writes JSON Lines)."""
 
     __slots__ = (
+        "_close_code",
         "_conn",
         "_door",
         "_login_timer",
@@ -122,6 +127,7 @@ class WebSocket:
         "_size",
         "peer",
         "pipeline",
+        "token",
         "ws",
     )
 
@@ -135,6 +141,8 @@ class WebSocket:
         self._size = 0
         self._reading = True
         self._login_timer: asyncio.TimerHandle | None = None
+        self._close_code = (1000, "")
+        self.token: str | None = None  # the digest of the ?token= it logged in with
         peer.transport = self  # type: ignore[assignment]  # the transport's subset
 
     # From the client ---------------------------------------------------------------
@@ -183,6 +191,7 @@ class WebSocket:
         peer = self.peer
         if self._login_timer is not None:
             self._login_timer.cancel()
+        self._door.socket_gone(self)
         self.pipeline.close()
         peer.lost(clean=exc is None)
         ctx = self._door.ctx
@@ -200,6 +209,16 @@ class WebSocket:
             notice = LoginTimeout(f"{timeout:g}")
             self._door.ctx.apply(peer, Outcome(closes=[(peer, notice)]))
 
+    def revoked(self) -> None:
+        """Its token was revoked (DELETE /session): the session logs out and the
+        socket closes with code REVOKED, which tells a client not to reconnect
+        with that token."""
+        peer = self.peer
+        if peer.closing or self.ws.state is not ConnectionState.OPEN:
+            return
+        self._close_code = (REVOKED, "the token was revoked; POST /connect again")
+        self._door.ctx.apply(peer, Outcome(closes=[(peer, None)]))
+
     # The Peer's transport --------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
@@ -215,7 +234,8 @@ class WebSocket:
     def close(self) -> None:
         """The hub closes the session (quit, kick, shutdown, slow reader)."""
         if self.ws.state is ConnectionState.OPEN:
-            self._raw(self.ws.send(CloseConnection(code=1000)))
+            code, reason = self._close_code
+            self._raw(self.ws.send(CloseConnection(code=code, reason=reason or None)))
         self._close_socket()
 
     def _close_socket(self) -> None:

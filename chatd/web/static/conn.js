@@ -7,6 +7,7 @@ const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
 const PING_EVERY_MS = 30000;
 const PING_TIMEOUT_MS = 10000;
 const HEALTHY_MS = 10000; // a socket that lived this long starts the backoff over
+const REVOKED = 4401; // close code: the token was revoked (logged out elsewhere)
 
 /** The server answered a command with {"type":"error"}. */
 export class CommandError extends Error {
@@ -110,7 +111,7 @@ export class Connection {
         this.dispatch(obj);
       }
     };
-    ws.onclose = () => {
+    ws.onclose = (event) => {
       if (this.ws !== ws) return;
       this.ws = null;
       clearInterval(this.pingTimer);
@@ -118,7 +119,8 @@ export class Connection {
       if (this.stopped) return;
       // A server that accepts and at once drops the socket still gets the backoff.
       if (opened && Date.now() - openedAt >= HEALTHY_MS) this.attempt = 0;
-      if (!opened && this.onRefused) {
+      // Refused, or the token revoked (DELETE /session from another tab): ask why.
+      if ((!opened || (event && event.code === REVOKED)) && this.onRefused) {
         Promise.resolve(this.onRefused()).then((retry) => {
           if (retry && !this.stopped) this.retryLater();
         });
