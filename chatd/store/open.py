@@ -14,7 +14,10 @@ def open_store(config: Config) -> Store:
         from chatd.store.postgres import PostgresStore
 
         return PostgresStore(
-            store.dsn, synchronous=store.synchronous, timeout=store.connect_timeout_s
+            store.dsn,
+            synchronous=store.synchronous,
+            timeout=store.connect_timeout_s,
+            node_id=config.cluster.node_id,
         )
     from chatd.store.sqlite import SqliteStore
 

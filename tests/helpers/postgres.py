@@ -118,7 +118,21 @@ class PostgresServer:
 
     def start(self) -> None:
         """Starts the server (a new session, so SIGKILL takes every process of it) and
-        waits until it accepts connections."""
+        waits until it accepts connections. Right after a SIGKILL the old processes may
+        still hold the shared memory for a moment: then it tries again."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            mark = self.log.stat().st_size if self.log.exists() else 0
+            try:
+                self._start_once(deadline)
+                return
+            except RuntimeError:
+                told = self.log.read_bytes()[mark:]
+                if b"is still in use" not in told or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
+
+    def _start_once(self, deadline: float) -> None:
         with open(self.log, "ab") as log:
             self.proc = self._popen(
                 [
@@ -146,10 +160,12 @@ class PostgresServer:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"postgres exited: {self.log.read_text(errors='replace')}")
+                self.proc = None
+                raise RuntimeError(
+                    f"postgres exited: {self.log.read_text(errors='replace')[-2000:]}"
+                )
             if self._ready():
                 return
             time.sleep(0.05)

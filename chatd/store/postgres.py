@@ -1,0 +1,588 @@
+"""PostgreSQL store: the same state and semantics as the SQLite store, in a database
+several chatd nodes can share (docs/cluster.md).
+
+Each `commit` is one transaction for a whole batch, sent as one pipeline (one round
+trip); with `synchronous_commit = on` (store.synchronous = "full") it returns only once
+PostgreSQL has flushed its WAL, so an acknowledged message survives kill -9 of chatd or
+of PostgreSQL. The schema is versioned in `chatd_schema`; `migrate` (the `chatd migrate`
+command) applies MIGRATIONS[i] to go from version i to i+1, each in one transaction,
+under an advisory lock so that two nodes migrating at once do not race. Opening a store
+whose schema is not this chatd's version is an error naming `chatd migrate`.
+
+One writer per database (the lease): until the cluster part of docs/cluster.md is
+built, a node's memory only knows what it loaded and what it did itself, so two live
+nodes on one database would hand out the same ids. The writer connection holds the
+session-level advisory lock LEASE_LOCK; a second node waits for it (a standby: it opens
+no port until the first node's connection is gone, as after kill -9, then loads
+everything the first committed). After a reconnect the lease is taken again, or the
+commit fails: a node that lost it never writes.
+
+Idempotent writes: a connection lost during COMMIT leaves the batch's fate unknown and
+the hub tries the same batch again, so messages are inserted with ON CONFLICT DO NOTHING
+(the lease rules out another node's message with that id) and every other change is an
+upsert or a delete.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import psycopg
+
+from chatd import logs
+from chatd.core.outcome import (
+    Change,
+    DeleteFile,
+    DeleteJoinRequest,
+    DeleteLinks,
+    DeleteMember,
+    DeleteMessages,
+    DeleteRoom,
+    DeleteSchedule,
+    DeleteToken,
+    DeleteTokensOf,
+    PutAccount,
+    PutFile,
+    PutJoinRequest,
+    PutLink,
+    PutMember,
+    PutMessage,
+    PutRoom,
+    PutSchedule,
+    PutToken,
+    SetBan,
+    SetCursor,
+    SetStrikes,
+)
+from chatd.core.snapshot import (
+    AccountRow,
+    FileRow,
+    JoinRequestRow,
+    LinkRow,
+    MemberRow,
+    MessageRow,
+    RoomRow,
+    ScheduleRow,
+    Snapshot,
+    TokenRow,
+)
+from chatd.protocol.events import FileInfo, Message
+from chatd.store.base import StoreError
+
+#: The advisory lock `migrate` holds (any constant; "chatd" in ASCII).
+MIGRATE_LOCK = 0x6368617464
+#: The advisory lock the writer holds for as long as its connection lives (the lease).
+LEASE_LOCK = 0x63686174646C
+#: How often a standby asks for the lease again.
+LEASE_POLL_S = 0.25
+
+log = logs.get_logger("chatd.store")
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the SQLite schema's tables at its version 3 ("user" is reserved: user_key).
+    """
+    CREATE TABLE accounts (
+        key text PRIMARY KEY,
+        name text NOT NULL,
+        pw_hash text,
+        created double precision NOT NULL,
+        cursor bigint NOT NULL DEFAULT 0,
+        banned_until double precision NOT NULL DEFAULT 0,
+        strikes text NOT NULL DEFAULT '[]'
+    );
+    CREATE TABLE messages (
+        id bigint PRIMARY KEY,
+        chat text NOT NULL,
+        sender text NOT NULL,
+        text text NOT NULL,
+        ts double precision NOT NULL,
+        reply_to bigint,
+        recipient text,
+        file_id bigint
+    );
+    CREATE INDEX messages_by_chat ON messages (chat, id);
+    CREATE TABLE rooms (key text PRIMARY KEY, name text NOT NULL, owner text NOT NULL,
+                        created double precision NOT NULL);
+    CREATE TABLE members (room text NOT NULL, user_key text NOT NULL,
+                          since double precision NOT NULL, PRIMARY KEY (room, user_key));
+    CREATE TABLE links (token text PRIMARY KEY, room text NOT NULL,
+                        expires double precision NOT NULL);
+    CREATE TABLE join_requests (room text NOT NULL, user_key text NOT NULL,
+                                ts double precision NOT NULL, PRIMARY KEY (room, user_key));
+    CREATE TABLE schedules (id bigint PRIMARY KEY, user_key text NOT NULL,
+                            at double precision NOT NULL, command text NOT NULL,
+                            created double precision NOT NULL);
+    CREATE TABLE files (id bigint PRIMARY KEY, sha256 text NOT NULL, name text NOT NULL,
+                        size bigint NOT NULL, owner text NOT NULL,
+                        created double precision NOT NULL);
+    CREATE INDEX files_by_sha256 ON files (sha256);
+    CREATE TABLE tokens (digest text PRIMARY KEY, user_key text NOT NULL,
+                         created double precision NOT NULL, pw_tag text NOT NULL);
+    CREATE INDEX tokens_by_user ON tokens (user_key);
+    CREATE TABLE meta (key text PRIMARY KEY, value bigint NOT NULL);
+    INSERT INTO meta VALUES ('next_id', 1), ('next_schedule_id', 1), ('next_file_id', 1);
+    """,
+)
+
+_COLUMNS = "id, chat, sender, text, ts, reply_to, recipient, file_id"
+_SELECT_MESSAGES = f"SELECT {_COLUMNS} FROM messages"
+_MESSAGE = (
+    f"INSERT INTO messages ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+
+# One statement per other change type, and how a change becomes its parameters; the
+# same meaning as the SQLite store's (INSERT OR REPLACE is an upsert of every column).
+_WRITES: dict[type, tuple[str, Callable[[Any], Sequence[Any]]]] = {
+    PutAccount: (
+        "INSERT INTO accounts (key, name, pw_hash, created, cursor) VALUES (%s, %s, %s, %s, %s) "
+        "ON CONFLICT (key) DO UPDATE SET name = excluded.name, pw_hash = excluded.pw_hash",
+        lambda c: (c.key, c.name, c.pw_hash, c.created, c.cursor),
+    ),
+    SetCursor: (
+        "UPDATE accounts SET cursor = greatest(cursor, %s) WHERE key = %s",
+        lambda c: (c.cursor, c.user),
+    ),
+    SetBan: (
+        "UPDATE accounts SET banned_until = %s WHERE key = %s",
+        lambda c: (c.until, c.user),
+    ),
+    SetStrikes: (
+        "UPDATE accounts SET strikes = %s WHERE key = %s",
+        lambda c: (json.dumps(c.strikes), c.user),
+    ),
+    PutRoom: (
+        "INSERT INTO rooms (key, name, owner, created) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (key) DO UPDATE SET name = excluded.name, owner = excluded.owner, "
+        "created = excluded.created",
+        lambda c: (c.key, c.name, c.owner, c.created),
+    ),
+    DeleteRoom: ("DELETE FROM rooms WHERE key = %s", lambda c: (c.key,)),
+    PutMember: (
+        "INSERT INTO members (room, user_key, since) VALUES (%s, %s, %s) "
+        "ON CONFLICT (room, user_key) DO UPDATE SET since = excluded.since",
+        lambda c: (c.room, c.user, c.since),
+    ),
+    DeleteMember: (
+        "DELETE FROM members WHERE room = %s AND user_key = %s",
+        lambda c: (c.room, c.user),
+    ),
+    PutLink: (
+        "INSERT INTO links (token, room, expires) VALUES (%s, %s, %s) "
+        "ON CONFLICT (token) DO UPDATE SET room = excluded.room, expires = excluded.expires",
+        lambda c: (c.token, c.room, c.expires),
+    ),
+    DeleteLinks: (
+        "DELETE FROM links WHERE room = %s AND (%s::text IS NULL OR token = %s)",
+        lambda c: (c.room, c.token, c.token),
+    ),
+    PutJoinRequest: (
+        "INSERT INTO join_requests (room, user_key, ts) VALUES (%s, %s, %s) "
+        "ON CONFLICT (room, user_key) DO UPDATE SET ts = excluded.ts",
+        lambda c: (c.room, c.user, c.ts),
+    ),
+    DeleteJoinRequest: (
+        "DELETE FROM join_requests WHERE room = %s AND user_key = %s",
+        lambda c: (c.room, c.user),
+    ),
+    PutSchedule: (
+        "INSERT INTO schedules (id, user_key, at, command, created) VALUES (%s, %s, %s, %s, %s) "
+        "ON CONFLICT (id) DO UPDATE SET user_key = excluded.user_key, at = excluded.at, "
+        "command = excluded.command, created = excluded.created",
+        lambda c: (c.id, c.user, c.at, c.command, c.created),
+    ),
+    DeleteSchedule: ("DELETE FROM schedules WHERE id = %s", lambda c: (c.id,)),
+    PutFile: (
+        "INSERT INTO files (id, sha256, name, size, owner, created) "
+        "VALUES (%s, %s, %s, %s, %s, %s) "
+        "ON CONFLICT (id) DO UPDATE SET sha256 = excluded.sha256, name = excluded.name, "
+        "size = excluded.size, owner = excluded.owner, created = excluded.created",
+        lambda c: (c.id, c.sha256, c.name, c.size, c.owner, c.created),
+    ),
+    DeleteFile: ("DELETE FROM files WHERE id = %s", lambda c: (c.id,)),
+    PutToken: (
+        "INSERT INTO tokens (digest, user_key, created, pw_tag) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (digest) DO UPDATE SET user_key = excluded.user_key, "
+        "created = excluded.created, pw_tag = excluded.pw_tag",
+        lambda c: (c.digest, c.user, c.created, c.pw_tag),
+    ),
+    DeleteToken: ("DELETE FROM tokens WHERE digest = %s", lambda c: (c.digest,)),
+    DeleteTokensOf: ("DELETE FROM tokens WHERE user_key = %s", lambda c: (c.user,)),
+}
+
+# Counters kept in meta so ids are never reused, even after every row is deleted.
+_COUNTERS: dict[type, tuple[str, Callable[[Any], int]]] = {
+    PutSchedule: ("next_schedule_id", lambda c: c.id),
+    PutFile: ("next_file_id", lambda c: c.id),
+}
+
+
+def connect(
+    dsn: str, *, timeout: float = 5.0, autocommit: bool = False, name: str = "chatd"
+) -> psycopg.Connection[Any]:
+    """A connection to `dsn`, or StoreError saying why not (without the password).
+    `name` is its application_name (pg_stat_activity shows which node it is)."""
+    try:
+        return psycopg.connect(
+            dsn,
+            connect_timeout=max(1, round(timeout)),
+            autocommit=autocommit,
+            application_name=name[:63],
+        )
+    except psycopg.Error as e:
+        raise StoreError(f"cannot connect to PostgreSQL: {_reason(e)}") from e
+
+
+def schema_version(db: psycopg.Connection[Any]) -> int:
+    """The schema version of the database (0: no chatd schema yet)."""
+    row = db.execute("SELECT to_regclass('chatd_schema') IS NOT NULL").fetchone()
+    if row is None or not row[0]:
+        return 0
+    found = db.execute("SELECT max(version) FROM chatd_schema").fetchone()
+    return int(found[0] or 0) if found else 0
+
+
+def migrate(dsn: str, *, timeout: float = 5.0) -> tuple[int, int]:
+    """Creates or upgrades the schema; returns (version before, version after)."""
+    with connect(dsn, timeout=timeout, autocommit=True) as db:
+        try:
+            with db.transaction():
+                db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+                db.execute("CREATE TABLE IF NOT EXISTS chatd_schema (version integer NOT NULL)")
+                before = schema_version(db)
+            if before > len(MIGRATIONS):
+                raise StoreError(
+                    f"the database has schema version {before}, newer than this chatd "
+                    f"({len(MIGRATIONS)}); upgrade chatd"
+                )
+            for i in range(before, len(MIGRATIONS)):
+                with db.transaction():
+                    db.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+                    if schema_version(db) != i:  # another node did this step meanwhile
+                        continue
+                    db.execute(MIGRATIONS[i])
+                    db.execute("INSERT INTO chatd_schema (version) VALUES (%s)", (i + 1,))
+        except psycopg.Error as e:
+            raise StoreError(f"migration failed: {_reason(e)}") from e
+        return before, len(MIGRATIONS)
+
+
+def check(dsn: str, *, timeout: float = 5.0) -> str:
+    """Connects and describes what it found (`chatd check-config`); StoreError if it
+    cannot connect or the schema is not this chatd's."""
+    with connect(dsn, timeout=timeout, autocommit=True) as db:
+        try:
+            version = schema_version(db)
+            server = db.info.server_version
+        except psycopg.Error as e:
+            raise StoreError(f"PostgreSQL: {_reason(e)}") from e
+    major, minor = server // 10000, server % 10000
+    if version != len(MIGRATIONS):
+        raise StoreError(_version_problem(version))
+    return f"PostgreSQL {major}.{minor}, schema version {version}"
+
+
+def _version_problem(version: int) -> str:
+    if version > len(MIGRATIONS):
+        return (
+            f"the database has schema version {version}, newer than this chatd "
+            f"({len(MIGRATIONS)}); upgrade chatd"
+        )
+    return (
+        f"the database has schema version {version}, this chatd needs "
+        f"{len(MIGRATIONS)}: run `chatd migrate`"
+    )
+
+
+def _lease_holder(db: psycopg.Connection[Any]) -> str:
+    """Who holds the lease: the application_name and address of its connection."""
+    row = db.execute(
+        "SELECT a.application_name, a.client_addr::text, a.pid FROM pg_locks l "
+        "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
+        "AND l.granted AND l.database = (SELECT oid FROM pg_database "
+        "WHERE datname = current_database()) "
+        "AND l.objsubid = 1 AND (l.classid::bigint << 32 | l.objid::bigint) = %s",
+        (LEASE_LOCK,),
+    ).fetchone()
+    if row is None:
+        return "a node that just let go"
+    name, addr, pid = row
+    return f"{name or 'unnamed'} from {addr or 'a local socket'}, backend pid {pid}"
+
+
+def _reason(e: psycopg.Error) -> str:
+    """The server's or libpq's own words, on one line."""
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+class PostgresStore:
+    """The store on PostgreSQL. Built and loaded on the loop thread, then committed to
+    by one thread at a time (the writer connection); `read` runs on any thread, each
+    with a connection of its own (a reader never waits for a commit in flight)."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        synchronous: str = "full",
+        timeout: float = 5.0,
+        node_id: str = "",
+        wait_s: float = float("inf"),
+    ) -> None:
+        """Opens the writer connection and takes the lease, waiting up to `wait_s` for
+        another node to let it go (StoreError after that)."""
+        self._dsn = dsn
+        self._timeout = timeout
+        self._name = f"chatd {node_id}".strip()
+        self._synchronous_commit = "on" if synchronous == "full" else "off"
+        self._db = self._open()
+        try:
+            self._take_lease(self._db, wait_s)
+        except BaseException:
+            self._db.close()
+            raise
+        try:
+            version = schema_version(self._db)
+        except psycopg.Error as e:
+            self._db.close()
+            raise StoreError(f"PostgreSQL: {_reason(e)}") from e
+        if version != len(MIGRATIONS):
+            self._db.close()
+            raise StoreError(_version_problem(version))
+        self._next_id = 0  # one past the highest message id committed or loaded
+        self._files: dict[int, FileInfo] = {}
+        self._readers = threading.local()
+        self._readers_lock = threading.Lock()
+        self._reader_dbs: list[psycopg.Connection[Any]] = []
+
+    def _take_lease(self, db: psycopg.Connection[Any], wait_s: float) -> None:
+        deadline = time.monotonic() + wait_s
+        waiting = False
+        try:
+            while True:
+                row = db.execute("SELECT pg_try_advisory_lock(%s)", (LEASE_LOCK,)).fetchone()
+                if row is not None and row[0]:
+                    if waiting:
+                        log.warning("store.lease_taken")
+                    return
+                holder = _lease_holder(db)
+                if time.monotonic() >= deadline:
+                    raise StoreError(
+                        f"another chatd ({holder}) is writing to this database; several live "
+                        "nodes need the cluster part of docs/cluster.md, which is not built"
+                    )
+                if not waiting:
+                    log.warning("store.standby", holder=holder)
+                    waiting = True
+                time.sleep(LEASE_POLL_S)
+        except psycopg.Error as e:
+            raise StoreError(f"PostgreSQL: {_reason(e)}") from e
+
+    def _open(self) -> psycopg.Connection[Any]:
+        db = connect(self._dsn, timeout=self._timeout, autocommit=True, name=self._name)
+        try:
+            db.execute(f"SET synchronous_commit = {self._synchronous_commit}")
+        except psycopg.Error as e:
+            db.close()
+            raise StoreError(f"PostgreSQL: {_reason(e)}") from e
+        return db
+
+    def _writer(self) -> psycopg.Connection[Any]:
+        """The writer connection, opened again after PostgreSQL dropped it."""
+        if self._db.closed or self._db.broken:
+            self._db.close()
+            db = self._open()
+            try:
+                self._take_lease(db, 0.0)  # lost with the old connection; someone else's now?
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+        return self._db
+
+    def load(self, recent: int = 0) -> Snapshot:
+        """Everything but message text; the newest `recent` messages whole."""
+        try:
+            return self._load(self._writer(), recent)
+        except psycopg.Error as e:
+            raise StoreError(f"cannot load from PostgreSQL: {_reason(e)}") from e
+
+    def _load(self, db: psycopg.Connection[Any], recent: int) -> Snapshot:
+        accounts = tuple(
+            AccountRow(key, name, pw, created, cursor, banned, _strikes(strikes))
+            for key, name, pw, created, cursor, banned, strikes in db.execute(
+                "SELECT key, name, pw_hash, created, cursor, banned_until, strikes FROM accounts"
+            )
+        )
+        files = tuple(
+            FileRow(*row)
+            for row in db.execute("SELECT id, sha256, name, size, owner, created FROM files")
+        )
+        info = {f.id: FileInfo(f.id, f.name, f.size, f.sha256) for f in files}
+        self._files = info
+        messages = tuple(
+            MessageRow(i, chat, sender, ts, reply_to, info.get(fid) if fid else None)
+            for i, chat, sender, ts, reply_to, fid in db.execute(
+                "SELECT id, chat, sender, ts, reply_to, file_id FROM messages ORDER BY id"
+            )
+        )
+        newest = (
+            db.execute(f"{_SELECT_MESSAGES} ORDER BY id DESC LIMIT %s", (recent,)).fetchall()
+            if recent > 0
+            else []
+        )
+        meta: dict[str, int] = {k: int(v) for k, v in db.execute("SELECT key, value FROM meta")}
+        next_id = meta["next_id"]
+        if messages:
+            next_id = max(next_id, messages[-1].id + 1)
+        self._next_id = next_id
+        return Snapshot(
+            accounts=accounts,
+            messages=messages,
+            recent=tuple(self._message(row) for row in reversed(newest)),
+            next_id=next_id,
+            rooms=tuple(
+                RoomRow(*r) for r in db.execute("SELECT key, name, owner, created FROM rooms")
+            ),
+            members=tuple(
+                MemberRow(*r) for r in db.execute("SELECT room, user_key, since FROM members")
+            ),
+            links=tuple(LinkRow(*r) for r in db.execute("SELECT token, room, expires FROM links")),
+            requests=tuple(
+                JoinRequestRow(*r)
+                for r in db.execute("SELECT room, user_key, ts FROM join_requests")
+            ),
+            schedules=tuple(
+                ScheduleRow(*r)
+                for r in db.execute(
+                    "SELECT id, user_key, at, command, created FROM schedules ORDER BY at, id"
+                )
+            ),
+            next_schedule_id=meta["next_schedule_id"],
+            files=files,
+            next_file_id=meta["next_file_id"],
+        )
+
+    def load_tokens(self) -> tuple[TokenRow, ...]:
+        """The HTTP door's bearer tokens (read once, when the door starts)."""
+        try:
+            rows = self._writer().execute("SELECT digest, user_key, created, pw_tag FROM tokens")
+            return tuple(TokenRow(*r) for r in rows)
+        except psycopg.Error as e:
+            raise StoreError(f"cannot load tokens from PostgreSQL: {_reason(e)}") from e
+
+    def read(self, ids: Sequence[int]) -> list[Message]:
+        """The stored messages with these ids, in id order (gone ones left out), on a
+        connection of the calling thread's own."""
+        if not ids:
+            return []
+        try:
+            rows = self._reader().execute(
+                f"{_SELECT_MESSAGES} WHERE id = ANY(%s) ORDER BY id", (list(ids),)
+            )
+            return [self._message(row) for row in rows.fetchall()]
+        except psycopg.Error as e:
+            self._drop_reader()
+            raise StoreError(f"cannot read from PostgreSQL: {_reason(e)}") from e
+
+    def _reader(self) -> psycopg.Connection[Any]:
+        db: psycopg.Connection[Any] | None = getattr(self._readers, "db", None)
+        if db is None or db.closed or db.broken:
+            db = connect(self._dsn, timeout=self._timeout, autocommit=True, name=self._name)
+            self._readers.db = db
+            with self._readers_lock:
+                self._reader_dbs.append(db)
+        return db
+
+    def _drop_reader(self) -> None:
+        db: psycopg.Connection[Any] | None = getattr(self._readers, "db", None)
+        if db is not None and (db.closed or db.broken):
+            db.close()
+            self._readers.db = None
+            with self._readers_lock:
+                if db in self._reader_dbs:
+                    self._reader_dbs.remove(db)
+
+    def _message(self, row: tuple[Any, ...]) -> Message:
+        i, chat, sender, text, ts, reply_to, to, fid = row
+        file = None
+        if fid is not None:
+            file = self._files.get(fid)
+            if file is None:  # uploaded after start-up: read its row
+                file = self._file_info(fid)
+        return Message(i, chat, sender, text, ts, reply_to, to, file)
+
+    def _file_info(self, fid: int) -> FileInfo | None:
+        row = (
+            self._reader()
+            .execute("SELECT id, name, size, sha256 FROM files WHERE id = %s", (fid,))
+            .fetchone()
+        )
+        return FileInfo(*row) if row is not None else None
+
+    def commit(self, changes: Sequence[Change]) -> None:
+        """One transaction for the whole batch, pipelined (one round trip, runs of one
+        statement through executemany). Raises StoreError, with nothing applied, if
+        anything fails."""
+        tops: dict[str, int] = {}
+        next_id = 0
+        deletes = False
+        runs: list[tuple[str, list[Sequence[Any]]]] = []
+        for ch in changes:
+            row: Sequence[Any]
+            if type(ch) is PutMessage:
+                m = ch.message
+                sql, row = _MESSAGE, _message_row(m)
+                next_id = max(next_id, m.id + 1)
+            elif type(ch) is DeleteMessages:
+                deletes = True
+                sql, row = "DELETE FROM messages WHERE id = ANY(%s)", (list(ch.ids),)
+            else:
+                sql, to_row = _WRITES[type(ch)]
+                row = to_row(ch)
+                counter = _COUNTERS.get(type(ch))
+                if counter is not None:
+                    name, ident = counter[0], counter[1](ch)
+                    tops[name] = max(tops.get(name, 0), ident + 1)
+            if runs and runs[-1][0] == sql:
+                runs[-1][1].append(row)
+            else:
+                runs.append((sql, [row]))
+        next_id = max(next_id, self._next_id)
+        if deletes:  # loading takes the highest stored id + 1; after deletions, meta's
+            tops["next_id"] = next_id
+        if tops:
+            runs.append(
+                (
+                    "UPDATE meta SET value = greatest(value, %s) WHERE key = %s",
+                    [(top, name) for name, top in tops.items()],
+                )
+            )
+        try:
+            db = self._writer()
+            with db.transaction(), db.pipeline(), db.cursor() as cur:
+                for sql, rows in runs:
+                    cur.executemany(sql, rows)
+        except psycopg.Error as e:
+            raise StoreError(f"commit failed: {_reason(e)}") from e
+        self._next_id = next_id
+
+    def close(self) -> None:
+        with self._readers_lock:
+            for db in self._reader_dbs:
+                db.close()
+            self._reader_dbs.clear()
+        self._db.close()
+
+
+def _message_row(m: Message) -> tuple[Any, ...]:
+    file_id = m.file.id if m.file is not None else None
+    return (m.id, m.chat, m.sender, m.text, m.ts, m.reply_to, m.to, file_id)
+
+
+def _strikes(raw: str) -> tuple[tuple[str, float], ...]:
+    return tuple((str(r), float(t)) for r, t in json.loads(raw))
