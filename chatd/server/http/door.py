@@ -278,27 +278,26 @@ class HttpDoor:
 
     def chats_of(self, acct: Account) -> tuple[str, ...]:
         """The chats whose messages the user reads, as the core lists them."""
-        return tuple(self.ctx.chat._chats_of(acct))
+        return tuple(self.ctx.chat.chats_of(acct))
 
-    def recent_after(
-        self, acct: Account, chats: tuple[str, ...], since: int, limit: int
-    ) -> list[Message] | None:
-        """The messages of `chats` (the user's) with since < id <= watermark, oldest
-        first, at most `limit`, from memory; None when memory does not reach back to
-        `since` (then `messages_after` reads the store)."""
-        out: list[Message] = []
-        top = self.watermark
-        # The core's unread scan: every chat of the user, merged by id.
-        for m in self.ctx.chat._unread(acct, since):
-            if m.id > top or len(out) >= limit:
-                break
-            out.append(m)
-        return out
+    def recent_after(self, acct: Account, since: int, limit: int) -> list[Message] | None:
+        """The user's messages with since < id <= watermark, oldest first, at most
+        `limit`, from the core's recent window; None when some are only in the store
+        (then `messages_after`)."""
+        return self.ctx.reader.recent_after(acct, since, self.watermark, limit)
 
-    def messages_after(self, acct: Account, since: int, limit: int) -> list[Message]:
-        """The user's messages with since < id <= watermark, oldest first."""
-        found = self.recent_after(acct, self.chats_of(acct), since, limit)
-        return found if found is not None else []
+    async def messages_after(self, acct: Account, since: int, limit: int) -> list[Message]:
+        """The same from the recent window when it holds them (no suspension), else
+        read from the store off the loop. A caller that waits when this is empty
+        checks `watermark` again after it: a commit may have come meanwhile."""
+        found = self.recent_after(acct, since, limit)
+        if found is not None:
+            return found
+        return await self.ctx.reader.after(acct, since, self.watermark, limit)
+
+    def unread_before(self, acct: Account, since: int, msg_id: int) -> bool:
+        """Whether the user has a message with since < id < msg_id (ids only)."""
+        return bool(self.ctx.reader.ids_after(acct, since, msg_id - 1, 1))
 
     def render(self, m: Message, viewer: str, live_from: int) -> bytes:
         """A message as a JSON-mode `message` object (no newline). Rendered once per

@@ -260,7 +260,11 @@ async def events(conn: HttpConnection, req: Request) -> Response | None:
         if marked is not None:
             await marked  # read your own writes: what is queued now, once committed
         seq = session.notice_taken
-        msgs = door.messages_after(acct, start, MAX_EVENTS)
+        while True:
+            top = door.watermark
+            msgs = await door.messages_after(acct, start, MAX_EVENTS)
+            if msgs or door.watermark == top:
+                break  # else a commit came during a store read: look again
         notes = session.notices_after(seq)
         if not msgs and not notes and timeout > 0 and session.alive:
             session.park(conn, start, seq, timeout)  # answered by the wake-up, or empty
@@ -292,7 +296,8 @@ async def _sse(conn: HttpConnection, session: TokenSession, since: int | None) -
     if marked is not None:
         await marked
     while session.alive and conn.transport is not None:
-        msgs = door.messages_after(acct, cursor, MAX_EVENTS)
+        top = door.watermark
+        msgs = await door.messages_after(acct, cursor, MAX_EVENTS)
         notes = session.notices_after(seq)
         if msgs or notes:
             live = session.peer.live_from
@@ -307,6 +312,8 @@ async def _sse(conn: HttpConnection, session: TokenSession, since: int | None) -
             if cursor > session.peer.sent_id:
                 session.peer.sent_id = cursor
             continue
+        if door.watermark != top:
+            continue  # a commit came during a store read
         woken = await session.wait(keepalive)
         if not woken and not await conn.stream(SSE_KEEPALIVE):
             return None

@@ -155,8 +155,7 @@ class TokenSession:
             return
         if msg_id > self.door.watermark:
             self.door.watermark = msg_id  # committed: every lower id is too
-        earlier = self.door.messages_after(acct, acct.received(), 1)
-        if not earlier or earlier[0].id >= msg_id:
+        if not self.door.unread_before(acct, acct.received(), msg_id):
             peer.sent_id = msg_id
 
     def expect_raw(self, cmd: str) -> asyncio.Future[Reply]:
@@ -258,10 +257,34 @@ class TokenSession:
                         p.answered = True
                         answers.written.append((self, p, shared.last))
                     continue
-            msgs = self.door.messages_after(acct, p.start, MAX_EVENTS) if acct else []
+            msgs = self.door.recent_after(acct, p.start, MAX_EVENTS) if acct else []
+            if msgs is None:  # only in the store
+                if self.alive:
+                    self._read_then_answer(p)
+                    continue
+                msgs = []
             notes = self.notices_after(p.seq)
             if msgs or notes or not self.alive:
                 self._answer(p, self.answer(p.start, msgs, notes) if acct else b"")
+
+    def _read_then_answer(self, p: Parked) -> None:
+        """A parked poll whose messages are no longer all in memory (it waited at an
+        old cursor): read them from the store, then answer, unless it went meanwhile."""
+        if p.reading is not None:
+            return
+
+        async def read() -> None:
+            acct = self.peer.account
+            try:
+                msgs = await self.door.messages_after(acct, p.start, MAX_EVENTS) if acct else []
+            finally:
+                p.reading = None
+            if p in self.parked and not p.answered:
+                notes = self.notices_after(p.seq)
+                if msgs or notes or not self.alive:
+                    self._answer(p, self.answer(p.start, msgs, notes) if acct else b"")
+
+        p.reading = self.door.loop.create_task(read())
 
     def answered(self, p: Parked, last: int) -> None:
         """A parked poll's answer (up to message `last`) was written by a wake-up."""
@@ -290,6 +313,8 @@ class TokenSession:
 
     def unpark(self, p: Parked) -> None:
         """The parked poll's connection closed."""
+        if p.reading is not None:
+            p.reading.cancel()
         if p in self.parked:
             self.parked.remove(p)
             if p.timer is not None:
@@ -365,6 +390,7 @@ class Parked:
     seq: int
     direct: bool = False  # its answer may be written without h11 (wake.py)
     answered: bool = False  # written by a wake-up; the bookkeeping follows
+    reading: asyncio.Task[None] | None = None  # its messages being read from the store
     timer: asyncio.TimerHandle | None = None
 
 

@@ -69,7 +69,7 @@ class Answers:
             return self._found[key]
         except KeyError:
             pass
-        msgs = door.recent_after(acct, key[0], start, MAX_EVENTS)
+        msgs = door.recent_after(acct, start, MAX_EVENTS)
         found = self._found[key] = Shared(msgs) if msgs is not None else None
         return found
 
