@@ -37,8 +37,9 @@ from chatd.store.open import open_store
 
 log = logs.get_logger("chatd.daemon")
 
-#: Messages read whole at start-up into the recent window (the rest is indexed only).
-RECENT_AT_START = 2000
+#: Messages read whole at start-up into the recent window (the rest is indexed only;
+#: the window then trims to chat.recent_bytes).
+RECENT_AT_START = 500
 
 CURSOR_SAVE_INTERVAL_S = 1.0
 #: How often what survived young collections is frozen, and how often a full collection
