@@ -133,3 +133,22 @@ async def test_a_waiting_poll_times_out_empty_and_a_dropped_one_lets_go(
             break
         await asyncio.sleep(0.01)
     assert all(u["name"] != "alice" for u in who["users"])
+
+
+async def test_old_cursors_are_read_from_the_store(start_server: StartServer) -> None:
+    # A recent window of ~1 message: older events come from the store, same answers.
+    server, base = await start_http(start_server, chat__recent_bytes=1)
+    nc = await server.login("bob")
+    async with await user(base, "alice") as alice:
+        since = (await alice.get("/events", params={"timeout": 0})).json()["next"]
+        for i in range(6):
+            await nc.cmd(f"send_all old{i}")
+        page = (await alice.get("/events", params={"since": since, "timeout": 5})).json()
+        assert [e["text"] for e in page["events"]] == [f"old{i}" for i in range(6)]
+        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(since)}
+        async with alice.stream("GET", "/events", headers=headers) as r:
+            sse = SseReader(r.aiter_lines())
+            got = [(await sse.next()).data["text"] for _ in range(6)]
+            assert got == [f"old{i}" for i in range(6)]
+            await nc.cmd("send_all live")
+            assert (await sse.next()).data["text"] == "live"
