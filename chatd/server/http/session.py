@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logs.get_logger("chatd.http")
 
+_MARK = b'{"type":"http-reply","n":'  # what a submitted command writes to the sink
 MAX_NOTICES = 256  # notices kept for a session nobody is reading; the oldest go first
 
 Reply = Ok | Error | Rendered
@@ -58,10 +59,17 @@ class EventSink:
 
     def write(self, data: bytes) -> None:
         s = self.session
-        if b'"type":"notice"' in data or b'"type":"ok"' in data or b'"type":"error"' in data:
+        if (
+            b'"type":"notice"' in data
+            or b'"type":"ok"' in data
+            or b'"type":"error"' in data
+            or data.startswith(_MARK)
+        ):
             for line in data.splitlines():
                 if line.startswith(b'{"type":"notice"'):
                     s.add_notice(line)
+                elif line.startswith(_MARK):
+                    s.written(int(line[len(_MARK) : -1]))
                 elif line.startswith((b'{"type":"ok"', b'{"type":"error"')):
                     s.raw_reply(line)
         s.door.wake_soon(s)
@@ -110,6 +118,10 @@ class TokenSession:
         self.notice_taken = 0  # long-poll: notices up to here were answered
         self._raw: deque[tuple[bytes, asyncio.Future[Reply]]] = deque()
         self._pending: set[asyncio.Future[Reply]] = set()
+        self._submitted = 0
+        # Submitted commands whose reply is not written yet -> None, or the error
+        # that replaced it (`submit`).
+        self._marks: dict[int, bytes | None] = {}
         self.users = 0  # requests and streams using the session now
         self.parked: list[Parked] = []
         self._expiry: asyncio.TimerHandle | None = None
@@ -124,23 +136,34 @@ class TokenSession:
         loop = self.door.loop
         fut: asyncio.Future[Reply] = loop.create_future()
         captured: list[Reply] = []
+        self._submitted += 1
+        n = self._submitted
 
         def reply(event: Event) -> Event | None:
             if isinstance(event, Ok | Error | Rendered):
                 captured.append(event)
-                return None
+                if len(captured) > 1:
+                    return None
+                # Written in the reply's place: the hub replaces it with `unavailable`
+                # if the commit is given up (a full disk), so the sink learns which.
+                self._marks[n] = None
+                return Rendered(_MARK + b"%d}\n" % n)
             return event  # replayed messages and notices go to the sink as usual
 
         def done() -> None:
             self._pending.discard(fut)
-            if not fut.done():
-                if captured:
-                    first = captured[0]
-                    if isinstance(first, Ok) and isinstance(first.fields.get("id"), int):
-                        self.acked(first.fields["id"])
-                    fut.set_result(first)
-                else:
-                    fut.set_exception(SessionGone())
+            refused = self._marks.pop(n, None)
+            if fut.done():
+                return
+            if refused is not None:
+                fut.set_result(Rendered(refused))  # withdrawn: nothing was sent
+            elif captured:
+                first = captured[0]
+                if isinstance(first, Ok) and isinstance(first.fields.get("id"), int):
+                    self.acked(first.fields["id"])
+                fut.set_result(first)
+            else:
+                fut.set_exception(SessionGone())
 
         self._pending.add(fut)
         self.pipeline.feed([Submit(command, reply=reply, done=done)])
@@ -173,6 +196,17 @@ class TokenSession:
                 if not fut.done():
                     fut.set_result(Rendered(line))
                 return
+        if line.startswith(b'{"type":"error"'):
+            # A submitted command's reply replaced by the hub (its commit given up):
+            # replies come in order, so it is the oldest one not written yet.
+            for k, got in self._marks.items():
+                if got is None:
+                    self._marks[k] = line
+                    return
+
+    def written(self, n: int) -> None:
+        """Submitted command `n`'s reply was written after its commit."""
+        self._marks.pop(n, None)
 
     # Notices ---------------------------------------------------------------------
 
