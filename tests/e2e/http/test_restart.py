@@ -1,5 +1,6 @@
 """kill -9 and restart: an SSE client resumes with Last-Event-ID and its token (tokens
-are durable) and gets exactly what it missed, nothing twice."""
+are durable), and a long-poll client with its cursor, and each gets exactly what it
+missed, nothing twice."""
 
 from __future__ import annotations
 
@@ -58,4 +59,11 @@ async def test_sse_resumes_across_kill_9(
     assert [e["text"] for e in got] == ["m2", "m3", "m4", "m5"]
     ids = [e["id"] for e in got]
     assert ids == sorted(set(ids)) and ids[0] > int(first.id or 0)
+    # A long-poll client with the same cursor gets the same, then nothing twice.
+    async with client(base, token) as poller:
+        params = {"since": str(first.id), "timeout": "0"}
+        page = (await poller.get("/events", params=params)).json()
+        assert [e["id"] for e in page["events"]] == ids and page["next"] == ids[-1]
+        params["since"] = str(page["next"])
+        assert (await poller.get("/events", params=params)).json()["events"] == []
     await bob.close()
