@@ -185,6 +185,29 @@ async def test_idempotency_key_sends_once(start_server: StartServer) -> None:
         assert [e["text"] for e in r.json()["events"]] == ["only once", "only once"]
 
 
+async def test_idempotency_keys_per_user_refusals_and_restart(start_server: StartServer) -> None:
+    server, base = await start_http(start_server)
+    headers = {"Idempotency-Key": "k"}
+    token = await connect(base, "alice")
+    async with client(base, token) as alice, await user(base, "bob") as bob:
+        mine = await alice.post("/send", json={"to": "#general", "text": "a"}, headers=headers)
+        theirs = await bob.post("/send", json={"to": "#general", "text": "b"}, headers=headers)
+        assert theirs.json()["id"] > mine.json()["id"]  # the same key, another user
+        # A refused send keeps no key: the retry is sent for real.
+        to_carol = {"to": "@carol", "text": "hi carol"}
+        r = await alice.post("/send", json=to_carol, headers={"Idempotency-Key": "c"})
+        assert (r.status_code, error_code(r)) == (404, "no-such-user")
+        await connect(base, "carol")
+        r = await alice.post("/send", json=to_carol, headers={"Idempotency-Key": "c"})
+        assert r.status_code == 200 and r.json()["id"] > theirs.json()["id"]
+    # Keys live in memory only (docs/http.md): after a restart the retry sends again.
+    port = server.daemon.door_port("http")
+    await server.restart(http__port=port)
+    async with client(base, token) as alice:
+        again = await alice.post("/send", json={"to": "#general", "text": "a"}, headers=headers)
+        assert again.status_code == 200 and again.json()["id"] > r.json()["id"]
+
+
 async def test_unknown_path_and_wrong_method(start_server: StartServer) -> None:
     _server, base = await start_http(start_server)
     async with client(base) as anon:
