@@ -79,6 +79,12 @@ MIGRATE_LOCK = 0x6368617464
 LEASE_LOCK = 0x63686174646C
 #: How often a standby asks for the lease again.
 LEASE_POLL_S = 0.25
+#: Server-side TCP keepalives of the writer connection (see `_open`).
+LEASE_KEEPALIVES = (
+    "tcp_keepalives_idle = 10",
+    "tcp_keepalives_interval = 5",
+    "tcp_keepalives_count = 3",
+)
 
 log = logs.get_logger("chatd.store")
 
@@ -393,6 +399,11 @@ class PostgresStore:
         db = connect(self._dsn, timeout=self._timeout, autocommit=True, name=self._name)
         try:
             db.execute(f"SET synchronous_commit = {self._synchronous_commit}")
+            # A node that vanished without closing its connection (power cut, network
+            # gone) keeps the lease until PostgreSQL notices: ask it to probe the idle
+            # connection after 10 s, every 5 s, 3 times (the OS default waits 2 hours).
+            for setting in LEASE_KEEPALIVES:
+                db.execute(f"SET {setting}")
         except psycopg.Error as e:
             db.close()
             raise StoreError(f"PostgreSQL: {_reason(e)}") from e

@@ -304,6 +304,8 @@ def test_one_writer_per_database_and_a_standby_takes_over(pg_dsn: str) -> None:
     """Until the cluster part is built, two live nodes on one database would hand out the
     same ids: the second waits for the first's connection to go (a standby)."""
     first = PostgresStore(migrated(pg_dsn), node_id="n1")
+    # PostgreSQL probes the writer's connection, so a vanished machine lets go in ~25 s.
+    assert first._db.execute("SHOW tcp_keepalives_idle").fetchone() == ("10",)
     with pytest.raises(StoreError, match=r"another chatd \(chatd n1 from 127\.0\.0\.1"):
         PostgresStore(pg_dsn, node_id="n2", wait_s=0.3)
     first.commit([o.PutMessage(Message(1, "#general", "a", "by n1", 1.0))])
