@@ -108,7 +108,9 @@ def chatd_python() -> str:
 @contextlib.contextmanager
 def chatd(overrides: Mapping[str, object], workdir: Path) -> Iterator[Running]:
     """Runs run_server.py with the bench config and a fresh data directory."""
-    base = overrides.get("bench.tree")
+    # BENCH_TREE: the chatd targets run that tree (a `git archive` of a commit) instead of
+    # this one, e.g. while the work tree is mid-edit.
+    base = overrides.get("bench.tree") or os.environ.get("BENCH_TREE")
     server = (Path(str(base)) if base else ROOT) / "run_server.py"
     overrides = {k: v for k, v in overrides.items() if k != "bench.tree"}
     if not server.exists():
