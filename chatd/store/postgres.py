@@ -17,10 +17,13 @@ no port until the first node's connection is gone, as after kill -9, then loads
 everything the first committed). After a reconnect the lease is taken again, or the
 commit fails: a node that lost it never writes.
 
-Idempotent writes: a connection lost during COMMIT leaves the batch's fate unknown and
-the hub tries the same batch again, so messages are inserted with ON CONFLICT DO NOTHING
-(the lease rules out another node's message with that id) and every other change is an
-upsert or a delete.
+A connection lost during COMMIT leaves the batch's fate unknown. Each batch also sets
+meta 'batch' to its number, so once the store has connected again and holds the lease
+(the old session is gone, its transaction committed or not for good) it knows: the hub
+retrying a batch that landed gets success without writing it twice; a batch that landed
+but that the hub gave up meanwhile (its senders were answered `unavailable`) has its
+messages, schedules and files deleted, so what was refused never appears. Writes are
+idempotent besides (messages ON CONFLICT DO NOTHING, the rest upserts and deletes).
 """
 
 from __future__ import annotations
@@ -130,7 +133,8 @@ MIGRATIONS: tuple[str, ...] = (
                          created double precision NOT NULL, pw_tag text NOT NULL);
     CREATE INDEX tokens_by_user ON tokens (user_key);
     CREATE TABLE meta (key text PRIMARY KEY, value bigint NOT NULL);
-    INSERT INTO meta VALUES ('next_id', 1), ('next_schedule_id', 1), ('next_file_id', 1);
+    INSERT INTO meta VALUES ('next_id', 1), ('next_schedule_id', 1), ('next_file_id', 1),
+                            ('batch', 0);
     """,
 )
 
@@ -358,8 +362,11 @@ class PostgresStore:
         except BaseException:
             self._db.close()
             raise
+        row = None
         try:
             version = schema_version(self._db)
+            if version == len(MIGRATIONS):
+                row = self._db.execute("SELECT value FROM meta WHERE key = 'batch'").fetchone()
         except psycopg.Error as e:
             self._db.close()
             raise StoreError(f"PostgreSQL: {_reason(e)}") from e
@@ -367,6 +374,8 @@ class PostgresStore:
             self._db.close()
             raise StoreError(_version_problem(version))
         self._next_id = 0  # one past the highest message id committed or loaded
+        self._batch = int(row[0]) if row else 0  # the last batch committed (meta 'batch')
+        self._unknown: tuple[int, tuple[Change, ...]] | None = None  # lost in COMMIT
         self._files: dict[int, FileInfo] = {}
         self._readers = threading.local()
         self._readers_lock = threading.Lock()
@@ -458,6 +467,7 @@ class PostgresStore:
         if messages:
             next_id = max(next_id, messages[-1].id + 1)
         self._next_id = next_id
+        self._batch = meta.get("batch", 0)
         return Snapshot(
             accounts=accounts,
             messages=messages,
@@ -580,8 +590,13 @@ class PostgresStore:
                     [(top, name) for name, top in tops.items()],
                 )
             )
+        db = self._writer()  # StoreError here: nothing was sent
+        if self._unknown is not None and self._settle(db, changes):
+            self._next_id = next_id  # this very batch had landed
+            return
+        batch = self._batch + 1
+        runs.append(("UPDATE meta SET value = %s WHERE key = 'batch'", [(batch,)]))
         try:
-            db = self._writer()
             with db.transaction(), db.pipeline(), db.cursor() as cur:
                 for sql, rows in runs:
                     if sql is _MESSAGE and len(rows) > 1:
@@ -589,8 +604,46 @@ class PostgresStore:
                     else:
                         cur.executemany(sql, rows)
         except psycopg.Error as e:
+            if db.closed or db.broken:  # maybe during COMMIT: settled after reconnecting
+                self._unknown = (batch, tuple(changes))
+                raise StoreError(f"commit failed, outcome unknown: {_reason(e)}") from e
             raise StoreError(f"commit failed: {_reason(e)}") from e
+        self._batch = batch
         self._next_id = next_id
+
+    def _settle(self, db: psycopg.Connection[Any], changes: Sequence[Change]) -> bool:
+        """Finds out whether the batch lost in COMMIT landed (the lease is ours, so its
+        session is gone). True: `changes` is that batch, and it is committed."""
+        assert self._unknown is not None
+        number, lost = self._unknown
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'batch'").fetchone()
+            landed = row is not None and int(row[0]) >= number
+            if landed and tuple(changes) == lost:
+                self._batch, self._unknown = number, None
+                log.warning("store.commit_landed", batch=number)
+                return True
+            if landed:  # given up by the server: its senders heard `unavailable`
+                self._withdraw(db, lost)
+                self._batch = number
+            self._unknown = None
+        except psycopg.Error as e:
+            raise StoreError(f"commit failed: {_reason(e)}") from e
+        return False
+
+    def _withdraw(self, db: psycopg.Connection[Any], lost: Sequence[Change]) -> None:
+        messages = [c.message.id for c in lost if isinstance(c, PutMessage)]
+        schedules = [c.id for c in lost if isinstance(c, PutSchedule)]
+        files = [c.id for c in lost if isinstance(c, PutFile)]
+        with db.transaction():
+            db.execute(  # their ids stay taken, as after any deletion
+                "UPDATE meta SET value = greatest(value, %s) WHERE key = 'next_id'",
+                (max(messages, default=0) + 1,),
+            )
+            db.execute("DELETE FROM messages WHERE id = ANY(%s)", (messages,))
+            db.execute("DELETE FROM schedules WHERE id = ANY(%s)", (schedules,))
+            db.execute("DELETE FROM files WHERE id = ANY(%s)", (files,))
+        log.warning("store.commit_withdrawn", messages=len(messages), schedules=len(schedules))
 
     def close(self) -> None:
         with self._readers_lock:

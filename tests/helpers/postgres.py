@@ -20,8 +20,10 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -266,8 +268,80 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
+def cutting_relay(postgres: PostgresServer) -> Iterator[CuttingRelay]:
+    """A relay to the session's server that can cut a connection after its COMMIT."""
+    relay = CuttingRelay(postgres.port)
+    try:
+        yield relay
+    finally:
+        relay.close()
+
+
+@pytest.fixture
 def pg_dsn(postgres: PostgresServer) -> str:
     """A fresh, empty database on the session's server (no schema yet)."""
     if postgres.proc is None or postgres.proc.poll() is not None:
         postgres.start()  # a test killed it and failed before starting it again
     return postgres.create_database()
+
+
+class CuttingRelay:
+    """A TCP relay to PostgreSQL that, once armed, cuts the connection right after
+    passing on a COMMIT: the server commits, the client never hears it (a network
+    that fails at the worst moment). Threads, bounded by socket timeouts."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)
+        self.port = int(self._listener.getsockname()[1])
+        self.armed = threading.Event()
+        self.cuts = 0
+        self._stop = threading.Event()
+        self._pairs: list[tuple[socket.socket, socket.socket]] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def dsn(self, dsn: str) -> str:
+        return dsn.replace(f":{self.target}/", f":{self.port}/")
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            server = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            self._pairs.append((client, server))
+            cut = threading.Event()
+            for src, dst, upstream in ((client, server, True), (server, client, False)):
+                threading.Thread(
+                    target=self._pump, args=(src, dst, upstream, cut), daemon=True
+                ).start()
+
+    def _pump(
+        self, src: socket.socket, dst: socket.socket, upstream: bool, cut: threading.Event
+    ) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if cut.is_set():
+                    break  # the answer to the COMMIT never reaches the client
+                if upstream and self.armed.is_set() and b"COMMIT\x00" in data:
+                    self.armed.clear()
+                    cut.set()
+                    self.cuts += 1
+                    dst.sendall(data)
+                    time.sleep(0.3)  # the server commits meanwhile
+                    break
+                dst.sendall(data)
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._listener.close()
+        for pair in self._pairs:
+            for s in pair:
+                s.close()

@@ -5,6 +5,7 @@ reads from other threads during commits, and durability across kill -9 of Postgr
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,7 @@ from chatd.store.postgres import MIGRATIONS, PostgresStore
 from chatd.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
-    from tests.helpers.postgres import PostgresServer
+    from tests.helpers.postgres import CuttingRelay, PostgresServer
 
 pytest_plugins = ["tests.helpers.postgres"]
 
@@ -321,3 +322,46 @@ def test_one_writer_per_database_and_a_standby_takes_over(pg_dsn: str) -> None:
     second.commit([o.PutMessage(Message(2, "#general", "a", "by n2", 2.0))])
     assert [m.id for m in second.load().messages] == [1, 2]
     second.close()
+
+
+def commit_when_back(store: PostgresStore, changes: list[o.Change]) -> None:
+    """Tries again, as the hub does, until PostgreSQL has let the cut session go."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            store.commit(changes)
+            return
+        except StoreError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_a_commit_cut_off_in_its_commit_is_settled_after_reconnecting(
+    cutting_relay: CuttingRelay, pg_dsn: str
+) -> None:
+    """The network fails right after COMMIT went out: PostgreSQL committed, chatd heard
+    nothing. Retried, the batch is not written twice; given up (its senders were told
+    `unavailable`), it is taken back, so nothing refused ever appears."""
+    relay = cutting_relay
+    store = PostgresStore(relay.dsn(migrated(pg_dsn)))
+    store.commit([o.PutAccount("a", "a", None, 1.0)])
+
+    def batch(*ids: int) -> list[o.Change]:
+        return [o.PutMessage(Message(i, "#general", "a", f"m{i}", 1.0)) for i in ids]
+
+    relay.armed.set()
+    with pytest.raises(StoreError, match="outcome unknown"):
+        store.commit(batch(1, 2))
+    commit_when_back(store, batch(1, 2))  # the hub's retry: it had landed
+    relay.armed.set()
+    with pytest.raises(StoreError, match="outcome unknown"):
+        store.commit([*batch(3), o.PutSchedule(7, "a", 9.0, "send_all x", 1.0)])
+    commit_when_back(store, batch(4))  # the hub gave 3 up and went on
+    assert relay.cuts == 2
+    with psycopg.connect(pg_dsn) as db:
+        ids = [i for (i,) in db.execute("SELECT id FROM messages ORDER BY id")]
+        schedules = db.execute("SELECT count(*) FROM schedules").fetchone()
+    assert ids == [1, 2, 4] and schedules == (0,)
+    store.close()
+    assert PostgresStore(pg_dsn).load().next_id == 5  # 3 is not handed out again
