@@ -38,6 +38,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "migrate":
         return _migrate(config)
     if args.command == "backup":
+        if config.store.backend == "postgres":
+            print(
+                "chatd: backup copies an SQLite data directory; this store is PostgreSQL: "
+                "back it up with pg_dump or base backups (docs/operations.md, section 11)",
+                file=sys.stderr,
+            )
+            return 2
         logs.configure("warning", config.log.format, stream=sys.stderr)
         return _backup(Path(config.server.data_dir), args.dest)
     logs.configure(config.log.level, config.log.format)

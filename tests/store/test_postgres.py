@@ -299,6 +299,8 @@ def test_cli_migrate_and_check_config(
     assert "cannot connect to PostgreSQL" in capsys.readouterr().err
     assert cli.main(["--data-dir", str(tmp_path / "d"), "migrate"]) == 0
     assert "SQLite" in capsys.readouterr().out
+    assert cli.main(["--config", str(path), "backup", str(tmp_path / "copy")]) == 2
+    assert "pg_dump" in capsys.readouterr().err
 
 
 def test_one_writer_per_database_and_a_standby_takes_over(pg_dsn: str) -> None:
