@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import os
 import pstats
+import re
 import signal
 import subprocess
 import sys
@@ -63,6 +64,7 @@ _WRAPPER = """
 import cProfile, runpy, signal, sys
 out, server = sys.argv[1], sys.argv[2]
 sys.argv = sys.argv[2:]
+sys.path.insert(0, server.rsplit("/", 1)[0])  # that tree's chatd, as run_server.py gets
 prof = cProfile.Profile()
 signal.signal(signal.SIGUSR1, lambda *_: prof.enable())  # start-up is not profiled
 try:
@@ -78,6 +80,8 @@ finally:
 def stage_of(func: tuple[str, int, str]) -> str | None:
     """The stage of a profiled function, None for a built-in (see the module doc)."""
     path, _line, name = func
+    if path.endswith("chatd/server/hub.py") and name == "_write":
+        return TRANSPORT  # its own time is transport.write (uvloop's calls are unseen)
     if path == "~":
         if "Transport" in name or "UVStream" in name or "TCPTransport" in name:
             return TRANSPORT
@@ -149,10 +153,12 @@ def profile(
     return stages(stats), messages_of(result), cpu, stats
 
 
-def perf_dsos(tree: Path, scenario: scenarios.Scenario, level: str) -> tuple[float, list[str]]:
+def perf_dsos(
+    tree: Path, scenario: scenarios.Scenario, level: str
+) -> tuple[float, list[str], dict[str, float]]:
     """An unprofiled run sampled by `perf record` (cpu-clock): the server's CPU µs per
-    message, and perf's shares by shared object (kernel, uvloop, sqlite, the
-    interpreter)."""
+    message, perf's shares by shared object (kernel, uvloop, sqlite, the interpreter)
+    and by kernel function as lines, and {row: µs per message}."""
     old = os.environ.get("BENCH_TREE")
     os.environ["BENCH_TREE"] = str(tree)
     try:
@@ -162,7 +168,7 @@ def perf_dsos(tree: Path, scenario: scenarios.Scenario, level: str) -> tuple[flo
             servers.start(target) as server,
         ):
             data = Path(tmp) / "perf.data"
-            record = ["perf", "record", "-q", "-e", "cpu-clock", "-F", "999"]
+            record = ["perf", "record", "-q", "-g", "-e", "cpu-clock", "-F", "999"]
             perf = subprocess.Popen(
                 [*record, "-o", str(data), "-p", str(server.pid)],
                 stdout=subprocess.DEVNULL,
@@ -171,20 +177,87 @@ def perf_dsos(tree: Path, scenario: scenarios.Scenario, level: str) -> tuple[flo
             result, _ = loadgen.run(server, scenario)
             perf.send_signal(signal.SIGINT)
             perf.wait(60)
-            report = subprocess.run(
-                ["perf", "report", "-i", str(data), "--sort", "dso", "--stdio", "-q"],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            ).stdout
+            report = perf_report(data, "--no-children", "--sort", "dso", "-g", "none")
+            calls = perf_report(data, "--children", "--sort", "sym", "-g", "none")
     finally:
         if old is None:
             os.environ.pop("BENCH_TREE", None)
         else:
             os.environ["BENCH_TREE"] = old
-    lines = [line.strip() for line in report.splitlines() if line.strip()][:12]
-    return float(result["server_cpu_s"]) / messages_of(result) * 1e6, lines
+    cpu = float(result["server_cpu_s"]) / messages_of(result) * 1e6
+    rows = []
+    for line in report.splitlines():
+        match = re.match(r"\s*([\d.]+)%\s+(\S+)", line)
+        if match and float(match[1]) >= 0.5:
+            rows.append((match[2], float(match[1])))
+    for line in calls.splitlines():
+        match = re.match(r"\s*([\d.]+)%\s+[\d.]+%\s+\[k\] (\S+)$", line)
+        if match and match[2] in KERNEL:
+            rows.append(("  kernel: " + KERNEL[match[2]], float(match[1])))
+    lines = [f"{name:52} {pct:5.1f}% {pct * cpu / 100:7.1f} µs/msg" for name, pct in rows]
+    return cpu, lines, {name.strip(): pct * cpu / 100 for name, pct in rows}
+
+
+#: Kernel functions whose time with callees (perf's children) is worth a row.
+KERNEL = {
+    "do_syscall_64": "all syscalls",
+    "sock_write_iter": "socket writes (with loopback TCP receive)",
+    "sock_read_iter": "socket reads",
+    "__x64_sys_epoll_pwait": "epoll_wait",
+    "__x64_sys_pwrite64": "pwrite (WAL, checkpoint)",
+    "__x64_sys_fcntl": "fcntl (SQLite's locks)",
+    "__x64_sys_fdatasync": "fdatasync (checkpointer)",
+    "exit_to_user_mode_loop": "rescheduled on return to user mode",
+}
+
+
+def perf_report(data: Path, *options: str) -> str:
+    return subprocess.run(
+        ["perf", "report", "-i", str(data), "--stdio", "-q", *options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    ).stdout
+
+
+def print_stages(
+    got: dict[str, float], messages: int, plain: float | None, perf: dict[str, float]
+) -> None:
+    """The stage table. cProfile's clock is wall time, so a stage that wakes the load
+    generator (a socket write) also counts the time the server waited to run again;
+    with perf's numbers the writes, the wake-ups and what runs outside Python come from
+    perf, and the other stages share the rest of the unprofiled CPU per message."""
+    python = {k: v for k, v in got.items() if k != TRANSPORT}
+    total = sum(python.values())
+    outside = {
+        "socket writes (kernel, perf)": perf.get(
+            "kernel: socket writes (with loopback TCP receive)"
+        ),
+        "rescheduled after a syscall (perf)": perf.get(
+            "kernel: rescheduled on return to user mode"
+        ),
+        "epoll + socket reads (kernel, perf)": sum(
+            perf.get(f"kernel: {k}", 0.0) for k in ("epoll_wait", "socket reads")
+        ),
+        "uvloop's C code (perf)": perf.get("loop.cpython-311-x86_64-linux-gnu.so"),
+    }
+    rest = None
+    if plain is not None:
+        rest = plain - sum(v or 0.0 for v in outside.values())
+    print(f"{'stage':36} {'µs/msg profiled':>16} {'share':>7} {'µs/msg':>8}")
+    for stage, seconds in sorted(python.items(), key=lambda kv: -kv[1]):
+        us = seconds / messages * 1e6
+        share = seconds / total
+        scaled = f"{share * rest:8.2f}" if rest is not None else ""
+        print(f"{stage:36} {us:16.2f} {share:7.1%} {scaled}")
+    write = got.get(TRANSPORT, 0.0) / messages * 1e6
+    print(f"{TRANSPORT + ' (wall)':36} {write:16.2f}")
+    for label, value in outside.items():
+        if value is not None:
+            print(f"{label:36} {'':16} {'':7} {value:8.2f}")
+    if plain is not None:
+        print(f"{'total (unprofiled server CPU)':36} {'':16} {'':7} {plain:8.2f}")
 
 
 def main() -> None:
@@ -204,22 +277,17 @@ def main() -> None:
         scenario = scenarios.SCENARIOS[base].with_overrides(
             {"duration": args.duration, **{k: float(v) for k, v in overrides.items()}}
         )
-        plain = None
+        plain: float | None = None
+        perf: dict[str, float] = {}
         if args.perf:
-            plain, dsos = perf_dsos(args.tree, scenario, args.log_level)
+            plain, dsos, perf = perf_dsos(args.tree, scenario, args.log_level)
             print(f"\n{name} without the profiler: {plain:.1f} µs of server CPU per message")
-            print("perf, by shared object:\n  " + "\n  ".join(dsos))
+            print("perf, by shared object, then kernel functions with their callees:")
+            print("  " + "\n  ".join(dsos))
         got, messages, cpu_s, stats = profile(args.tree, scenario, args.log_level, args.keep)
-        profiled = sum(got.values())
         cpu = cpu_s / messages * 1e6
         print(f"\n{name}: {messages} messages; loop thread {cpu:.1f} µs/message under cProfile")
-        scale = (plain / cpu) if plain is not None else 1.0
-        print(f"{'stage':28} {'µs/msg (profiled)':>18} {'share':>7} {'µs/msg (scaled)':>16}")
-        rows = sorted(got.items(), key=lambda kv: -kv[1])
-        rows.append(("uvloop C + kernel (unseen)", max(0.0, cpu_s - profiled)))
-        for stage, seconds in rows:
-            us = seconds / messages * 1e6
-            print(f"{stage:28} {us:18.2f} {seconds / cpu_s:7.1%} {us * scale:16.2f}")
+        print_stages(got, messages, plain, perf)
         if args.top:
             stats.sort_stats("tottime").print_stats(args.top)
         sys.stdout.flush()
