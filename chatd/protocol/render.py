@@ -14,10 +14,11 @@ import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, cast
 
 from chatd.protocol.events import Error, Event, Message, Mode, Notice, Ok, Push
 from chatd.protocol.irc import IRC_MODES, IrcRenderer
+from chatd.protocol.replies import SendAllOk, SentOk
 from chatd.protocol.terminal import inert
 from chatd.protocol.timefmt import rfc3339
 
@@ -58,6 +59,8 @@ def _obj(o: object) -> object:
 
 
 _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_obj)
+#: The replies to a sent message, whose text is `OK sent [id]` (`_sent` below).
+_SENT = frozenset({SentOk, SendAllOk})
 
 
 class Renderer:
@@ -71,8 +74,12 @@ class Renderer:
         self._clock = functools.lru_cache(maxsize=4)(self._format_clock)
 
     def render(self, event: Event, mode: Mode) -> bytes:
-        if type(event) is Push and mode is Mode.TEXT:  # the hot path: fan-out
-            return (self.message_line(event) + "\n").encode()
+        if mode is Mode.TEXT:
+            kind = type(event)
+            if kind is Push:  # the hot path: fan-out
+                return (self.message_line(cast(Push, event)) + "\n").encode()
+            if kind in _SENT:  # the sender's OK: what _ok_text makes, without its fields
+                return b"OK sent [%d]\n" % cast(SentOk, event).id
         if isinstance(event, Rendered):
             return event.data
         if mode in IRC_MODES:
@@ -129,8 +136,9 @@ class Renderer:
         made inert for a terminal (chatd.protocol.terminal)."""
         m = push.message
         text = m.text if m.text.isprintable() else inert(m.text)
-        if m.to is None and m.reply_to is None and m.file is None and text:  # most of them
-            return f"{self._clock(int(m.ts))} [{m.id}] {m.chat} <{m.sender}> {text}"
+        if m.reply_to is None and m.file is None and text:  # most of them
+            chat = m.chat if m.to is None else chat_for(m, push.viewer)
+            return f"{self._clock(int(m.ts))} [{m.id}] {chat} <{m.sender}> {text}"
         parts = [self.clock(m.ts), f"[{m.id}]", chat_for(m, push.viewer), f"<{m.sender}>"]
         if m.reply_to is not None:
             parts.append(f"(re [{m.reply_to}])")
