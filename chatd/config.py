@@ -41,6 +41,10 @@ class ChatSection:
     # read from the store. Replay after a login is sent in pages of `replay_page`.
     recent_bytes: int = 4194304
     replay_page: int = 200
+    # What "received" means for the read position saved at logout (docs/limits.md):
+    # "written" (the protocol's: handed to the kernel) or "acknowledged" (the client's
+    # TCP acknowledged it; plain TCP and telnet sessions).
+    received: str = "written"
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +251,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "log.level": _LEVELS,
     "log.format": ("auto", "json", "console"),
     "store.synchronous": ("full", "normal"),
+    "chat.received": ("written", "acknowledged"),
     "store.backend": ("sqlite", "postgres"),
 }
 _POSITIVE = {

@@ -3,7 +3,8 @@
 `Session.start()` connects and logs in once (failures are for the caller to report and
 exit 2). `Session.run()` then watches the connection; when it drops, it tells the app,
 waits with backoff (1 s doubling to 30 s, the base injectable), connects and logs in
-again. The server's unread replay right after the new login is what was missed.
+again, asking for everything after the last message it showed (`after <id>`): the
+server's replay right after the new login is exactly what was missed.
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ class Session:
         self._retry_base = retry_base
         self._conn: Connection | None = None
         self._closing = False
+        # The newest message id this client has shown: a login after a reconnect asks
+        # for everything after it (`login … after <id>`), whatever the server believed
+        # the dropped connection had received.
+        self.last_seen = 0
 
     @property
     def connected(self) -> bool:
@@ -175,6 +180,8 @@ class Session:
 
         for attempt in range(PASSWORD_TRIES + 1):
             line = f"login {self.user}" + (f" {self.password}" if self.password else "")
+            if again and self.last_seen:
+                line += f" after {self.last_seen}"
             reply = await conn.request(line, on_reply=announce)
             if reply.get("type") == "ok":
                 return
@@ -187,6 +194,10 @@ class Session:
             self.password = password
 
     def _push(self, obj: Obj) -> None:
+        if obj.get("type") == "message":
+            ident = obj.get("id")
+            if isinstance(ident, int) and ident > self.last_seen:
+                self.last_seen = ident
         try:
             self._events.on_push(obj)
         except Exception as e:  # a display bug must not take the connection down

@@ -180,7 +180,9 @@ class AccountCommands(ChatState):
             first = self.index.last(GENERAL, self.config.chat.history_on_join)
             after, count = upto, len(first)
         else:  # your own messages are never unread, whichever session sent them
-            after = acct.received()
+            # A client that tracks what it saw says so (`after <id>`): it gets what
+            # came after that, whatever the server believed it had received.
+            after = acct.received() if cmd.after is None else min(cmd.after, upto)
             count = sum(
                 self.index.count_after(chat, after, but=acct.key) for chat in self._chats_of(acct)
             )

@@ -105,8 +105,9 @@ class Chat(
         acct.sessions.remove(s)
         for topic in (GENERAL, *acct.rooms):
             self.topics.get(topic, set()).discard(s)
-        if s.sent_id > acct.cursor:
-            acct.cursor = s.sent_id
+        kept = s.kept_id()  # what its client acknowledged, where the server can tell
+        if kept > acct.cursor:
+            acct.cursor = kept
         if not acct.sessions:
             del self.online[acct.key]
         if acct.cursor > acct.saved_cursor:
@@ -119,7 +120,7 @@ class Chat(
         """Read positions of online users that moved since they were last saved."""
         changes: list[Change] = []
         for acct in self.online.values():
-            received = acct.received()
+            received = acct.acknowledged()
             if received > acct.saved_cursor:
                 acct.cursor = acct.saved_cursor = received
                 changes.append(SetCursor(acct.key, received))

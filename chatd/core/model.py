@@ -18,7 +18,10 @@ class Session:
 
     `live_from` is the first message id this session gets live (earlier ones reached it
     by replay); `sent_id` is the highest message id known to have been written to it,
-    which is what "received" means for unread replay.
+    which is what "received" means while it is connected (a login elsewhere counts
+    unread from it). `acked_id`, where the server can tell, is what the client's TCP
+    acknowledged: read positions are saved from it, so a client that dies without
+    reading gets back what it never acknowledged.
     """
 
     id: int
@@ -28,6 +31,12 @@ class Session:
     account: Account | None = None
     live_from: int = 0
     sent_id: int = 0
+    acked_id: int | None = None  # what the client acknowledged, where the server can tell
+
+    def kept_id(self) -> int:
+        """The read position to save for this session: what its client acknowledged
+        where the server can tell (a plain TCP socket), else what was sent."""
+        return self.sent_id if self.acked_id is None else min(self.sent_id, self.acked_id)
 
 
 @dataclass(slots=True, eq=False)
@@ -67,6 +76,16 @@ class Account:
         for s in self.sessions:
             if s.sent_id > best:
                 best = s.sent_id
+        return best
+
+    def acknowledged(self) -> int:
+        """Highest message id to save as received: as `received`, but from what the
+        clients acknowledged where the server can tell (`Session.kept_id`)."""
+        best = self.cursor
+        for s in self.sessions:
+            kept = s.kept_id()
+            if kept > best:
+                best = kept
         return best
 
 

@@ -49,6 +49,7 @@ class Ping(Command):
 class Login(Command):
     name: str
     password: str | None
+    after: int | None = None  # replay everything after this id (the last one the client saw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,10 +234,16 @@ def _p_mode(verb: str, rest: str) -> Command:
 
 
 def _p_login(verb: str, rest: str) -> Command:
+    """login <name> [password] [after <id>]: `after` is chatd's extension for clients
+    that track the last id they saw (a password `after` needs `after <id>` behind it)."""
     w = _words(rest)
+    after = None
+    if len(w) >= 3 and w[-2].lower() == "after":
+        after = _int(w[-1])
+        w = w[:-2]
     if not 1 <= len(w) <= 2:
         raise ValueError
-    return Login(w[0], w[1] if len(w) == 2 else None, verb=verb)
+    return Login(w[0], w[1] if len(w) == 2 else None, after, verb=verb)
 
 
 def _p_passwd(verb: str, rest: str) -> Command:
@@ -378,7 +385,7 @@ _SPECS = (
     Spec(
         "login",
         "login <name> [password]",
-        "log in; the first login creates the account",
+        "log in; the first login creates the account ([after <id>]: replay after that id)",
         _p_login,
         True,
     ),

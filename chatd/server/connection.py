@@ -17,6 +17,7 @@ from chatd.core.outcome import Outcome
 from chatd.protocol.events import Code
 from chatd.protocol.framing import LineFramer
 from chatd.protocol.notices import LoginTimeout
+from chatd.server.acks import Acks, CountingTransport
 from chatd.server.context import Context
 from chatd.server.peer import Peer
 from chatd.server.pipeline import END, Pipeline
@@ -102,12 +103,24 @@ class Connection(asyncio.Protocol):
             log.info("session.refused", peer=self.ip, reason=refusal)
             return
         limits = ctx.config.limits
+        acks: Acks | None = None
+        sock = transport.get_extra_info("socket")
+        if (
+            ctx.config.chat.received == "acknowledged"
+            and sock is not None
+            and transport.get_extra_info("sslcontext") is None
+        ):
+            counted = CountingTransport(transport)
+            acks = Acks(counted, sock.fileno())
+            transport = cast(asyncio.Transport, counted)
+            self._raw = transport
         peer = Peer(
             self._door.next_session_id(),
             self.ip,
             ctx.clock(),
             transport=transport,
             buffer_limit=limits.send_buffer_bytes,
+            acks=acks,
         )
         self.peer = peer
         self.pipeline = Pipeline(ctx, peer)
@@ -154,6 +167,7 @@ class Connection(asyncio.Protocol):
         peer, pipeline = self.peer, self.pipeline
         if peer is None or pipeline is None:
             return False
+        peer.settle()  # the socket is still open: ask what the client acknowledged
         if not peer.closing:  # closing (`quit`): the hub closes once the replies are out
             pipeline.feed([END])
         return True  # keep our side open for the replies

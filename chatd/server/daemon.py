@@ -17,6 +17,7 @@ from chatd import logs
 from chatd.config import Config, ConfigError, load
 from chatd.core.chat import Chat
 from chatd.core.flood import address_key
+from chatd.core.model import Account
 from chatd.core.outcome import Outcome
 from chatd.protocol.events import GENERAL
 from chatd.protocol.notices import Shutdown
@@ -46,6 +47,13 @@ CURSOR_SAVE_INTERVAL_S = 1.0
 #: looks at everything frozen since (see `_freeze_survivors`).
 GC_FREEZE_INTERVAL_S = 1.0
 GC_FULL_INTERVAL_S = 3600.0
+
+
+def _settle(acct: Account) -> None:
+    """Each session of `acct`: what its client acknowledged (server/acks.py)."""
+    for s in acct.sessions:
+        assert isinstance(s, Peer)
+        s.settle()
 
 
 class Daemon:
@@ -329,6 +337,10 @@ class Daemon:
         self._timers.append(self.loop.call_later(interval, tick))
 
     def _save_cursors(self) -> None:
+        """Once a second: what each client acknowledged (server/acks.py), then the
+        read positions that moved."""
+        for acct in self.chat.online.values():
+            _settle(acct)
         self.hub.changes(self.chat.save_cursors())
 
     @staticmethod

@@ -263,6 +263,7 @@ class Hub:
         if notice is not None:
             self._direct(batch, peer, notice, self._renderer.render(notice, peer.mode))
         peer.closing = True
+        peer.settle()  # the socket is still open: what the client acknowledged
         self.changes(self._chat.close(peer, self._clock()).changes)
         batch.closes.append(peer)
 
@@ -573,6 +574,9 @@ class Hub:
             transport.write(blob)
             fast_bytes += len(blob)
             peer.written_id = top_id
+            acks = peer.acks
+            if acks is not None:
+                acks.mark(top_id)  # received once the client's TCP acknowledges it
             if peer.paused:
                 if transport.get_write_buffer_size() > peer.buffer_limit:
                     dropped.append(peer)
@@ -605,6 +609,8 @@ class Hub:
             self._m.bytes_out.value += len(data)
         if top_id > peer.written_id:
             peer.written_id = top_id
+            if peer.acks is not None:
+                peer.acks.mark(top_id)
         if peer.paused:
             if transport.get_write_buffer_size() > peer.buffer_limit:
                 dropped.append(peer)
@@ -629,6 +635,7 @@ class Hub:
         transport.write(data)
         self._m.bytes_out.value += len(data)
         peer.closing = True
+        peer.settle()
         self.changes(self._chat.close(peer, self._clock()).changes)
         transport.close()
         self._loop.call_later(2.0, transport.abort)

@@ -29,6 +29,7 @@ RESTART_KEYS = frozenset(
         "server.timezone",
         "server.uvloop",
         "log.format",
+        "chat.recent_bytes",  # the window is sized when the core is built
     }
 )
 

@@ -177,3 +177,40 @@ async def test_an_upload_refused_up_front_keeps_replies_in_step(literal_server: 
     assert after == {"type": "ok", "cmd": "ping", "user": "a", "unread": 0}
     assert pushed == []  # the data lines' errors were not mistaken for anything else
     await conn.close()
+
+
+async def test_a_reconnect_asks_for_everything_after_the_last_message_shown(
+    server: Server,
+) -> None:
+    """The server counts a message as received once any session of the user got it;
+    the client that dropped did not see it, and says so with `login … after <id>`."""
+    rec = Recorder()
+    session = Session(Endpoint(port=server.port), "alice", None, rec, retry_base=0.01)
+    await session.start()
+    supervisor = asyncio.create_task(session.run())
+    bob = await server.login("bob")
+    try:
+        assert (await bob.cmd("send alice first")).startswith("OK sent")
+        await rec.until(lambda e: e[:3] == ("push", "message", "first"))
+        seen = session.last_seen
+        assert seen > 0
+        # Drop the client's connection from the server's side, and while it is away let
+        # another session of alice's receive the next message.
+        other = await server.login("alice")
+        newest = max(c.peer.id for c in server.line_connections() if c.peer is not None)
+        for conn in server.line_connections():
+            peer = conn.peer
+            if peer is None or peer.transport is None or peer.account is None:
+                continue
+            if peer.account.name == "alice" and peer.id != newest:
+                peer.transport.abort()
+        await rec.until(lambda e: e[0] == "offline")
+        assert (await bob.cmd("send alice second")).startswith("OK sent")
+        assert "second" in await other.line()
+        await rec.until(lambda e: e[:3] == ("push", "message", "second"))
+        logins = [e for e in rec.events if e[0] == "login"]
+        assert logins[-1] == ("login", True, 1)  # without `after`: 0 (the other got it)
+        assert ("push", "message", "second", True) in rec.events
+    finally:
+        await session.close()
+        await supervisor

@@ -5,7 +5,7 @@ from dataclasses import replace
 from chatd.config import Config
 from chatd.protocol.events import GENERAL, Mode, Notice, Ok, Push
 from chatd.protocol.replies import AnyOk
-from tests.helpers.core import Harness, error_code, first
+from tests.helpers.core import Core, Harness, error_code, first, messages
 
 
 def sessions_of(out_pushes: list[tuple[object, tuple[object, ...]]]) -> list[object]:
@@ -243,3 +243,18 @@ def test_quit_closes_the_session() -> None:
     s = h.login("a")
     out = h.run(s, "quit")
     assert out.closes == [(s, None)]
+
+
+def test_login_after_an_id_replays_what_came_after_it_whatever_was_received() -> None:
+    core = Core()
+    alice, bob = core.login("alice"), core.login("bob")
+    ids = [core.ok(bob, f"send_all m{i}")["id"] for i in range(4)]
+    alice.sent_id = ids[-1]  # alice's session got them all
+    core.run(alice, "quit")
+    again = core.session()
+    out = core.run(again, f"login alice after {ids[1]}")
+    assert core.ok(core.session(), f"login alice after {ids[2]}")["unread"] == 1
+    assert isinstance(login := first(out), Ok) and login.fields["unread"] == 2
+    assert [m.text for m in messages(out.replies)] == ["m2", "m3"]
+    plain = core.session()
+    assert core.ok(plain, "login alice")["unread"] == 0

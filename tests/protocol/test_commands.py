@@ -15,6 +15,9 @@ from chatd.protocol.events import Code
         ("ping", c.Ping(verb="ping")),
         ("login alice", c.Login("alice", None, verb="login")),
         ("Login alice s3cret", c.Login("alice", "s3cret", verb="login")),
+        ("login alice after 42", c.Login("alice", None, 42, verb="login")),
+        ("login alice pw AFTER 7", c.Login("alice", "pw", 7, verb="login")),
+        ("login alice after", c.Login("alice", "after", verb="login")),  # a password
         ("passwd new old", c.Passwd("new", "old", verb="passwd")),
         ("send_all  hello   world ", c.SendAll("hello   world", verb="send_all")),
         ("send @bob hi there", c.Send("@bob", "hi there", verb="send")),
