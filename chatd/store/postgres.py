@@ -136,6 +136,16 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO meta VALUES ('next_id', 1), ('next_schedule_id', 1), ('next_file_id', 1),
                             ('batch', 0);
     """,
+    # 2: the cluster's ordered log (chatd/cluster/log.py, docs/cluster.md).
+    """
+    CREATE TABLE log (
+        pos bigserial PRIMARY KEY,
+        node text NOT NULL,
+        batch uuid NOT NULL UNIQUE,
+        at double precision NOT NULL,
+        entries jsonb NOT NULL
+    );
+    """,
 )
 
 _COLUMNS = "id, chat, sender, text, ts, reply_to, recipient, file_id"

@@ -209,7 +209,8 @@ def test_a_batch_tried_again_after_an_unknown_outcome_is_harmless(pg_dsn: str) -
 
 def test_schema_is_created_by_migrate_and_checked_at_open(pg_dsn: str) -> None:
     with pytest.raises(
-        StoreError, match="schema version 0, this chatd needs 1: run `chatd migrate`"
+        StoreError,
+        match=f"schema version 0, this chatd needs {len(MIGRATIONS)}: run `chatd migrate`",
     ):
         PostgresStore(pg_dsn)
     assert postgres.migrate(pg_dsn) == (0, len(MIGRATIONS))

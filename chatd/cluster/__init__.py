@@ -1,0 +1,1 @@
+"""Several chatd nodes on one PostgreSQL (docs/cluster.md): the ordered log."""
