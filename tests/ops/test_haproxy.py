@@ -1,5 +1,5 @@
 """contrib/haproxy/chatd.cfg through Debian's haproxy, in front of two chatd nodes on one
-PostgreSQL: clients reach the live node on the line, HTTP and IRC ports; the second
+PostgreSQL: clients reach the live node on the line, TLS, HTTP and IRC ports; the second
 node waits as a standby (one writer per database: live delivery between active nodes is
 designed in docs/cluster.md, not built); when the first is killed with SIGKILL the
 health checks take it out, the standby takes over, and a client reconnecting through
@@ -25,6 +25,7 @@ import pytest
 
 from chatd.store import postgres
 from tests.helpers.server import ROOT, Client, free_port
+from tests.helpers.tls import Certificate, certificate
 
 pytest_plugins = ["tests.helpers.postgres"]
 
@@ -39,6 +40,7 @@ class Node:
     line: int
     http: int
     irc: int
+    tls: int
     config: Path
     proc: subprocess.Popen[bytes] | None = None
 
@@ -91,7 +93,7 @@ def rewritten(nodes: list[Node], fronts: dict[str, int], spare: int) -> str:
     for door, port in fronts.items():
         text = text.replace(f"bind :{door}\n", f"bind 127.0.0.1:{port}\n")
     for i, node in enumerate(nodes, start=1):
-        ports = {"8000": node.line, "8080": node.http, "6667": node.irc}
+        ports = {"8000": node.line, "8080": node.http, "6667": node.irc, "8443": node.tls}
         for shipped in ("8000", "8080", "6667", "8443", "2323"):
             target = ports.get(shipped, spare)
             text = text.replace(f"10.0.0.{i}:{shipped} ", f"127.0.0.1:{target} ")
@@ -120,20 +122,24 @@ def states(sock: Path, backend: str, **expected: int) -> Callable[[], bool]:
 
 
 @pytest.fixture
-def cluster(pg_dsn: str, tmp_path: Path) -> Iterator[tuple[list[Node], dict[str, int], Path]]:
+def cluster(
+    pg_dsn: str, tmp_path: Path
+) -> Iterator[tuple[list[Node], dict[str, int], Path, Certificate]]:
     if not Path(HAPROXY).exists():
         pytest.skip("haproxy is not installed (apt-get install haproxy; CI installs it)")
     postgres.migrate(pg_dsn)
+    cert = certificate(tmp_path)
     nodes = []
     for name in ("node1", "node2"):
         config = tmp_path / f"{name}.toml"
-        node = Node(name, free_port(), free_port(), free_port(), config)
+        node = Node(name, free_port(), free_port(), free_port(), free_port(), config)
         config.write_text(
             f'[store]\nbackend = "postgres"\ndsn = "{pg_dsn}"\n'
             f'[cluster]\nnode_id = "{name}"\n'
             "[limits]\nmax_connections_per_ip = 1000\n"
             f"[http]\nport = {node.http}\nmax_connections_per_ip = 1000\n"
             f"[irc]\nport = {node.irc}\n"
+            f'[tls]\nport = {node.tls}\ncert = "{cert.cert}"\nkey = "{cert.key}"\n'
         )
         nodes.append(node)
     fronts = {door: free_port() for door in ("8000", "8443", "2323", "8080", "6667")}
@@ -152,7 +158,7 @@ def cluster(pg_dsn: str, tmp_path: Path) -> Iterator[tuple[list[Node], dict[str,
         wait_until("node1 to listen", lambda: listening(nodes[0].line))
         nodes[1].start(tmp_path / "data2")  # a standby: waits for node1's lease
         wait_until("haproxy to listen", lambda: listening(fronts["8000"]))
-        yield nodes, fronts, sock
+        yield nodes, fronts, sock, cert
     finally:
         for node in nodes:
             node.kill9()
@@ -192,9 +198,9 @@ async def jlogin(port: int, name: str) -> tuple[Client, dict[str, object], list[
 
 
 async def test_a_killed_node_is_taken_out_and_its_clients_replay_on_the_standby(
-    cluster: tuple[list[Node], dict[str, int], Path],
+    cluster: tuple[list[Node], dict[str, int], Path, Certificate],
 ) -> None:
-    nodes, fronts, sock = cluster
+    nodes, fronts, sock, cert = cluster
     line = fronts["8000"]
     # The standby opens no port, so the checks take it out and keep node1 in.
     for backend in ("chatd_line", "chatd_http"):  # the HTTP door has checks of its own
@@ -212,6 +218,11 @@ async def test_a_killed_node_is_taken_out_and_its_clients_replay_on_the_standby(
     w.write(b"NICK carol\r\nUSER carol 0 * :Carol\r\n")
     welcome = await asyncio.wait_for(r.readuntil(b" 001 "), DEADLINE_S)
     assert welcome.endswith(b" 001 ")
+    w.close()
+    r, w = await asyncio.open_connection(
+        "127.0.0.1", fronts["8443"], ssl=cert.client, server_hostname="127.0.0.1"
+    )
+    assert (await asyncio.wait_for(r.readline(), DEADLINE_S)).startswith(b"* chatd")  # TLS
     w.close()
     r, w = await asyncio.open_connection("127.0.0.1", fronts["8080"])
     w.write(b"GET /openapi.json HTTP/1.1\r\nHost: chatd\r\nConnection: close\r\n\r\n")
