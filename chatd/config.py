@@ -86,6 +86,7 @@ class LimitsSection:
     max_join_requests_per_room: int = 100  # pending join requests of a room
     max_uploads_per_user: int = 4  # uploads in progress at once (all sessions)
     upload_reserve_s: float = 1800.0  # an unfinished upload counts against the quota this long
+    upload_idle_s: float = 300.0  # an upload whose data stops this long is dropped, closed
     schedules_per_tick: int = 100  # scheduled messages fired per loop turn; the rest next turn
 
 
@@ -264,6 +265,7 @@ _POSITIVE = {
     "limits.general_messages_per_window",
     "limits.general_window_s",
     "limits.login_timeout_s",
+    "limits.upload_idle_s",
     "limits.max_connections",
     "limits.max_connections_per_ip",
     "limits.send_buffer_bytes",

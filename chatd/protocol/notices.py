@@ -75,6 +75,15 @@ class LoginTimeout(Notice):
     timeout_s: str  # as configured, e.g. "60"
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class UploadTimeout(Notice):
+    """An upload whose data stopped coming: its temporary file is deleted and the
+    connection closed (its next lines would otherwise be read as data)."""
+
+    event: ClassVar[str] = "upload-timeout"
+    timeout_s: str
+
+
 # Rooms ------------------------------------------------------------------------------
 
 

@@ -369,6 +369,7 @@ _NOTICE_TEXT: dict[str, str] = {
     "shutdown": "the server is shutting down",
     "slow-consumer": "closing: you stopped reading and {pending} bytes piled up",
     "login-timeout": "closing: no login within {timeout_s}s",
+    "upload-timeout": "closing: no upload data for {timeout_s}s; the upload was dropped",
     "kicked": "you were kicked by {by}",
     "announce": "announcement from {from}: {text}",
     "invited": "{by} added you to {room}",

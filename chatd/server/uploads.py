@@ -28,11 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from chatd import logs
+from chatd.config import Config
 from chatd.core.chat import Chat
 from chatd.core.outcome import Body, Outcome, UploadTicket
 from chatd.protocol.commands import Download, ParseError, Upload
 from chatd.protocol.events import Code, Error, Event, Mode, Ok
 from chatd.protocol.framing import FrameError
+from chatd.protocol.notices import UploadTimeout
 from chatd.protocol.render import Rendered, download_reply
 from chatd.protocol.upload import UploadDecoder
 from chatd.server.blobs import BlobStore, BodyMissing, TempBody
@@ -70,6 +72,11 @@ class Files:
         self.thread = concurrent.futures.ThreadPoolExecutor(1, "chatd-files")
         self._finishing: Counter[str] = Counter()  # sha256 -> uploads being committed
         self._pending: set[asyncio.Future[None]] = set()
+
+    @property
+    def config(self) -> Config:
+        """The live config (a reload replaces it)."""
+        return self._chat.config
 
     def start(self) -> None:
         """Start-up, before listening: forget file rows without a message, remove
@@ -192,6 +199,12 @@ class UploadSession:
         self._yielding = False  # reading skips a loop turn after each socket read
         self._paused = False  # reading is paused by this upload (one of the above)
         self._io_error = False
+        # Data that stops coming: after `limits.upload_idle_s` without a line the
+        # temporary file is deleted and the connection closed (`_idle`).
+        self._last = self._loop.time()
+        self._idle_timer: asyncio.TimerHandle | None = self._loop.call_later(
+            files.config.limits.upload_idle_s, self._idle
+        )
         if ticket is not None:
             self.decoder = UploadDecoder(ticket.limit, ticket.too_large)
             self._temp: TempBody | None = files.blobs.temp()
@@ -205,6 +218,7 @@ class UploadSession:
         """Takes the framed lines of the data from the left of `queue`; True when the
         terminating `.` was among them (the lines after it stay in `queue`)."""
         dec = self.decoder
+        self._last = self._loop.time()
         if dec.feed_from(queue):
             return True
         if dec.buffered >= WRITE_CHUNK:
@@ -267,6 +281,7 @@ class UploadSession:
         is committed on the file thread and the future is done once the reply (or the
         ERR) is queued. Reading stays paused until then if the disk was behind."""
         self._receiving = False
+        self._stop_idle_timer()
         files = self._files
         dec = self.decoder
         ticket = self._ticket
@@ -315,7 +330,28 @@ class UploadSession:
         """The connection closed before the `.`: nothing of the upload is kept."""
         if self._receiving:
             self._receiving = False
+            self._stop_idle_timer()
             self._discard()
+
+    def _idle(self) -> None:
+        """No data line for `upload_idle_s`: the upload is dropped (its temporary file
+        deleted, its quota released) and the connection closed with a notice."""
+        self._idle_timer = None
+        if not self._receiving or self._peer.closing:
+            return
+        limit = self._files.config.limits.upload_idle_s
+        quiet = self._loop.time() - self._last
+        if quiet < limit:  # data came meanwhile: look again when it could be idle
+            self._idle_timer = self._loop.call_later(limit - quiet, self._idle)
+            return
+        log.info("file.upload_idle", session=self._peer.id, idle_s=round(quiet, 1))
+        self.abort()
+        self._files.apply(self._peer, Outcome(closes=[(self._peer, UploadTimeout(f"{limit:g}"))]))
+
+    def _stop_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
 
     def _discard(self) -> None:
         if self._temp is not None:

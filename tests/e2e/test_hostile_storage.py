@@ -92,3 +92,45 @@ async def test_uploads_in_progress_are_bounded_and_count_against_the_quota(
     seven = await a3.jcmd("upload bob seven.bin\n" + _data(9) + ".")
     assert seven["type"] == "ok", seven
     assert (await a2.jcmd("."))["type"] == "ok"
+
+
+async def test_an_upload_whose_data_stops_is_dropped_with_its_temp_file(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(limits__upload_idle_s=0.3, limits__max_uploads_per_user=1)
+    await server.login("bob")
+    idle = await _json(server, "alice")
+    tmp = server.data_dir / "files" / "tmp"
+    await idle.send("upload bob stalled.bin\n" + _data(300_000))  # and then nothing
+    for _ in range(100):
+        if any(tmp.iterdir()):
+            break
+        await asyncio.sleep(0.01)
+    assert len(list(tmp.iterdir())) == 1  # its temporary file
+    notice = await idle.obj(timeout=5)  # after 0.3 s without data
+    assert notice["event"] == "upload-timeout", notice
+    assert await idle.closed()
+    for _ in range(100):
+        if not any(tmp.iterdir()):
+            break
+        await asyncio.sleep(0.01)
+    assert list(tmp.iterdir()) == []  # deleted
+    # Its slot and quota are free: the same user uploads again at once.
+    other = await _json(server, "alice")
+    ok = await other.jcmd("upload bob next.bin\n" + _data(999) + ".")
+    assert ok["type"] == "ok", ok
+
+
+async def test_an_upload_that_keeps_coming_slowly_is_not_dropped(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(limits__upload_idle_s=0.3)
+    await server.login("bob")
+    slow = await _json(server, "alice")
+    await slow.send("upload bob slow.bin\n")
+    line = base64.b64encode(b"x" * 300).decode() + "\n"
+    for _ in range(6):  # 0.6 s in all, never 0.3 s without a line
+        await slow.send(line)
+        await asyncio.sleep(0.1)
+    ok = await slow.jcmd(".")
+    assert ok["type"] == "ok" and ok["file"]["size"] == 1800, ok
