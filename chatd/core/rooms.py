@@ -70,8 +70,10 @@ class RoomCommands(ChatState):
         acct = account_of(s)
         match cmd.action:
             case "create":
+                self._check_not_banned(acct, now)  # a banned user makes nothing new
                 return self._room_create(s, acct, cmd, now)
             case "invite":
+                self._check_not_banned(acct, now)
                 return self._room_invite(s, acct, cmd, now)
             case "link":
                 return self._room_link(acct, cmd, now)

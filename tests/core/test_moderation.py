@@ -104,6 +104,18 @@ def test_banned_user_can_still_report_and_read() -> None:
     assert isinstance(first(h.run(target, "who")), Ok)
 
 
+def test_a_banned_user_cannot_create_rooms_or_invite() -> None:
+    h = Harness()
+    target = h.login("troll")
+    assert isinstance(first(h.run(target, "room create den")), Ok)  # before the ban
+    h.login("victim")
+    for name in ("r1", "r2", "r3"):
+        h.run(h.login(name), "report troll")
+    assert error_code(h.run(target, "room create lair")) == "banned"
+    assert error_code(h.run(target, "room invite #den victim")) == "banned"
+    assert isinstance(first(h.run(target, "room members #den")), Ok)  # reading still works
+
+
 # Admins -----------------------------------------------------------------------------------
 
 
