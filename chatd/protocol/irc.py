@@ -83,6 +83,7 @@ ERR_YOUREBANNEDCREEP = "465"
 ERR_UNKNOWNMODE = "472"
 ERR_INVITEONLYCHAN = "473"
 ERR_BANNEDFROMCHAN = "474"
+ERR_BADCHANNELKEY = "475"
 ERR_NOPRIVILEGES = "481"
 ERR_CHANOPRIVSNEEDED = "482"
 ERR_UMODEUNKNOWNFLAG = "501"
@@ -306,6 +307,19 @@ def split_text(text: str, room: int) -> list[str]:
     return pieces
 
 
+def keep_tags(data: bytes, allowed: frozenset[bytes]) -> bytes:
+    """`data` (CR LF terminated lines) with only the `allowed` tags on each line: for
+    a client whose caps allow fewer tags than the render mode it shares (`account-tag`
+    without `message-tags` may get `account`, not `msgid`)."""
+    lines = data.split(b"\r\n")
+    for i, line in enumerate(lines):
+        if line.startswith(b"@"):
+            raw, _, rest = line[1:].partition(b" ")
+            kept = [t for t in raw.split(b";") if t.partition(b"=")[0] in allowed]
+            lines[i] = b"@" + b";".join(kept) + b" " + rest if kept else rest
+    return b"\r\n".join(lines)
+
+
 # NUL stands for the recipient's nick in rendered bytes: the IRC door's transport puts
 # the nick in (a notice is rendered once for all of a user's sessions).
 ME = "\0"
@@ -367,7 +381,8 @@ class IrcRenderer:
         text = prefix + self.text(m)
         # Split what an IRC client could not have sent in one line (nc allows 4 KiB);
         # the source prefix may take a relayed line past 512 bytes, as elsewhere.
-        room = MAX_BODY - len(f"PRIVMSG {target} :\r\n".encode())
+        # (`PRIVMSG nick word`: a client's longest text has no colon before it)
+        room = MAX_BODY - len(f"PRIVMSG {target} \r\n".encode())
         if len(text) * 4 <= room:  # the common case: surely one line
             return render("PRIVMSG", (target, text), source, tags)
         return b"".join(
@@ -377,18 +392,21 @@ class IrcRenderer:
     def notice(self, notice: Notice, mode: Mode) -> bytes:
         f = notice.fields
         event = notice.event
+        tagged = mode is Mode.IRC_TAGS  # the `account` tag of the user it is from
+
+        def by(name: str) -> tuple[str, dict[str, str] | None]:
+            return hostmask(name, self.host), {"account": name} if tagged else None
+
         if event == "joined":
-            return render("JOIN", (str(f["room"]),), hostmask(str(f["user"]), self.host))
+            return render("JOIN", (str(f["room"]),), *by(str(f["user"])))
         if event == "left":
-            return render("PART", (str(f["room"]),), hostmask(str(f["user"]), self.host))
+            return render("PART", (str(f["room"]),), *by(str(f["user"])))
         if event == "invited":
-            src = hostmask(str(f["by"]), self.host)
-            return render("INVITE", (ME, str(f["room"])), src) + render(
-                "JOIN", (str(f["room"]),), hostmask(ME, self.host)
+            return render("INVITE", (ME, str(f["room"])), *by(str(f["by"]))) + render(
+                "JOIN", (str(f["room"]),), *by(ME)
             )
         if event == "removed":
-            src = hostmask(str(f["by"]), self.host)
-            return render("KICK", (str(f["room"]), ME, "removed by the owner"), src)
+            return render("KICK", (str(f["room"]), ME, "removed by the owner"), *by(str(f["by"])))
         from chatd.protocol.render import notice_text  # render imports this module
 
         return render("NOTICE", (ME, notice_text(notice)), self.server)

@@ -23,6 +23,7 @@ import asyncio
 import base64
 import binascii
 import fnmatch
+import functools
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -69,6 +70,8 @@ CAPS: Mapping[str, str] = {
 # connection speaks (mode, quit) or stream data IRC cannot carry (upload, download).
 _SERVICE_REFUSED = frozenset({"mode", "quit", "upload", "download", "login"})
 
+_SASL_MAX = 2048  # base64 of a PLAIN blob: two names and a password, with room to spare
+
 _C0 = {ch: None for ch in range(0x20) if ch != 0x09}
 
 # Error code -> numeric, for commands about a channel or nick; codes without a
@@ -87,6 +90,7 @@ _NUMERIC: Mapping[Code, str] = {
 }
 
 Reply = Callable[[Event], Event | None]
+Output = Callable[[list["IrcMessage"]], bytes]  # one answer's lines to its bytes
 
 
 def _clean(text: str) -> str:
@@ -95,6 +99,11 @@ def _clean(text: str) -> str:
     if text.startswith("\x01ACTION ") and len(text) > 8:
         text = "* " + text[8:].rstrip("\x01")
     return text.translate(_C0).strip()
+
+
+def _chan_modes(room: bool) -> str:
+    """A channel's modes: rooms are invite-only (`i`), #general is open to everyone."""
+    return "+int" if room else "+nt"
 
 
 def _parse_ref(word: str) -> q.Ref | None:
@@ -124,12 +133,15 @@ class _IrcTransport(asyncio.Transport):
         self.nick = b"*"
         self.held: list[bytes] | None = []
         self.held_bytes = 0
+        self.allowed: frozenset[bytes] | None = None  # tags the client may get (None: all)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if type(data) is not bytes:  # the hub writes bytes: no copy on the hot path
             data = bytes(data)
         if irc.ME_BYTES in data:
             data = data.replace(irc.ME_BYTES, self.nick)
+        if self.allowed is not None:
+            data = irc.keep_tags(data, self.allowed)
         if self.held is not None:
             self.held.append(data)
             self.held_bytes += len(data)
@@ -181,6 +193,9 @@ class IrcDoor:
         self.idents: dict[str, tuple[str, str]] = {}
         # account key -> away message (IRC's AWAY; chatd itself has no presence text)
         self.away: dict[str, str] = {}
+        # account key -> chat key -> read marker an IRC client set with MARKREAD (memory
+        # only: chatd's own read position is the durable one, see _marker)
+        self.markers: dict[str, dict[str, float]] = {}
         self.created = datetime.fromtimestamp(ctx.clock(), UTC)
         self.configure()
 
@@ -365,6 +380,8 @@ class IrcConnection(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         """Straight to the socket: only before anything was fed to the pipeline."""
         if self.t is not None and data:
+            if self.t.allowed is not None:
+                data = irc.keep_tags(data, self.t.allowed)
             self.t.raw.write(data)
 
     def _answer(self, msgs: list[IrcMessage], label: str | None) -> None:
@@ -372,15 +389,15 @@ class IrcConnection(asyncio.Protocol):
 
     def _query(self, make: Callable[[], list[IrcMessage]], label: str | None) -> None:
         """Answers computed by `make` when every earlier command has run, and written
-        after their output: inside the reply of a `ping` fed to the pipeline."""
+        after their output: a pipeline `Query`."""
+        self._query_bytes(lambda: self._bytes(make(), label))
+
+    def _query_bytes(self, make: Callable[[], bytes]) -> None:
         if not self.fed:
-            self._write(self._bytes(make(), label))
+            self._write(make())
             return
-
-        def reply(event: Event) -> Event | None:
-            return Rendered(self._bytes(make(), label)) if isinstance(event, Ok) else None
-
-        self._submit(c.Ping(verb="ping"), reply)
+        assert self.pipeline is not None
+        self.pipeline.feed([Query(lambda: Outcome(replies=[Rendered(make())]), "irc")])
 
     def _submit(
         self, cmd: c.Command | str, reply: Reply, done: Callable[[], None] | None = None
@@ -471,12 +488,18 @@ class IrcConnection(asyncio.Protocol):
     def _set_mode(self) -> None:
         if self.peer is None:
             return
+        allowed: frozenset[bytes] | None = None
         if "message-tags" in self.caps or "account-tag" in self.caps:
             self.peer.mode = Mode.IRC_TAGS
+            if "message-tags" not in self.caps:  # account-tag alone: no msgid, no +tags
+                time = {b"time"} if "server-time" in self.caps else set()
+                allowed = frozenset({b"account", b"batch", b"label", *time})
         elif "server-time" in self.caps:
             self.peer.mode = Mode.IRC_TIME
         else:
             self.peer.mode = Mode.IRC
+        if self.t is not None:
+            self.t.allowed = allowed
 
     def cmd_pass(self, msg: IrcMessage, label: str | None) -> None:
         if self.registered:
@@ -517,7 +540,11 @@ class IrcConnection(asyncio.Protocol):
         if not self._need(msg, 1, label):
             return
         arg = msg.params[0]
-        if self.registered or self.sasl_ok:
+        if self.registered:  # the nick is the account: no other login on this connection
+            text = "You may not reregister (the nick is the account)"
+            self._answer([self._num(irc.ERR_ALREADYREGISTERED, text)], label)
+            return
+        if self.sasl_ok:
             self._write(
                 self._bytes(
                     [self._num(irc.ERR_SASLALREADY, "You have already authenticated")], None
@@ -553,6 +580,12 @@ class IrcConnection(asyncio.Protocol):
             return
         if arg != "+":
             self.sasl_buf += arg
+        if len(self.sasl_buf) > _SASL_MAX:
+            self.sasl_buf = None
+            self._write(
+                self._bytes([self._num(irc.ERR_SASLFAIL, "SASL authentication failed")], None)
+            )
+            return
         if len(arg) == 400:
             return  # more chunks follow
         data, self.sasl_buf = self.sasl_buf, None
@@ -703,8 +736,8 @@ class IrcConnection(asyncio.Protocol):
         tokens = [
             "CASEMAPPING=ascii",
             "CHANTYPES=#",
-            "CHANMODES=,,,nt",
-            "PREFIX=(o)@",
+            "CHANMODES=beI,,,int",
+            "PREFIX=(ov)@+",  # no one has +v in chatd; clients expect both
             "NICKLEN=32",
             "CHANNELLEN=33",
             "TOPICLEN=0",
@@ -721,7 +754,7 @@ class IrcConnection(asyncio.Protocol):
                 irc.RPL_CREATED,
                 f"This server was created {self.door.created:%Y-%m-%d %H:%M:%S} UTC",
             ),
-            self._num(irc.RPL_MYINFO, self.server, f"chatd-{__version__}", "i", "nt"),
+            self._num(irc.RPL_MYINFO, self.server, f"chatd-{__version__}", "i", "beIintov"),
             self._num(irc.RPL_ISUPPORT, *tokens, "are supported by this server"),
             *self._lusers(),
             *self._motd(),
@@ -794,14 +827,33 @@ class IrcConnection(asyncio.Protocol):
     def _markread_lines(self, target: str) -> list[IrcMessage]:
         if "draft/read-marker" not in self.caps:
             return []
-        acct = self._account()
         try:
-            ck = q.chat_key(self.ctx.chat, acct, target)
+            ck = q.chat_key(self.ctx.chat, self._account(), target)
         except Refused:
             return []
+        return [self._markread(target, self._marker(ck))]
+
+    def _marker(self, ck: str) -> float | None:
+        """A chat's read marker: the later of the last message of it the account
+        received (chatd's read position, moved by delivery) and what one of its IRC
+        clients set with MARKREAD."""
+        acct = self._account()
         m = q.read_marker(self.ctx.chat, acct, ck)
-        stamp = f"timestamp={rfc3339(m[1])}" if m is not None else "*"
-        return [IrcMessage("MARKREAD", (target, stamp), self.server)]
+        ts = m[1] if m is not None else None
+        mine = self.door.markers.get(acct.key, {}).get(ck)
+        if mine is not None and (ts is None or mine > ts):
+            return mine
+        return ts
+
+    def _markread(self, target: str, ts: float | None) -> IrcMessage:
+        stamp = f"timestamp={rfc3339(ts)}" if ts is not None else "*"
+        return IrcMessage("MARKREAD", (target, stamp), self.server)
+
+    def _registered(self, name: str) -> str:
+        """The account name when it has a password, else "": IRC's idea of a nick that
+        is logged in (a chatd account without a password is anyone's to use)."""
+        acct = self.ctx.chat.accounts.get(key(name))
+        return acct.name if acct is not None and acct.pw_hash else ""
 
     def _account(self) -> Any:
         peer = self.peer
@@ -848,6 +900,8 @@ class IrcConnection(asyncio.Protocol):
 
     def cmd_pong(self, msg: IrcMessage, label: str | None) -> None:
         self.ping_sent = False
+        if label is not None:  # labeled-response: a command without a reply gets ACK
+            self._answer([], label)
 
     def cmd_quit(self, msg: IrcMessage, label: str | None) -> None:
         reason = msg.params[0] if msg.params else "Client quit"
@@ -891,14 +945,22 @@ class IrcConnection(asyncio.Protocol):
                 echo: list[IrcMessage] = []
                 if "echo-message" in self.caps:
                     echo = self._echo(command, target, text, event)
-                if key(target) == key(self.nick):  # to oneself: the delivery too
-                    echo.append(self._echo(command, target, text, event)[0])
+                # To oneself: the delivery too, after the echo and without the label
+                # (labeled-response labels the echo only).
+                own = (
+                    self._echo(command, target, text, event)
+                    if key(target) == key(self.nick)
+                    else []
+                )
+                if not echo:
+                    echo, own = own, []
                 away = self.door.away.get(key(target))
                 if away is not None and not notice:
                     echo.append(self._num(irc.RPL_AWAY, target, away))
                 # Even empty: the reply must reach the hub, which counts the sent
                 # message as received by this session (no replay of one's own words).
-                return Rendered(self._bytes(echo, label))
+                data = self._bytes(echo, label)
+                return Rendered(data + b"".join(m.render() for m in own) if own else data)
             if isinstance(event, Error) and not notice:
                 return Rendered(self._bytes([self._error(event, target)], label))
             return None
@@ -979,29 +1041,51 @@ class IrcConnection(asyncio.Protocol):
             return
         chans = msg.params[0].split(",")
         keys = msg.params[1].split(",") if len(msg.params) > 1 else []
+        outs = self._outputs(len(chans), label)
         for i, chan in enumerate(chans):
-            link = keys[i] if i < len(keys) else ""
-            self._join(chan, link, label if len(chans) == 1 else None)
+            self._join(chan, keys[i] if i < len(keys) else "", outs[i])
 
-    def _join(self, chan: str, link: str, label: str | None) -> None:
+    def _outputs(self, n: int, label: str | None) -> list[Output]:
+        """How each of the `n` answers to one command (a JOIN or PART of several
+        channels) is written: with a label, all of them in one labeled-response batch
+        that the first opens and the last closes (IRCv3 labeled-response)."""
+        if n == 1 or label is None or "labeled-response" not in self.caps:
+            one = label if n == 1 else None
+            return [lambda lines: self._bytes(lines, one)] * n
+        ref = f"L{next(self.batches)}"
+
+        def output(i: int) -> Output:
+            def write(lines: list[IrcMessage]) -> bytes:
+                out = [
+                    irc.render(m.command, m.params, m.source, {**m.tags, "batch": ref})
+                    for m in lines
+                ]
+                if i == 0:
+                    start = (f"+{ref}", "labeled-response")
+                    out.insert(0, irc.render("BATCH", start, self.server, {"label": label or ""}))
+                if i == n - 1:
+                    out.append(irc.render("BATCH", (f"-{ref}",), self.server))
+                return b"".join(out)
+
+            return write
+
+        return [output(i) for i in range(n)]
+
+    def _join(self, chan: str, link: str, out: Output) -> None:
         if chan == "0":
-            self._answer(
-                [
-                    self._fail(
-                        "JOIN", "CANNOT_LEAVE", "#general cannot be left; PART rooms one by one"
-                    )
-                ],
-                label,
-            )
+            text = "#general cannot be left; PART rooms one by one"
+            self._query_bytes(lambda: out([self._fail("JOIN", "CANNOT_LEAVE", text)]))
             return
         if not chan.startswith("#"):
-            self._answer([self._num(irc.ERR_NOSUCHCHANNEL, chan, "No such channel")], label)
+            self._query_bytes(
+                lambda: out([self._num(irc.ERR_NOSUCHCHANNEL, chan, "No such channel")])
+            )
             return
         acct = self._account()
         lower = chan.lower()
         room = self.ctx.chat.rooms.get(lower)
         if lower == GENERAL or (room is not None and acct.key in room.members):
-            self._query(lambda: self._join_lines(lower), label)
+            self._query_bytes(lambda: out(self._join_lines(lower)))
             return
         if room is None:  # IRC's way: joining a channel that does not exist creates it
             cmd: c.Command = c.Room("create", chan, None, verb="room")
@@ -1014,22 +1098,19 @@ class IrcConnection(asyncio.Protocol):
             if isinstance(event, Ok) and event.name == "join":
                 room = event.fields["room"]
                 text = f"asked the owner of {room} to let you in; you join once they approve"
-                return Rendered(
-                    self._bytes([IrcMessage("NOTICE", (self.nick, text), self.server)], label)
-                )
+                return Rendered(out([IrcMessage("NOTICE", (self.nick, text), self.server)]))
             if isinstance(event, Ok):
-                return Rendered(
-                    self._bytes(self._join_lines(str(event.fields.get("room", lower))), label)
-                )
+                return Rendered(out(self._join_lines(str(event.fields.get("room", lower)))))
             if isinstance(event, Error):
                 if event.code == Code.NOT_A_MEMBER:
                     text = "Cannot join channel (+i): a room needs an invite, or JOIN #room <link>"
-                    return Rendered(
-                        self._bytes([self._num(irc.ERR_INVITEONLYCHAN, chan, text)], label)
-                    )
+                    return Rendered(out([self._num(irc.ERR_INVITEONLYCHAN, chan, text)]))
                 if event.code == Code.BAD_NAME:
-                    return Rendered(self._bytes([self._num("479", chan, event.message)], label))
-                return Rendered(self._bytes([self._error(event, chan)], label))
+                    return Rendered(out([self._num("479", chan, event.message)]))
+                if link and event.code == Code.NO_SUCH_CHAT:  # the key is a join link
+                    text = f"Cannot join channel (+k): {event.message}"
+                    return Rendered(out([self._num(irc.ERR_BADCHANNELKEY, chan, text)]))
+                return Rendered(out([self._error(event, chan)]))
             return None
 
         self._submit(cmd, reply)
@@ -1038,21 +1119,20 @@ class IrcConnection(asyncio.Protocol):
         if not self._need(msg, 1, label):
             return
         reason = msg.params[1] if len(msg.params) > 1 else ""
-        for chan in msg.params[0].split(","):
+        chans = msg.params[0].split(",")
+        for chan, out in zip(chans, self._outputs(len(chans), label), strict=True):
             if chan.lower() == GENERAL:
-                text = "#general cannot be left in chatd: everyone is in it"
-                self._answer([self._fail("PART", "CANNOT_LEAVE", text)], label)
+                fail = self._fail("PART", "CANNOT_LEAVE", "#general cannot be left: all are in it")
+                self._query_bytes(functools.partial(out, [fail]))
                 continue
 
-            def reply(event: Event, chan: str = chan) -> Event | None:
+            def reply(event: Event, chan: str = chan, out: Output = out) -> Event | None:
                 if isinstance(event, Ok):
                     room = str(event.fields.get("room", chan))
                     params = (room, reason) if reason else (room,)
-                    return Rendered(
-                        self._bytes([IrcMessage("PART", params, self._user_mask(self.nick))], label)
-                    )
+                    return Rendered(out([IrcMessage("PART", params, self._user_mask(self.nick))]))
                 if isinstance(event, Error):
-                    return Rendered(self._bytes([self._error(event, chan)], label))
+                    return Rendered(out([self._error(event, chan)]))
                 return None
 
             self._submit(c.Room("leave", chan, None, verb="room"), reply)
@@ -1088,43 +1168,86 @@ class IrcConnection(asyncio.Protocol):
 
         def make() -> list[IrcMessage]:
             if not target.startswith("#"):
-                if target.lower() != self.nick.lower():
-                    return [self._num(irc.ERR_USERSDONTMATCH, "Can't change mode for other users")]
-                if len(msg.params) > 1:
-                    flags = msg.params[1]
-                    if flags.strip("+-") and not set(flags.strip("+-")) - {"i"}:
-                        return [IrcMessage("MODE", (self.nick, "+i"), self._user_mask(self.nick))]
-                    return [self._num(irc.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")]
-                return [self._num(irc.RPL_UMODEIS, "+i")]
+                return self._user_mode(target, msg.params[1:])
             try:
                 chan, _ = q.members(chat, self._account(), target)
             except Refused as e:
                 return [self._error(Error(e.code, e.message, "mode"), target)]
+            room = chat.rooms.get(chan)
             if len(msg.params) == 1:
-                room = chat.rooms.get(chan)
                 created = int(room.created if room is not None else chat.started)
                 return [
-                    self._num(irc.RPL_CHANNELMODEIS, chan, "+nt"),
+                    self._num(irc.RPL_CHANNELMODEIS, chan, _chan_modes(room is not None)),
                     self._num(irc.RPL_CREATIONTIME, chan, str(created)),
                 ]
-            modes = msg.params[1]
-            lists = {
-                "b": ("368", "End of channel ban list"),
-                "e": ("349", "End of channel exception list"),
-                "I": ("347", "End of channel invite list"),
-            }
-            if modes.lstrip("+") in lists and len(msg.params) == 2:
-                numeric, text = lists[modes.lstrip("+")]
-                return [self._num(numeric, chan, text)]
-            return [
-                self._num(
-                    irc.ERR_CHANOPRIVSNEEDED,
-                    chan,
-                    "Channel modes are fixed in chatd (+nt); use INVITE and KICK",
-                )
-            ]
+            return self._chan_mode_change(chan, room is not None, msg.params[1], msg.params[2:])
 
         self._query(make, label)
+
+    def _user_mode(self, nick: str, args: tuple[str, ...]) -> list[IrcMessage]:
+        chat = self.ctx.chat
+        if key(nick) != key(self.nick):
+            if key(nick) not in chat.accounts:
+                return [self._num(irc.ERR_NOSUCHNICK, nick, "No such nick")]
+            return [self._num(irc.ERR_USERSDONTMATCH, "Can't change mode for other users")]
+        if not args:
+            return [self._num(irc.RPL_UMODEIS, "+i")]
+        flags = args[0].replace("+", "").replace("-", "")
+        if flags and set(flags) <= {"i"}:
+            return []  # +i is always set and cannot be unset: nothing changes
+        return [self._num(irc.ERR_UMODEUNKNOWNFLAG, "Unknown MODE flag")]
+
+    def _chan_mode_change(
+        self, chan: str, is_room: bool, modes: str, args: tuple[str, ...]
+    ) -> list[IrcMessage]:
+        """A MODE change on a channel: chatd's channel modes are fixed (`+nt`, rooms
+        `+int`, the owner as the one op), so a change is refused with the numeric IRC
+        gives for it, a mode already set is no change, and list queries answer empty
+        lists."""
+        chat, acct = self.ctx.chat, self._account()
+        room = chat.rooms.get(chan)
+        owner = room is not None and room.owner == acct.key
+        fixed = _chan_modes(is_room)[1:]
+        out: list[IrcMessage] = []
+        lists = {
+            "b": ("368", "End of channel ban list"),
+            "e": ("349", "End of channel exception list"),
+            "I": ("347", "End of channel invite list"),
+        }
+        adding, queue = True, list(args)
+        for ch in modes:
+            if ch in "+-":
+                adding = ch == "+"
+            elif ch in lists and not queue:
+                out.append(self._num(lists[ch][0], chan, lists[ch][1]))
+            elif ch in "ov":
+                nick = queue.pop(0) if queue else ""
+                if not nick:
+                    out.append(self._num(irc.ERR_NEEDMOREPARAMS, "MODE", "Not enough parameters"))
+                elif key(nick) not in chat.accounts:
+                    out.append(self._num(irc.ERR_NOSUCHNICK, nick, "No such nick"))
+                elif room is not None and key(nick) not in room.members:
+                    text = "They aren't on that channel"
+                    out.append(self._num(irc.ERR_USERNOTINCHANNEL, nick, chan, text))
+                else:
+                    text = "A room has one op, its owner; ownership passes when the owner leaves"
+                    out.append(self._num(irc.ERR_CHANOPRIVSNEEDED, chan, text))
+            elif ch in lists or ch not in "intklmsp":
+                if ch in lists:
+                    queue.pop(0)
+                    text = "Channel ban, exception and invite lists are empty in chatd"
+                    out.append(self._num(irc.ERR_CHANOPRIVSNEEDED, chan, text))
+                else:
+                    out.append(self._num(irc.ERR_UNKNOWNMODE, ch, "is unknown mode char to me"))
+            elif not owner:
+                text = "You're not channel operator"
+                out.append(self._num(irc.ERR_CHANOPRIVSNEEDED, chan, text))
+            elif adding and ch in fixed:
+                continue  # already set: no change, no reply
+            else:
+                text = f"Channel modes are fixed in chatd ({_chan_modes(is_room)})"
+                out.append(self._num(irc.ERR_CHANOPRIVSNEEDED, chan, text))
+        return out
 
     def cmd_who(self, msg: IrcMessage, label: str | None) -> None:
         mask = msg.params[0] if msg.params else "*"
@@ -1142,8 +1265,8 @@ class IrcConnection(asyncio.Protocol):
                 )
             values = {
                 "t": token, "c": chan, "u": user, "i": "255.255.255.255", "h": self.server,
-                "s": self.server, "n": name, "f": flags, "d": "0", "l": "0", "a": name,
-                "o": "0", "r": real,
+                "s": self.server, "n": name, "f": flags, "d": "0", "l": "0",
+                "a": self._registered(name) or "0", "o": "0", "r": real,
             }  # fmt: skip
             return self._num(
                 irc.RPL_WHOSPCRPL, *(values[f] for f in "tcuihsnfdlaor" if f in fields)
@@ -1163,7 +1286,7 @@ class IrcConnection(asyncio.Protocol):
                     user, real = self._ident(acct.name)
                     seen = (acct.key, key(user), key(real), key(self.server))
                     if any(fnmatch.fnmatchcase(x, pattern) for x in seen):
-                        out.append(row(acct.name, "*", chat.is_admin(acct)))
+                        out.append(row(acct.name, "*", False))
             out.append(self._num(irc.RPL_ENDOFWHO, mask, "End of WHO list"))
             return out
 
@@ -1194,8 +1317,9 @@ class IrcConnection(asyncio.Protocol):
                     self._ident(name)[1],
                 ),
                 self._num(irc.RPL_WHOISSERVER, name, self.server, f"chatd {__version__}"),
-                self._num(irc.RPL_WHOISACCOUNT, name, name, "is logged in as"),
             ]
+            if self._registered(name):
+                out.append(self._num(irc.RPL_WHOISACCOUNT, name, name, "is logged in as"))
             away = self.door.away.get(acct.key)
             if away is not None:
                 out.insert(1, self._num(irc.RPL_AWAY, name, away))
@@ -1438,24 +1562,48 @@ class IrcConnection(asyncio.Protocol):
             self._answer([self._fail("MARKREAD", "NEED_MORE_PARAMS", "MARKREAD <target>")], label)
             return
         target = msg.params[0]
+        ts: float | None = None
+        if len(msg.params) > 1:
+            ref = _parse_ref(msg.params[1])
+            if ref is None or ref.ts is None:
+                text = "timestamp=<time> expected"
+                fail = self._fail_params("MARKREAD", "INVALID_PARAMS", target, text)
+                self._answer([fail], label)
+                return
+            ts = ref.ts
 
-        def make() -> list[IrcMessage]:
-            if len(msg.params) > 1:
-                ref = _parse_ref(msg.params[1])
-                if ref is None or ref.ts is None:
-                    text = "timestamp=<time> expected"
-                    return [self._fail_params("MARKREAD", "INVALID_PARAMS", target, text)]
+        def run() -> Outcome:
+            acct = self._account()
             try:
-                q.chat_key(self.ctx.chat, self._account(), target)
+                ck = q.chat_key(self.ctx.chat, acct, target)
             except Refused:  # a chat you cannot read has no marker for you
-                return [IrcMessage("MARKREAD", (target, "*"), self.server)]
-            # chatd keeps one read position per account, moved by delivery: the
-            # marker answered is the server's, whatever the client proposed.
-            return self._markread_lines(target) or [
-                IrcMessage("MARKREAD", (target, "*"), self.server)
-            ]
+                return Outcome(
+                    replies=[Rendered(self._bytes([self._markread(target, None)], label))]
+                )
+            before = self._marker(ck)
+            if ts is not None:  # the marker only ever moves forward
+                marks = self.door.markers.setdefault(acct.key, {})
+                marks[ck] = max(ts, marks.get(ck, ts))
+            now = self._marker(ck)
+            line = self._markread(target, now)
+            out = Outcome(replies=[Rendered(self._bytes([line], label))])
+            if now != before:  # the account's other IRC clients with read-marker learn it
+                others = [
+                    conn.peer
+                    for conn in self.door.connections
+                    if conn is not self
+                    and conn.registered
+                    and conn.peer is not None
+                    and conn.peer.account is acct
+                    and "draft/read-marker" in conn.caps
+                ]
+                if others:
+                    out.pushes.append((Rendered(line.render()), others))
+            return out
 
-        self._query(make, label)
+        assert self.pipeline is not None
+        self.fed = True
+        self.pipeline.feed([Query(run, "markread")])
 
 
 _Handler = Callable[[IrcConnection, IrcMessage, "str | None"], None]
