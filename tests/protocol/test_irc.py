@@ -14,6 +14,7 @@ from chatd.protocol.irc import (
     IrcMessage,
     IrcRenderer,
     escape_tag,
+    keep_tags,
     parse,
     render,
     split_text,
@@ -109,6 +110,35 @@ def test_renderer_files_long_text_and_notices() -> None:
     assert joined == IrcMessage("JOIN", ("#r",), "bob!bob@srv")
     warned = _r.render(AnyNotice("warned", {"strikes": 1, "limit": 3}), Mode.IRC)
     assert warned.startswith(b":srv NOTICE \0 :you were reported")
+
+
+def test_a_clients_longest_line_is_relayed_in_one_piece() -> None:
+    # `PRIVMSG bob <word>`: 512 bytes with CR LF, the most a client can send
+    text = "a" * (MAX_BODY - len("PRIVMSG bob \r\n"))
+    m = Message(9, "@ann|bob", "ann", text, 0.0, to="bob")
+    lines = _r.render(Push(m, "bob"), Mode.IRC).split(b"\r\n")[:-1]
+    assert len(lines) == 1 and parse(lines[0].decode()).params == ("bob", text)
+    longer = Message(10, "@ann|bob", "ann", text + "b", 0.0, to="bob")
+    assert _r.render(Push(longer, "bob"), Mode.IRC).count(b"\r\n") == 2
+
+
+def test_keep_tags_drops_the_others_per_line() -> None:
+    data = (
+        b"@time=t;msgid=1;account=ann :ann!ann@h PRIVMSG #c :hi @there\r\n"
+        b"@msgid=2 :ann!ann@h PRIVMSG #c :no tags left\r\n"
+        b":srv NOTICE ann :untagged\r\n"
+    )
+    assert keep_tags(data, frozenset({b"account", b"time"})) == (
+        b"@time=t;account=ann :ann!ann@h PRIVMSG #c :hi @there\r\n"
+        b":ann!ann@h PRIVMSG #c :no tags left\r\n"
+        b":srv NOTICE ann :untagged\r\n"
+    )
+
+
+def test_room_notices_carry_the_account_tag_in_the_tags_mode() -> None:
+    notice = AnyNotice("joined", {"room": "#r", "user": "bob"})
+    assert parse(_r.render(notice, Mode.IRC_TAGS).decode().rstrip()).tags == {"account": "bob"}
+    assert parse(_r.render(notice, Mode.IRC_TIME).decode().rstrip()).tags == {}
 
 
 def test_renderer_dispatches_irc_modes() -> None:
