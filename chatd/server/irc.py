@@ -1343,23 +1343,59 @@ class IrcConnection(asyncio.Protocol):
         if not self._need(msg, 2, label):
             return
         nick, chan = msg.params[0], msg.params[1]
+        chat = self.ctx.chat
+        member = [False]  # whether the invitee was in the room before (IRC: 443)
+
+        def check() -> Outcome:
+            room, target = chat.rooms.get(chan.lower()), chat.accounts.get(key(nick))
+            member[0] = room is not None and target is not None and target.key in room.members
+            return Outcome()
 
         def reply(event: Event) -> Event | None:
             if isinstance(event, Ok):
                 # the inviter's session is the one the core tells nothing: show the join
                 room = str(event.fields.get("room", chan))
                 user = str(event.fields.get("user", nick))
+                if member[0]:  # the core's "changes nothing", as IRC says it
+                    text = "is already on channel"
+                    return Rendered(
+                        self._bytes([self._num(irc.ERR_USERONCHANNEL, user, room, text)], label)
+                    )
                 lines = [
                     self._num(irc.RPL_INVITING, user, room),
                     IrcMessage("JOIN", (room,), self._user_mask(user)),
                 ]
                 return Rendered(self._bytes(lines, label))
             if isinstance(event, Error):
-                subject = nick if event.code == Code.NO_SUCH_USER else chan
-                return Rendered(self._bytes([self._error(event, subject)], label))
+                return Rendered(self._bytes([self._room_refusal(event, chan, nick, True)], label))
             return None
 
+        assert self.pipeline is not None
+        self.pipeline.feed([Query(check, "invite")])
         self._submit(c.Room("invite", chan, nick, verb="room"), reply)
+
+    def _room_refusal(self, err: Error, chan: str, nick: str, invite: bool) -> IrcMessage:
+        """The numeric IRC gives for a refused INVITE or KICK: whichever of its checks
+        fails first (no such nick or channel, not on it, target (not) on it), else the
+        core's refusal as its numeric (482 for not the owner). Only the reply is
+        chosen here; the refusal is the core's."""
+        chat = self.ctx.chat
+        room = chat.rooms.get(chan.lower())
+        target = chat.accounts.get(key(nick))
+        me = self._account().key
+        if room is None:
+            return self._num(irc.ERR_NOSUCHCHANNEL, chan, "No such channel")
+        if me not in room.members:
+            return self._num(irc.ERR_NOTONCHANNEL, room.key, "You're not on that channel")
+        if target is None:
+            return self._num(irc.ERR_NOSUCHNICK, nick, "No such nick")
+        if invite and target.key in room.members:
+            text = "is already on channel"
+            return self._num(irc.ERR_USERONCHANNEL, target.name, room.key, text)
+        if not invite and target.key not in room.members:
+            text = "They aren't on that channel"
+            return self._num(irc.ERR_USERNOTINCHANNEL, target.name, room.key, text)
+        return self._error(err, nick if err.code == Code.NO_SUCH_USER else chan)
 
     def cmd_kick(self, msg: IrcMessage, label: str | None) -> None:
         if not self._need(msg, 2, label):
@@ -1376,14 +1412,7 @@ class IrcConnection(asyncio.Protocol):
                 )
                 return Rendered(self._bytes([line], label))
             if isinstance(event, Error):
-                if event.code == Code.NOT_A_MEMBER:
-                    return Rendered(
-                        self._bytes(
-                            [self._num(irc.ERR_USERNOTINCHANNEL, nick, chan, event.message)], label
-                        )
-                    )
-                subject = nick if event.code == Code.NO_SUCH_USER else chan
-                return Rendered(self._bytes([self._error(event, subject)], label))
+                return Rendered(self._bytes([self._room_refusal(event, chan, nick, False)], label))
             return None
 
         self._submit(c.Room("kick", chan, nick, verb="room"), reply)

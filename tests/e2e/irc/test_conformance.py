@@ -183,3 +183,27 @@ async def test_join_with_a_wrong_link_is_bad_key(start_server: StartServer) -> N
     assert (await other.until("475"))[-1].params[1] == "#priv"
     await other.send("JOIN #priv")
     assert (await other.until("473"))[-1].params[1] == "#priv"
+
+
+async def test_invite_and_kick_refusals_in_irc_order(start_server: StartServer) -> None:
+    _, port = await start_irc(start_server)
+    owner = await joined_client(port, "own")
+    member = await joined_client(port, "mem")
+    outsider = await joined_client(port, "out")
+    await owner.send("JOIN #club")
+    await owner.until("366")
+    await owner.send("INVITE mem #club")
+    await owner.until("JOIN")
+    await member.until("JOIN")
+    checks = [
+        (owner, "INVITE nobody #club", "401"),
+        (owner, "INVITE mem #club", "443"),
+        (outsider, "INVITE mem #club", "442"),
+        (owner, "INVITE mem #nochan", "403"),
+        (owner, "KICK #club out", "441"),
+        (member, "KICK #club own", "482"),
+        (owner, "KICK #nochan mem", "403"),
+    ]
+    for client, line, numeric in checks:
+        await client.send(line)
+        assert (await client.msg()).command == numeric, line
