@@ -363,6 +363,8 @@ class HttpConnection(asyncio.Protocol):
             resp = error_response(HttpError(Code.INTERNAL, "internal error; logged"))
         if resp is not None and self._state == "handling":
             self._respond(resp)
+        elif self.parked is not None:
+            self._task = None  # done: freed now rather than on the wake-up's time
 
     # Responses -----------------------------------------------------------------------
 

@@ -4,10 +4,13 @@ mode, whose "transport" is an EventSink instead of a socket.
 The hub writes to the sink what it would write to a socket: pushed messages, notices,
 and the few replies that bypass `Submit` (an upload's or a download's, which the file
 service queues itself). The sink does not keep messages: message ids are the cursor,
-so `GET /events` and SSE read a user's messages from the core's memory by id, up to the
-highest id known to be committed (`Watermark`), and the sink only wakes the waiting
-requests. Notices have no id: they are queued per session and handed to the next
-events answer or SSE stream once (docs/http.md, "Notices").
+so `GET /events` and SSE read a user's messages by id (`ctx.reader`: the core's recent
+window, else the store), up to the highest id known to be committed (the door's
+`watermark`), and the sink only wakes the waiting requests. Notices have no id: they
+are queued per session and handed to the next events answer or SSE stream once
+(docs/http.md, "Notices"). A command submitted by a request writes a small marker in
+its reply's place, so the sink also learns whether the hub wrote the reply after the
+commit or replaced it with `unavailable` (the commit given up: a full disk).
 
 Read position: the peer counts as paused forever, so the hub never moves its `sent_id`;
 an events answer or SSE event moves it once written, and the account's read position

@@ -43,9 +43,12 @@ class Shared:
         self.last = msgs[-1].id if msgs else 0
         # A private message names its viewer in `chat`: then each user's own answer.
         self.private = any(m.to is not None for m in msgs)
-        self.plain: bytes | None = None  # the answer of a session that saw none live yet
+        self.plain: bytes | None = None  # the common answer: nothing private or replayed
         # (viewer or "", how many are replayed) -> the answer
         self.wires: dict[tuple[str, int], bytes] = {}
+
+
+_UNSEEN = Shared([])  # a (chats, cursor) not looked up yet in this wake-up
 
 
 class Answers:
@@ -96,7 +99,10 @@ class Answers:
         to read gets its answer, in one write when it is the common kind (a
         keep-alive poll with no notices waiting); the rest are answered one by one
         (`TokenSession.answer_parked`)."""
+        # The loop every waiter goes through: the few lookups it needs, bound here.
         written = self.written
+        found = self._found
+        chats_of = self._door.ctx.chat.chats_of
         for s in sessions:
             if s.waiters:
                 s.resume_streams()
@@ -111,7 +117,9 @@ class Answers:
             if p.answered or not p.direct or s.notice_seq > p.seq:
                 s.answer_parked(self)
                 continue
-            shared = self.shared(acct, p.start)
+            shared = found.get((tuple(chats_of(acct)), p.start), _UNSEEN)
+            if shared is _UNSEEN:
+                shared = self.shared(acct, p.start)
             if shared is None:
                 s.answer_parked(self)  # not in memory: read from the store
                 continue
@@ -120,7 +128,11 @@ class Answers:
             transport = p.conn.transport
             if transport is None:
                 continue
-            transport.write(self.response(acct, shared, s.peer.live_from))
+            live_from = s.peer.live_from
+            wire = shared.plain
+            if wire is None or live_from > shared.first:
+                wire = self.response(acct, shared, live_from)
+            transport.write(wire)
             p.answered = True
             written.append((s, p, shared.last))
 
