@@ -54,7 +54,7 @@ class Chat(
         self.load_rooms(snapshot)
         self.load_schedules(snapshot)
         self.load_files(snapshot)
-        self.derive_last_seen(snapshot)
+        self.derive_last_seen()
 
     def handle(self, s: Session, cmd: c.Command, now: float) -> Outcome:
         """Runs one command for a session, whatever door it came in by: the login and

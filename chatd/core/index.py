@@ -27,11 +27,13 @@ from chatd.protocol.events import FileInfo, Message
 
 
 class ChatLog:
-    """One chat's messages, oldest first: ids, senders (user keys, interned), times."""
+    """One chat's messages, oldest first: ids, senders (user keys, interned), times.
+    `key` is the chat key, the one string every message of the chat refers to."""
 
-    __slots__ = ("ids", "senders", "times")
+    __slots__ = ("ids", "key", "senders", "times")
 
-    def __init__(self) -> None:
+    def __init__(self, key: str = "") -> None:
+        self.key = key
         self.ids = array("q")
         self.senders: list[str] = []
         self.times = array("d")
@@ -69,16 +71,15 @@ class MessageIndex:
 
     def add(self, m: MessageRow) -> None:
         """Indexes a message (`m.sender`: the user key); ids only ever grow."""
-        chat = m.chat
-        log = self.chats.get(chat)
+        log = self.chats.get(m.chat)
         if log is None:
-            chat = sys.intern(chat)
-            log = self.chats[chat] = ChatLog()
+            chat = sys.intern(m.chat)
+            log = self.chats[chat] = ChatLog(chat)
         log.ids.append(m.id)
         log.senders.append(sys.intern(m.sender))
         log.times.append(m.ts)
         self._all_ids.append(m.id)
-        self._all_chats.append(chat)
+        self._all_chats.append(log.key)  # one string per chat, not one per message
         if m.reply_to is not None:
             self.reply_to[m.id] = m.reply_to
             self.comments.setdefault(m.reply_to, []).append(m.id)

@@ -28,10 +28,8 @@ import math
 from collections.abc import Iterable
 
 from chatd.core.model import Account
-from chatd.core.names import key
 from chatd.core.outcome import DeleteMessages, Outcome
 from chatd.core.parts import Mark
-from chatd.core.snapshot import Snapshot
 from chatd.core.state import ChatState, log
 from chatd.protocol.events import GENERAL
 
@@ -67,29 +65,35 @@ def due_frontier(marks: list[Mark], now: float, ttl: float) -> int:
 
 
 class Retention(ChatState):
-    def derive_last_seen(self, snapshot: Snapshot) -> None:
+    def derive_last_seen(self) -> None:
         """Start-up: when each user was last online, as a lower bound from what is
         stored (not persisted itself): account creation, the newest message they sent,
-        and the newest message at or below their cursor (they were online to receive
-        it). Errs towards "idle"; the cost is that a user who was online for a while
-        without receiving or sending anything may stop holding `#general` messages up
-        to that much earlier."""
-        for acct in self.accounts.values():
+        and the newest message of their chats at or below their cursor (they were
+        online to receive it). From the message index, so that loading keeps no list of
+        every message. Errs towards "idle"; the cost is that a user who was online for a
+        while without receiving or sending anything may stop holding `#general`
+        messages up to that much earlier."""
+        accounts = self.accounts
+        for acct in accounts.values():
             acct.last_seen = max(acct.last_seen, acct.created)
-        ids: list[int] = []
-        stamps: list[float] = []
-        for m in snapshot.messages:  # id order: the snapshot is oldest first
-            ids.append(m.id)
-            stamps.append(m.ts if not stamps else max(m.ts, stamps[-1]))
-            sender = self.accounts.get(key(m.sender))
-            if sender is not None and m.ts > sender.last_seen:
-                sender.last_seen = m.ts
-        if not ids:
-            return
-        for acct in self.accounts.values():
-            i = bisect.bisect_right(ids, acct.cursor)
-            if i and stamps[i - 1] > acct.last_seen:
-                acct.last_seen = stamps[i - 1]
+        chats = self.index.chats
+        for chat_log in chats.values():
+            latest: dict[str, float] = {}
+            for sender, ts in zip(chat_log.senders, chat_log.times, strict=True):
+                if ts > latest.get(sender, 0.0):
+                    latest[sender] = ts
+            for sender, ts in latest.items():
+                author = accounts.get(sender)
+                if author is not None and ts > author.last_seen:
+                    author.last_seen = ts
+        for acct in accounts.values():
+            for chat in self._chats_of(acct):
+                found = chats.get(chat)
+                if found is None:
+                    continue
+                i = bisect.bisect_right(found.ids, acct.cursor)
+                if i and found.times[i - 1] > acct.last_seen:
+                    acct.last_seen = found.times[i - 1]
 
     # The sweep ------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -92,7 +93,9 @@ class TokenRow:
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     accounts: tuple[AccountRow, ...] = ()
-    messages: tuple[MessageRow, ...] = ()  # every message, oldest first, without text
+    # Every message, oldest first, without text: read once, as the core indexes it (a
+    # store may hand a generator over its rows, so that no list of them is built).
+    messages: Iterable[MessageRow] = ()
     recent: tuple[Message, ...] = ()  # the newest ones whole, oldest first (load's `recent`)
     next_id: int = 1
     rooms: tuple[RoomRow, ...] = ()

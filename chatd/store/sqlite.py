@@ -315,12 +315,14 @@ class SqliteStore:
         )
         info = {f.id: FileInfo(f.id, f.name, f.size, f.sha256) for f in files}
         self._files = info
-        messages = tuple(
+        # A generator: the core indexes the rows as they come (no list of them all).
+        messages = (
             MessageRow(i, chat, sender, ts, reply_to, info.get(fid) if fid else None)
             for i, chat, sender, ts, reply_to, fid in db.execute(
                 "SELECT id, chat, sender, ts, reply_to, file_id FROM messages ORDER BY id"
             )
         )
+        top = db.execute("SELECT max(id) FROM messages").fetchone()[0]
         newest = (
             db.execute(f"{_SELECT_MESSAGES} ORDER BY id DESC LIMIT ?", (recent,)).fetchall()
             if recent > 0
@@ -328,8 +330,8 @@ class SqliteStore:
         )
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         next_id = meta["next_id"]
-        if messages:
-            next_id = max(next_id, messages[-1].id + 1)
+        if top is not None:
+            next_id = max(next_id, top + 1)
         self._next_id = next_id
         return Snapshot(
             accounts=accounts,

@@ -77,7 +77,7 @@ def comparable(snap: Snapshot) -> Snapshot:
     """Rows in a fixed order (each store lists unordered tables as it likes)."""
     return Snapshot(
         accounts=tuple(sorted(snap.accounts, key=lambda a: a.key)),
-        messages=snap.messages,
+        messages=tuple(snap.messages),  # SQLite hands a generator
         recent=snap.recent,
         next_id=snap.next_id,
         rooms=tuple(sorted(snap.rooms, key=lambda r: r.key)),

@@ -1,6 +1,7 @@
 """The SQLite store: schema, group commit, and a faithful reload."""
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -39,14 +40,20 @@ CHANGES: list[o.Change] = [
 
 def snapshot_after(store: SqliteStore | MemoryStore) -> Snapshot:
     store.commit(CHANGES)
-    return store.load()
+    return loaded(store)
+
+
+def loaded(store: SqliteStore | MemoryStore) -> Snapshot:
+    """`load()` with its message rows read into a tuple (SQLite hands a generator)."""
+    snap = store.load()
+    return replace(snap, messages=tuple(snap.messages))
 
 
 def test_sqlite_reload_matches_memory(tmp_path: Path) -> None:
     sqlite = SqliteStore(tmp_path)
     snap = snapshot_after(sqlite)
     sqlite.close()
-    reopened = SqliteStore(tmp_path).load()
+    reopened = loaded(SqliteStore(tmp_path))
     mem = snapshot_after(MemoryStore())
     assert reopened == snap
     assert sorted(reopened.accounts, key=lambda a: a.key) == sorted(
@@ -79,8 +86,9 @@ def test_big_batches_reload_like_memory(tmp_path: Path) -> None:
     mem.commit(changes)
     sqlite.close()
     reopened, expected = SqliteStore(tmp_path).load(), mem.load()
-    assert len(reopened.messages) == 341
-    assert reopened.messages == expected.messages
+    rows = list(reopened.messages)  # a generator over the rows: read once
+    assert len(rows) == 341
+    assert rows == list(expected.messages)
     assert reopened.next_id == 342
     by_key = {a.key: a for a in reopened.accounts}
     assert len(by_key) == 300
