@@ -375,11 +375,14 @@ class HttpConnection(asyncio.Protocol):
 
     def _respond(self, resp: Response) -> None:
         req = self._req
-        headers = [
-            ("Content-Type", resp.content_type),
-            ("Content-Length", str(len(resp.body))),
-            *resp.headers,
-        ]
+        if resp.status == 304:  # no body, and no length: that of the 200 it stands for
+            headers = list(resp.headers)
+        else:
+            headers = [
+                ("Content-Type", resp.content_type),
+                ("Content-Length", str(len(resp.body))),
+                *resp.headers,
+            ]
         if self._close_after:
             headers.append(("Connection", "close"))
         elif req is not None and req.keep_alive and self._fast_respond(req, resp, headers):

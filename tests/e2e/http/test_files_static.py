@@ -39,6 +39,7 @@ async def test_upload_and_download_round_trip(start_server: StartServer) -> None
         assert "filename*=UTF-8''report_%C3%BC.bin" in r.headers["content-disposition"]
         r = await bob.get(f"/files/{f['id']}", headers={"If-None-Match": f'"{f["sha256"]}"'})
         assert r.status_code == 304 and r.content == b""
+        assert "content-length" not in r.headers and r.headers["etag"] == f'"{f["sha256"]}"'
         r = await bob.head(f"/files/{f['id']}")
         assert r.status_code == 200 and r.headers["content-length"] == str(len(data))
         # The file message reached bob's events like any other.
@@ -92,6 +93,9 @@ async def test_static_files(start_server: StartServer) -> None:
         etag = r.headers["etag"]
         r = await anon.get("/", headers={"If-None-Match": etag})
         assert r.status_code == 304 and r.content == b""
+        assert "content-length" not in r.headers and r.headers["etag"] == etag
+        r = await anon.get("/ping-after-304")  # the keep-alive connection still works
+        assert r.status_code == 404
         types = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
         for path in sorted(STATIC.iterdir()):
             if path.suffix in types:
