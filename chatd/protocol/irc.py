@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from chatd.protocol.events import Event, Message, Mode, Notice, Push
+from chatd.protocol.timefmt import rfc3339
 
 MAX_BODY = 512  # the message without tags, CR LF included (RFC 1459)
 MAX_TAGS = 8191  # the tags, `@` and trailing space included (IRCv3 message-tags)
@@ -276,9 +276,9 @@ def _decode(raw: bytes) -> str:
 
 
 def irc_time(ts: float) -> str:
-    """The `time` tag's value: RFC 3339 UTC with milliseconds (IRCv3 server-time)."""
-    ms = round(ts * 1000)
-    return f"{datetime.fromtimestamp(ms // 1000, UTC):%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+    """The `time` tag's value: RFC 3339 UTC with milliseconds (IRCv3 server-time);
+    timefmt caches the formatting, which costs more than the rest of a line."""
+    return rfc3339(ts)
 
 
 def hostmask(name: str, host: str) -> str:
@@ -383,8 +383,9 @@ class IrcRenderer:
         # the source prefix may take a relayed line past 512 bytes, as elsewhere.
         # (`PRIVMSG nick word`: a client's longest text has no colon before it)
         room = MAX_BODY - len(f"PRIVMSG {target} \r\n".encode())
-        if len(text) * 4 <= room:  # the common case: surely one line
-            return render("PRIVMSG", (target, text), source, tags)
+        if len(text) * 4 <= room:  # the common case: surely one line, rendered inline
+            head = render_tags(tags) if tags else ""
+            return f"{head}:{source} PRIVMSG {target} :{text}\r\n".encode()
         return b"".join(
             render("PRIVMSG", (target, piece), source, tags) for piece in split_text(text, room)
         )

@@ -134,9 +134,15 @@ class _IrcTransport(asyncio.Transport):
         self.held: list[bytes] | None = []
         self.held_bytes = 0
         self.allowed: frozenset[bytes] | None = None  # tags the client may get (None: all)
+        self.plain = False  # registered and every tag allowed: write's fast path
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if type(data) is not bytes:  # the hub writes bytes: no copy on the hot path
+        if self.plain:  # the fan-out's path: one memchr and the socket's write
+            if 0 in data:
+                data = bytes(data).replace(irc.ME_BYTES, self.nick)
+            self.raw.write(data)
+            return
+        if type(data) is not bytes:
             data = bytes(data)
         if irc.ME_BYTES in data:
             data = data.replace(irc.ME_BYTES, self.nick)
@@ -151,7 +157,13 @@ class _IrcTransport(asyncio.Transport):
     def release(self, first: bytes) -> None:
         held, self.held = self.held or [], None
         self.held_bytes = 0
+        self.plain = self.allowed is None
         self.raw.write(first + b"".join(held))
+
+    def allow(self, tags: frozenset[bytes] | None) -> None:
+        """Only `tags` from now on (None: every tag)."""
+        self.allowed = tags
+        self.plain = tags is None and self.held is None
 
     def close(self) -> None:
         if self.held:
@@ -197,6 +209,7 @@ class IrcDoor:
         # only: chatd's own read position is the durable one, see _marker)
         self.markers: dict[str, dict[str, float]] = {}
         self.created = datetime.fromtimestamp(ctx.clock(), UTC)
+        self.most_users = 0  # the most sessions seen at once (LUSERS 265/266), since start
         self.configure()
 
     def configure(self) -> None:
@@ -499,7 +512,7 @@ class IrcConnection(asyncio.Protocol):
         else:
             self.peer.mode = Mode.IRC
         if self.t is not None:
-            self.t.allowed = allowed
+            self.t.allow(allowed)
 
     def cmd_pass(self, msg: IrcMessage, label: str | None) -> None:
         if self.registered:
@@ -774,14 +787,17 @@ class IrcConnection(asyncio.Protocol):
         return self.door.idents.get(key(name), (name, name))
 
     def _lusers(self) -> list[IrcMessage]:
-        chat = self.ctx.chat
+        chat, door = self.ctx.chat, self.door
         users = sum(len(a.sessions) for a in chat.online.values())
+        door.most_users = most = max(door.most_users, users)
+        unknown = sum(1 for conn in door.connections if not conn.registered)
         return [
             self._num("251", f"There are {users} users and 0 invisible on 1 servers"),
+            *([self._num("253", str(unknown), "unknown connection(s)")] if unknown else []),
             self._num("254", str(len(chat.rooms) + 1), "channels formed"),
             self._num("255", f"I have {users} clients and 0 servers"),
-            self._num("265", str(users), str(users), f"Current local users {users}"),
-            self._num("266", str(users), str(users), f"Current global users {users}"),
+            self._num("265", str(users), str(most), f"Current local users {users}, max {most}"),
+            self._num("266", str(users), str(most), f"Current global users {users}, max {most}"),
         ]
 
     def _motd(self) -> list[IrcMessage]:
