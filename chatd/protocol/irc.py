@@ -23,6 +23,16 @@ from chatd.protocol.timefmt import rfc3339
 MAX_BODY = 512  # the message without tags, CR LF included (RFC 1459)
 MAX_TAGS = 8191  # the tags, `@` and trailing space included (IRCv3 message-tags)
 MAX_LINE = MAX_BODY + MAX_TAGS
+MAX_CLIENT_TAGS = 4094  # a client's tag data, without the `@` and the space
+
+
+def client_tags_too_long(line: str) -> bool:
+    """Whether a client's line has more tag data than IRCv3 lets a client send (the
+    server answers 417 and drops the line)."""
+    if not line.startswith("@") or len(line) <= MAX_CLIENT_TAGS:
+        return False
+    return len(line[1:].partition(" ")[0].encode()) > MAX_CLIENT_TAGS
+
 
 IRC_MODES = frozenset({Mode.IRC, Mode.IRC_TIME, Mode.IRC_TAGS})
 

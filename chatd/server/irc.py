@@ -102,8 +102,9 @@ def _clean(text: str) -> str:
 
 
 def _chan_modes(room: bool) -> str:
-    """A channel's modes: rooms are invite-only (`i`), #general is open to everyone."""
-    return "+int" if room else "+nt"
+    """A channel's modes: rooms are invite-only (`i`) and secret (`s`: only members
+    see them in LIST, NAMES and WHOIS); #general is open to everyone."""
+    return "+inst" if room else "+nt"
 
 
 def _parse_ref(word: str) -> q.Ref | None:
@@ -431,6 +432,9 @@ class IrcConnection(asyncio.Protocol):
     # Input ------------------------------------------------------------------------
 
     def _line(self, line: str) -> None:
+        if irc.client_tags_too_long(line):
+            self._answer([self._num(irc.ERR_INPUTTOOLONG, "Input line was too long")], None)
+            return
         try:
             msg = irc.parse(line)
         except IrcParseError:
@@ -749,7 +753,7 @@ class IrcConnection(asyncio.Protocol):
         tokens = [
             "CASEMAPPING=ascii",
             "CHANTYPES=#",
-            "CHANMODES=beI,,,int",
+            "CHANMODES=beI,,,inst",
             "PREFIX=(ov)@+",  # no one has +v in chatd; clients expect both
             "NICKLEN=32",
             "CHANNELLEN=33",
@@ -767,7 +771,7 @@ class IrcConnection(asyncio.Protocol):
                 irc.RPL_CREATED,
                 f"This server was created {self.door.created:%Y-%m-%d %H:%M:%S} UTC",
             ),
-            self._num(irc.RPL_MYINFO, self.server, f"chatd-{__version__}", "i", "beIintov"),
+            self._num(irc.RPL_MYINFO, self.server, f"chatd-{__version__}", "i", "beIinostv"),
             self._num(irc.RPL_ISUPPORT, *tokens, "are supported by this server"),
             *self._lusers(),
             *self._motd(),
@@ -826,17 +830,18 @@ class IrcConnection(asyncio.Protocol):
         out: list[IrcMessage] = []
         batch: list[str] = []
         size = 0
+        symbol = "=" if chan == GENERAL else "@"  # rooms are secret (+s)
         for m in members:
             word = ("@" if m.op else "") + m.name
             if "userhost-in-names" in self.caps:
                 word += f"!{m.name}@{self.server}"
             if size + len(word) > 400:
-                out.append(self._num(irc.RPL_NAMREPLY, "=", chan, " ".join(batch)))
+                out.append(self._num(irc.RPL_NAMREPLY, symbol, chan, " ".join(batch)))
                 batch, size = [], 0
             batch.append(word)
             size += len(word) + 1
         if batch:
-            out.append(self._num(irc.RPL_NAMREPLY, "=", chan, " ".join(batch)))
+            out.append(self._num(irc.RPL_NAMREPLY, symbol, chan, " ".join(batch)))
         out.append(self._num(irc.RPL_ENDOFNAMES, chan, "End of /NAMES list."))
         return out
 
@@ -978,6 +983,10 @@ class IrcConnection(asyncio.Protocol):
                 data = self._bytes(echo, label)
                 return Rendered(data + b"".join(m.render() for m in own) if own else data)
             if isinstance(event, Error) and not notice:
+                if event.code == Code.NOT_A_MEMBER:  # IRC's +n: not on it, cannot send to it
+                    why = f"Cannot send to channel: {event.message}"
+                    err = self._num(irc.ERR_CANNOTSENDTOCHAN, target, why)
+                    return Rendered(self._bytes([err], label))
                 return Rendered(self._bytes([self._error(event, target)], label))
             return None
 
@@ -1347,7 +1356,11 @@ class IrcConnection(asyncio.Protocol):
     def cmd_list(self, msg: IrcMessage, label: str | None) -> None:
         def make() -> list[IrcMessage]:
             out = [self._num(irc.RPL_LISTSTART, "Channel", "Users  Name")]
-            for chan, n, owner in q.channels(self.ctx.chat, self._account()):
+            rows = q.channels(self.ctx.chat, self._account())
+            if msg.params and msg.params[0].startswith("#"):  # LIST #a,#b: those only
+                wanted = {c.lower() for c in msg.params[0].split(",")}
+                rows = [row for row in rows if row[0] in wanted]
+            for chan, n, owner in rows:
                 topic = f"room of {owner}" if owner else "everyone"
                 out.append(self._num(irc.RPL_LIST, chan, str(n), topic))
             out.append(self._num(irc.RPL_LISTEND, "End of /LIST"))

@@ -105,7 +105,7 @@ async def test_rooms_are_channels_join_part_names_who_invite_kick(
     whox = await a.until("315")
     assert whox[0].command == "354" and whox[0].params[1] == "42"
     await a.send("MODE #club")
-    assert (await a.until("324"))[-1].params[2] == "+int"  # rooms are invite-only
+    assert (await a.until("324"))[-1].params[2] == "+inst"  # rooms are invite-only and secret
     await a.send("MODE #club b")
     assert (await a.until("368"))[-1].command == "368"
     await a.send("TOPIC #club :new topic")

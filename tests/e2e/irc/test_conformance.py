@@ -207,3 +207,50 @@ async def test_invite_and_kick_refusals_in_irc_order(start_server: StartServer) 
     for client, line, numeric in checks:
         await client.send(line)
         assert (await client.msg()).command == numeric, line
+
+
+async def test_rooms_are_secret_outsiders_cannot_send_list_filters(
+    start_server: StartServer,
+) -> None:
+    _, port = await start_irc(start_server)
+    owner = await joined_client(port, "own")
+    await owner.send("JOIN #den")
+    names = [m for m in await owner.until("366") if m.command == "353"]
+    assert names[0].params[1:] == ("@", "#den", "@own")  # `@`: a secret channel
+    await owner.send("NAMES #general")
+    assert (await owner.until("353"))[-1].params[1] == "="
+    await owner.send("LIST #den,#nope")
+    listing = await owner.until("323")
+    assert [m.params[1] for m in listing if m.command == "322"] == ["#den"]
+    outsider = await joined_client(port, "out")
+    await outsider.send("PRIVMSG #den :let me in")
+    refused = await outsider.msg()
+    assert refused.command == "404" and refused.params[:2] == ("out", "#den")
+    await outsider.send("PING x")
+    assert (await outsider.msg()).command == "PONG"
+
+
+async def test_too_much_client_tag_data_is_417_and_not_relayed(
+    start_server: StartServer,
+) -> None:
+    _, port = await start_irc(start_server)
+    a = await joined_client(port, "big", caps=("message-tags",))
+    b = await joined_client(port, "rcv", caps=("message-tags",))
+    await a.send("@+x=" + "a" * 4096 + " PRIVMSG #general :hi")
+    assert (await a.msg()).command == "417"
+    await a.send("@+x=" + "a" * 4000 + " PRIVMSG #general :fits")
+    assert (await b.until("PRIVMSG"))[-1].params[1] == "fits"
+
+
+async def test_lusers_counts_the_most_users_and_unregistered(start_server: StartServer) -> None:
+    _, port = await start_irc(start_server)
+    a = await joined_client(port, "lu1")
+    b = await joined_client(port, "lu2")
+    pending = await IrcClient.connect(port)
+    await pending.send("NICK half")
+    await b.send("QUIT")
+    await b.until("ERROR")
+    await a.send("LUSERS")
+    got = {m.command: m.params for m in await a.until("266")}
+    assert got["265"][1:3] == ("1", "2") and got["253"][1] == "1"
+    await pending.close()
