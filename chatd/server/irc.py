@@ -25,7 +25,7 @@ import binascii
 import fnmatch
 import functools
 import itertools
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -70,6 +70,8 @@ CAPS: Mapping[str, str] = {
 # connection speaks (mode, quit) or stream data IRC cannot carry (upload, download).
 _SERVICE_REFUSED = frozenset({"mode", "quit", "upload", "download", "login"})
 
+_WHOWAS_NICKS = 4096  # nicks WHOWAS remembers, with up to _WHOWAS_PER_NICK connections each
+_WHOWAS_PER_NICK = 8
 _SASL_MAX = 2048  # base64 of a PLAIN blob: two names and a password, with room to spare
 
 _C0 = {ch: None for ch in range(0x20) if ch != 0x09}
@@ -211,6 +213,18 @@ class IrcDoor:
         self.markers: dict[str, dict[str, float]] = {}
         self.created = datetime.fromtimestamp(ctx.clock(), UTC)
         self.most_users = 0  # the most sessions seen at once (LUSERS 265/266), since start
+        # account key -> (nick, user, realname) of its last IRC connections, the oldest
+        # first (WHOWAS); the least recently gone accounts are forgotten first
+        self.whowas: OrderedDict[str, deque[tuple[str, str, str]]] = OrderedDict()
+
+    def gone(self, nick: str, user: str, real: str) -> None:
+        """A registered IRC connection closed: what WHOWAS answers about it."""
+        k = key(nick)
+        entries = self.whowas.pop(k, None) or deque(maxlen=_WHOWAS_PER_NICK)
+        entries.append((nick, user, real))
+        self.whowas[k] = entries
+        while len(self.whowas) > _WHOWAS_NICKS:
+            self.whowas.popitem(last=False)
         self.configure()
 
     def configure(self) -> None:
@@ -331,6 +345,8 @@ class IrcConnection(asyncio.Protocol):
         peer.transport = None
         peer.closing = True
         self.door.connections.discard(self)
+        if self.registered:
+            self.door.gone(self.nick, self.username or self.nick, self.realname or self.nick)
         acct = peer.account
         if acct is not None and len(acct.sessions) <= 1:
             self.door.away.pop(acct.key, None)  # the account's last session: back
@@ -1479,14 +1495,28 @@ class IrcConnection(asyncio.Protocol):
     def cmd_whowas(self, msg: IrcMessage, label: str | None) -> None:
         if not self._need(msg, 1, label):
             return
-        nick = msg.params[0]
-        self._answer(
-            [
-                self._num("406", nick, "There was no such nickname (chatd keeps no WHOWAS)"),
-                self._num("369", nick, "End of WHOWAS"),
-            ],
-            label,
-        )
+        try:
+            count = int(msg.params[1]) if len(msg.params) > 1 else 0
+        except ValueError:
+            count = 0
+        out: list[IrcMessage] = []
+        for nick in msg.params[0].split(","):
+            if "*" in nick or "?" in nick:
+                pattern = key(nick)
+                found = [e for k, es in self.door.whowas.items() if fnmatch.fnmatchcase(k, pattern)
+                         for e in es]  # fmt: skip
+            else:
+                found = list(self.door.whowas.get(key(nick), ()))
+            found.reverse()  # the most recent first
+            if count > 0:
+                found = found[:count]
+            for name, user, real in found:
+                out.append(self._num(irc.RPL_WHOWASUSER, name, user, self.server, "*", real))
+                out.append(self._num(irc.RPL_WHOISSERVER, name, self.server, "chatd"))
+            if not found:
+                out.append(self._num(irc.ERR_WASNOSUCHNICK, nick, "There was no such nickname"))
+            out.append(self._num(irc.RPL_ENDOFWHOWAS, nick, "End of WHOWAS"))
+        self._answer(out, label)
 
     def cmd_time(self, msg: IrcMessage, label: str | None) -> None:
         now = datetime.fromtimestamp(self.ctx.clock(), UTC)

@@ -254,3 +254,24 @@ async def test_lusers_counts_the_most_users_and_unregistered(start_server: Start
     got = {m.command: m.params for m in await a.until("266")}
     assert got["265"][1:3] == ("1", "2") and got["253"][1] == "1"
     await pending.close()
+
+
+async def test_whowas_remembers_closed_connections_newest_first(start_server: StartServer) -> None:
+    _, port = await start_irc(start_server)
+    asker = await joined_client(port, "ask")
+    for ident in ("first", "second"):
+        c = await IrcClient.connect(port)
+        await c.send("NICK gone")
+        await c.send(f"USER {ident} 0 * :Real {ident}")
+        await c.until("366")
+        await c.send("QUIT")
+        await c.until("ERROR")
+        await c.close()
+    await asker.send("WHOWAS gone")
+    got = await asker.until("369")
+    users = [m.params[2:] for m in got if m.command == "314"]
+    assert users == [("second", "chatd", "*", "Real second"), ("first", "chatd", "*", "Real first")]
+    await asker.send("WHOWAS gone 1")
+    assert len([m for m in await asker.until("369") if m.command == "314"]) == 1
+    await asker.send("WHOWAS never")
+    assert [m.command for m in await asker.until("369")] == ["406", "369"]
