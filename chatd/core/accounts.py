@@ -17,6 +17,7 @@ from chatd.core.outcome import (
 )
 from chatd.core.state import REPLAYING, ChatState, Refused, account_of, log, reply, retry_after
 from chatd.protocol import commands as c
+from chatd.protocol import notices as n
 from chatd.protocol import replies as r
 from chatd.protocol.events import GENERAL, Code, Message, Mode, Push
 
@@ -32,8 +33,15 @@ class AccountCommands(ChatState):
             if spec is None:
                 raise Refused(Code.BAD_ARGS, f"no command {cmd.topic!r}; help lists them")
             specs = (spec,)
-        rows = tuple(r.CommandRow(x.name, x.usage, x.summary) for x in specs)
+        rows = tuple(r.CommandRow(x.name, self._usage(x), x.summary) for x in specs)
         return reply(r.HelpOk(cmd.verb, rows))
+
+    def _usage(self, spec: c.Spec) -> str:
+        """A usage line as this server takes it: with `auth.require_password`, new
+        accounts need a password, and `help login` says so."""
+        if spec.name == "login" and self.config.auth.require_password:
+            return "login <name> <password>"
+        return spec.usage
 
     def cmd_mode(self, s: Session, cmd: c.SetMode, now: float) -> Outcome:
         """mode text|json: the reply already comes in the new mode."""
@@ -254,6 +262,9 @@ class AccountCommands(ChatState):
             out = reply(r.PasswdOk(cmd.verb))
             out.changes.append(PutAccount(acct.key, acct.name, hashed, acct.created))
             out.changes.append(DeleteTokensOf(acct.key))  # HTTP tokens end with the old password
+            if self.config.auth.require_password:  # accounts are closed: so are the others
+                notice = n.PasswordChanged()
+                out.closes.extend((x, notice) for x in acct.sessions if x is not s)
             log.info("user.password_set", user=acct.name)
             return out
 

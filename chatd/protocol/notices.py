@@ -76,6 +76,14 @@ class LoginTimeout(Notice):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class PasswordChanged(Notice):
+    """With `auth.require_password`: the user's password changed on another session,
+    so this one is closed (log in again with the new password)."""
+
+    event: ClassVar[str] = "password-changed"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class UploadTimeout(Notice):
     """An upload whose data stopped coming: its temporary file is deleted and the
     connection closed (its next lines would otherwise be read as data)."""

@@ -370,6 +370,7 @@ _NOTICE_TEXT: dict[str, str] = {
     "slow-consumer": "closing: you stopped reading and {pending} bytes piled up",
     "login-timeout": "closing: no login within {timeout_s}s",
     "upload-timeout": "closing: no upload data for {timeout_s}s; the upload was dropped",
+    "password-changed": "closing: your password was changed; log in again with the new one",
     "kicked": "you were kicked by {by}",
     "announce": "announcement from {from}: {text}",
     "invited": "{by} added you to {room}",

@@ -25,6 +25,8 @@ from chatd.server.pipeline import END, Pipeline
 log = logs.get_logger("chatd.connection")
 
 GREETING = f"* chatd {__version__} ready; type help, or login <name> [password]\n".encode()
+#: With `auth.require_password` new accounts need a password, and the greeting says so.
+GREETING_PASSWORD = f"* chatd {__version__} ready; type help, or login <name> <password>\n".encode()
 
 
 class DoorConnection(Protocol):
@@ -134,11 +136,11 @@ class Connection(asyncio.Protocol):
         # Pause at any unsent byte: pause/resume then tell exactly when the kernel took
         # everything written, which is when delivered messages count as received.
         transport.set_write_buffer_limits(high=0)
-        greeting = GREETING
+        greeting = GREETING_PASSWORD if ctx.config.auth.require_password else GREETING
         if self._telnet_door:
             self._framer.telnet.offer_binary()
             self._speak_telnet(peer)
-            greeting = self._telnet_answers() + GREETING.replace(b"\n", b"\r\n")
+            greeting = self._telnet_answers() + greeting.replace(b"\n", b"\r\n")
         transport.write(greeting)
         ctx.metrics.bytes_out.value += len(greeting)
         self._login_timer = ctx.loop.call_later(limits.login_timeout_s, self._login_timeout)

@@ -102,6 +102,29 @@ async def test_require_password(start_server: StartServer) -> None:
     o = await j.jcmd("login bob")
     assert o["type"] == "error" and o["code"] == "bad-password"
 
+    # The greeting and help say so; the open default says "[password]".
+    assert c.greeting.endswith("login <name> <password>"), c.greeting
+    help_login = await j.jcmd("help login")
+    assert help_login["commands"][0]["usage"] == "login <name> <password>", help_login
+    plain = await (await start_server()).connect()
+    assert plain.greeting.endswith("login <name> [password]"), plain.greeting
+
+
+async def test_with_require_password_a_new_password_closes_the_other_sessions(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(auth__require_password=True)
+    a1, a2 = await server.connect(), await server.connect()
+    assert (await a1.cmd("login alice old")).startswith("OK welcome")
+    assert (await a2.cmd("login alice old")).startswith("OK welcome")
+    assert (await a1.cmd("passwd new old")).startswith("OK")
+    assert "password was changed" in await a2.line()
+    assert await a2.closed()
+    assert (await a1.cmd("ping")) == "OK pong"  # the session that changed it stays
+    again = await server.connect()
+    assert err_code(await again.cmd("login alice old")) == "bad-password"
+    assert (await again.cmd("login alice new")).startswith("OK welcome")
+
 
 async def test_passwd_set_then_needed_then_changed(server: Server) -> None:
     c = await server.login("alice")
