@@ -216,6 +216,7 @@ class IrcDoor:
         # account key -> (nick, user, realname) of its last IRC connections, the oldest
         # first (WHOWAS); the least recently gone accounts are forgotten first
         self.whowas: OrderedDict[str, deque[tuple[str, str, str]]] = OrderedDict()
+        self.configure()
 
     def gone(self, nick: str, user: str, real: str) -> None:
         """A registered IRC connection closed: what WHOWAS answers about it."""
@@ -225,7 +226,6 @@ class IrcDoor:
         self.whowas[k] = entries
         while len(self.whowas) > _WHOWAS_NICKS:
             self.whowas.popitem(last=False)
-        self.configure()
 
     def configure(self) -> None:
         cfg = self.ctx.config
