@@ -368,21 +368,20 @@ class PostgresStore:
         self._synchronous_commit = "on" if synchronous == "full" else "off"
         self._db = self._open()
         try:
+            try:
+                version = schema_version(self._db)
+            except psycopg.Error as e:
+                raise StoreError(f"PostgreSQL: {_reason(e)}") from e
+            if version != len(MIGRATIONS):  # before waiting for the lease: fail at once
+                raise StoreError(_version_problem(version))
             self._take_lease(self._db, wait_s)
+            try:  # read with the lease held: nobody else writes it from now on
+                row = self._db.execute("SELECT value FROM meta WHERE key = 'batch'").fetchone()
+            except psycopg.Error as e:
+                raise StoreError(f"PostgreSQL: {_reason(e)}") from e
         except BaseException:
             self._db.close()
             raise
-        row = None
-        try:
-            version = schema_version(self._db)
-            if version == len(MIGRATIONS):
-                row = self._db.execute("SELECT value FROM meta WHERE key = 'batch'").fetchone()
-        except psycopg.Error as e:
-            self._db.close()
-            raise StoreError(f"PostgreSQL: {_reason(e)}") from e
-        if version != len(MIGRATIONS):
-            self._db.close()
-            raise StoreError(_version_problem(version))
         self._next_id = 0  # one past the highest message id committed or loaded
         self._batch = int(row[0]) if row else 0  # the last batch committed (meta 'batch')
         self._unknown: tuple[int, tuple[Change, ...]] | None = None  # lost in COMMIT
