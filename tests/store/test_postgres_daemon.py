@@ -7,6 +7,8 @@ in docs/cluster.md, not built.)"""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -137,3 +139,36 @@ async def test_postgres_stopped_and_started_under_load(
     carol = await server.login("bob", mode="json")
     history = await carol.jcmd("history @alice 10")
     assert [m["text"] for m in history["messages"]] == ["before", "after"]
+
+
+async def test_files_rooms_and_comments_come_back_from_postgres(
+    start_server: StartServer, pg_dsn: str
+) -> None:
+    pg_store.migrate(pg_dsn)
+    server = await start_server(**settings(pg_dsn))
+    alice = await server.login("alice", mode="json")
+    bob = await server.login("bob", mode="json")
+    assert (await bob.jcmd("quit"))["cmd"] == "quit"
+    data = os.urandom(3000)
+    body = base64.b64encode(data).decode()
+    await alice.send(f"upload @bob notes.bin\n{body}\n.\n")
+    up = await alice.obj(10)
+    assert up["type"] == "ok", up
+    assert (await alice.jcmd("room create dev"))["type"] == "ok"
+    assert (await alice.jcmd("room invite #dev bob"))["type"] == "ok"
+    posted = await alice.jcmd("send #dev the plan")
+    comment = await alice.jcmd(f"comment {posted['id']} step one")
+    await alice.close()
+
+    server = await server.restart(**settings(pg_dsn))
+    bob, _, replay = await jlogin(server.port, "bob")
+    by_id = {m["id"]: m for m in replay}
+    assert by_id[up["id"]]["file"] == up["file"]
+    assert by_id[posted["id"]]["chat"] == "#dev"
+    assert by_id[comment["id"]]["reply_to"] == posted["id"]
+    thread = await bob.jcmd(f"thread {posted['id']}")
+    assert [m["text"] for m in thread["comments"]] == ["step one"]
+    got = await bob.jcmd(f"download {up['file']['id']}")
+    assert base64.b64decode(got["data"]) == data
+    members = await bob.jcmd("room members #dev")
+    assert sorted(members["members"]) == ["alice", "bob"]
