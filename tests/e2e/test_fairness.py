@@ -4,7 +4,6 @@ else down, nor make the server hold its replies in memory."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 from tests.helpers.server import Client, StartServer
@@ -19,12 +18,7 @@ async def test_a_pipelining_non_reader_is_not_read_further(start_server: StartSe
     for _ in range(200):
         await hog.reply()
     # Small kernel buffers on the hog's side, so the server's side fills quickly.
-    sock = socket.create_connection(("127.0.0.1", server.port))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-    sock.setblocking(False)
-    reader, writer = await asyncio.open_connection(sock=sock)
-    hogger = Client(reader, writer)
-    hogger.greeting = await hogger.line()
+    hogger = await Client.with_receive_buffer(server.port, 65536)
     assert (await hogger.cmd("login hog")).startswith("OK welcome")
     # 400 histories of 200 messages of 4 KB: 320 MB of replies if all were built.
     await hogger.send("history #big 200\n" * 400)

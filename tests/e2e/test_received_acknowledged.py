@@ -4,8 +4,6 @@ acknowledged is not received: a client that dies without reading gets it back.""
 from __future__ import annotations
 
 import asyncio
-import socket
-import struct
 
 from tests.helpers.server import Client, Server, StartServer
 
@@ -13,21 +11,16 @@ TEXT = "w" * 2000
 N = 200  # 400 KB: far more than the dead client's receive buffer
 
 
-async def _reader_that_never_reads(server: Server) -> tuple[Client, socket.socket]:
-    sock = socket.create_connection(("127.0.0.1", server.port))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    reader, writer = await asyncio.open_connection(sock=sock)
-    client = Client(reader, writer)
-    client.greeting = await client.line()
+async def _reader_that_never_reads(server: Server) -> Client:
+    client = await Client.with_receive_buffer(server.port, 4096)
     assert (await client.cmd("login alice")).startswith("OK welcome")
-    return client, sock
+    return client
 
 
 async def _unread_after_a_crash(server: Server) -> int:
     """alice's client stops reading; bob sends her N messages; the client dies (a
     reset: unread data in its buffer). How many does her next login replay?"""
-    dead, sock = await _reader_that_never_reads(server)  # (kept: a dropped writer closes)
+    dead = await _reader_that_never_reads(server)
     bob = await server.login("bob")
     await bob.send("".join(f"send alice {i} {TEXT}\n" for i in range(N)))
     for _ in range(N):
@@ -40,9 +33,7 @@ async def _unread_after_a_crash(server: Server) -> int:
     )
     server.daemon._save_cursors()  # the once-a-second save, now
     await server.daemon.hub.drain()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
-    del dead
+    dead.reset()  # unread data in its buffer, and nothing more acknowledged
     for _ in range(500):
         if peer.account is None:
             break

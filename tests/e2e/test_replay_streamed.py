@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from typing import Any
 
 from chatd.server.peer import Peer
@@ -22,17 +21,6 @@ async def _owe(server: Server, n: int) -> None:
     for _ in range(n):
         await bob.reply()
     await bob.close()
-
-
-async def _quiet_socket(server: Server) -> Client:
-    """A client with a small receive buffer, so the server's side fills at once."""
-    sock = socket.create_connection(("127.0.0.1", server.port))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
-    sock.setblocking(False)
-    reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
-    client = Client(reader, writer)
-    client.greeting = await client.line()
-    return client
 
 
 def _peers(server: Server, name: str) -> list[Peer]:
@@ -82,7 +70,7 @@ async def test_a_replay_that_is_not_read_holds_a_page_not_the_backlog(
     await _owe(server, N)
     assert len(server.daemon.chat.recent) < 30  # the bodies live in the store
 
-    slow = await _quiet_socket(server)
+    slow = await Client.with_receive_buffer(server.port, 32768)
     await slow.send("mode json\nlogin alice\n")
     (peer,) = await _logged_in(server, "alice")
     held = await _held(server, peer)
@@ -119,7 +107,7 @@ async def test_eight_sessions_owed_a_backlog_hold_a_few_pages(start_server: Star
     alice = await server.login("alice")
     await alice.close()
     await _owe(server, 300)
-    clients = [await _quiet_socket(server) for _ in range(8)]
+    clients = [await Client.with_receive_buffer(server.port, 32768) for _ in range(8)]
     for c in clients:
         await c.send("login alice\n")
     peers = await _logged_in(server, "alice", 8)

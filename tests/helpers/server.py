@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -72,6 +73,25 @@ class Client:
         if greet:
             client.greeting = await client.line()
         return client
+
+    @classmethod
+    async def with_receive_buffer(cls, port: int, rcvbuf: int) -> Client:
+        """A client whose kernel receive buffer is small, so that when it stops reading
+        the server's side fills at once (a client that never reads). Keep it referenced:
+        a dropped writer closes the connection."""
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        reader, writer = await asyncio.open_connection(sock=sock, limit=2**24)
+        client = cls(reader, writer)
+        client.greeting = await client.line()
+        return client
+
+    def reset(self) -> None:
+        """Dies the hard way: a TCP reset (what a killed client with unread data sends)."""
+        sock = self.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.writer.transport.abort()
 
     async def send(self, data: str | bytes) -> None:
         """Writes raw text or bytes; add the newline yourself."""
