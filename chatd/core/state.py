@@ -161,9 +161,10 @@ class ChatState:
     def _index_message(self, row: MessageRow) -> None:
         """Indexes a message (its sender as a user key), and a private one's chat as
         each party's."""
-        self.index.add(row)
         chat = row.chat
-        if chat.startswith("@"):
+        first = chat not in self.index.chats
+        self.index.add(row)
+        if first and chat.startswith("@"):  # a private chat the parties may not list yet
             for party in chat[1:].split("|"):
                 acct = self.accounts.get(party)
                 if acct is not None:
