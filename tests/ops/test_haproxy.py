@@ -11,11 +11,9 @@ machine's free ones and node3 left out."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from chatd.store import postgres
+from tests.helpers.nodes import listening, spawn_node
 from tests.helpers.server import ROOT, Client, free_port
 from tests.helpers.tls import Certificate, certificate
 
@@ -45,37 +44,12 @@ class Node:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self, data_dir: Path) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "run_server.py"),
-                "--config",
-                str(self.config),
-                "--port",
-                str(self.line),
-                "--data-dir",
-                str(data_dir),
-                "--log-level",
-                "warning",
-            ],
-            cwd=data_dir.parent,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        self.proc = spawn_node(self.config, data_dir, self.line)
 
     def kill9(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-
-
-def listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def wait_until(what: str, ok: Callable[[], bool], timeout: float = DEADLINE_S) -> None:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chatd.store import postgres as pg_store
-from tests.helpers.server import Child, Client, StartServer
+from tests.helpers.nodes import listening, spawn_node
+from tests.helpers.server import Child, Client, StartServer, free_port
 
 if TYPE_CHECKING:
     from tests.helpers.postgres import PostgresServer
@@ -172,3 +173,55 @@ async def test_files_rooms_and_comments_come_back_from_postgres(
     assert base64.b64decode(got["data"]) == data
     members = await bob.jcmd("room members #dev")
     assert sorted(members["members"]) == ["alice", "bob"]
+
+
+async def test_a_standby_takes_over_a_node_killed_in_a_burst_and_has_every_ack(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    """Two nodes on one database: node1 serves, node2 waits as a standby. node1 is
+    SIGKILLed in the middle of pipelined sends from three clients; node2 takes over
+    and has every acknowledged message once, in one order."""
+    pg_store.migrate(pg_dsn)
+    config = tmp_path / "chatd.toml"
+    config.write_text(f'[store]\nbackend = "postgres"\ndsn = "{pg_dsn}"\n')
+    ports = [free_port(), free_port()]
+    nodes = [spawn_node(config, tmp_path / "data0", ports[0])]
+    try:
+        await wait_for(lambda: listening(ports[0]), "node1 to listen")
+        nodes.append(spawn_node(config, tmp_path / "data1", ports[1]))  # after: a standby
+        bob, _, _ = await jlogin(ports[0], "bob")
+        assert (await bob.jcmd("quit"))["cmd"] == "quit"
+        senders = [await Client.connect(ports[0]) for _ in range(3)]
+        for n, c in enumerate(senders):
+            assert (await c.cmd(f"login alice{n}")).startswith("OK welcome")
+        assert not listening(ports[1])  # the standby opens no port
+        for n, c in enumerate(senders):
+            await c.send("".join(f"send bob s{n}-{i}\n" for i in range(300)))
+        acked: list[int] = []
+        for c in senders:
+            for _ in range(100):
+                m = OK_ID.match(await c.line())
+                assert m
+                acked.append(int(m.group(1)))
+        nodes[0].kill()
+        nodes[0].wait(10)
+        killed = asyncio.get_running_loop().time()
+        await wait_for(lambda: listening(ports[1]), "node2 to take over")
+        takeover = asyncio.get_running_loop().time() - killed
+        _, ok, replay = await jlogin(ports[1], "bob")
+        ids = [m["id"] for m in replay]
+        assert set(acked) <= set(ids) and ok["unread"] == len(ids) >= 300
+        assert ids == sorted(ids) and len(ids) == len(set(ids))
+        assert takeover < 10
+    finally:
+        for node in nodes:
+            node.kill()
+            node.wait(10)
+
+
+async def wait_for(ok: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not ok():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
