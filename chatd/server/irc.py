@@ -769,7 +769,7 @@ class IrcConnection(asyncio.Protocol):
         tokens = [
             "CASEMAPPING=ascii",
             "CHANTYPES=#",
-            "CHANMODES=beI,,,inst",
+            "CHANMODES=,,,inst",
             "PREFIX=(ov)@+",  # no one has +v in chatd; clients expect both
             "NICKLEN=32",
             "CHANNELLEN=33",
@@ -787,7 +787,7 @@ class IrcConnection(asyncio.Protocol):
                 irc.RPL_CREATED,
                 f"This server was created {self.door.created:%Y-%m-%d %H:%M:%S} UTC",
             ),
-            self._num(irc.RPL_MYINFO, self.server, f"chatd-{__version__}", "i", "beIinostv"),
+            self._num(irc.RPL_MYINFO, self.server, f"chatd-{__version__}", "i", "inostv"),
             self._num(irc.RPL_ISUPPORT, *tokens, "are supported by this server"),
             *self._lusers(),
             *self._motd(),
@@ -1242,9 +1242,10 @@ class IrcConnection(asyncio.Protocol):
         self, chan: str, is_room: bool, modes: str, args: tuple[str, ...]
     ) -> list[IrcMessage]:
         """A MODE change on a channel: chatd's channel modes are fixed (`+nt`, rooms
-        `+int`, the owner as the one op), so a change is refused with the numeric IRC
-        gives for it, a mode already set is no change, and list queries answer empty
-        lists."""
+        `+inst`, the owner as the one op), so a change is refused with the numeric IRC
+        gives for it, the owner setting a mode that is set gets it confirmed (a MODE
+        line to them alone: nothing changed for the others), and list queries answer
+        empty lists."""
         chat, acct = self.ctx.chat, self._account()
         room = chat.rooms.get(chan)
         owner = room is not None and room.owner == acct.key
@@ -1255,7 +1256,7 @@ class IrcConnection(asyncio.Protocol):
             "e": ("349", "End of channel exception list"),
             "I": ("347", "End of channel invite list"),
         }
-        adding, queue = True, list(args)
+        adding, queue, confirmed = True, list(args), ""
         for ch in modes:
             if ch in "+-":
                 adding = ch == "+"
@@ -1284,10 +1285,12 @@ class IrcConnection(asyncio.Protocol):
                 text = "You're not channel operator"
                 out.append(self._num(irc.ERR_CHANOPRIVSNEEDED, chan, text))
             elif adding and ch in fixed:
-                continue  # already set: no change, no reply
+                confirmed += "" if ch in confirmed else ch
             else:
                 text = f"Channel modes are fixed in chatd ({_chan_modes(is_room)})"
                 out.append(self._num(irc.ERR_CHANOPRIVSNEEDED, chan, text))
+        if confirmed:
+            out.append(IrcMessage("MODE", (chan, f"+{confirmed}"), self._user_mask(self.nick)))
         return out
 
     def cmd_who(self, msg: IrcMessage, label: str | None) -> None:

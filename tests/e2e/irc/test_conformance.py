@@ -114,7 +114,9 @@ async def test_mode_changes_get_irc_numerics(start_server: StartServer) -> None:
     await owner.until("366")
     await owner.send("INVITE gst #club")
     await owner.until("JOIN")
-    await owner.send("MODE #club +i")  # already set: no change, no reply
+    await owner.send("MODE #club +ii")  # already set: confirmed to the owner alone
+    confirmed = await owner.msg()
+    assert confirmed.command == "MODE" and confirmed.params == ("#club", "+i")
     await owner.send("MODE #club +o nobody")
     assert (await owner.msg()).params[1:3] == ("nobody", "No such nick")
     await owner.send("MODE #club +o out")
