@@ -98,6 +98,8 @@ Output = Callable[[list["IrcMessage"]], bytes]  # one answer's lines to its byte
 def _clean(text: str) -> str:
     """Message text as chatd keeps it: a CTCP ACTION becomes `* text`, and C0 control
     characters (IRC formatting) go, as the line door removes them."""
+    if text.isprintable():  # the common case: no control character to remove
+        return text.strip()
     if text.startswith("\x01ACTION ") and len(text) > 8:
         text = "* " + text[8:].rstrip("\x01")
     return text.translate(_C0).strip()
