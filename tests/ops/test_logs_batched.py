@@ -1,6 +1,7 @@
-"""Batched log events (issue 17): the `message.sent` calls of one event-loop turn are one
-line (one journal entry) with a count and a list per field, so info logging costs a
-fraction of a message's handling; a turn with one call writes the line it always did."""
+"""Batched log events (issue 17): the `message.sent` calls of one event-loop turn (and
+those of the connection and login events) are one line (one journal entry) with a count
+and a list per field, so info logging costs a fraction of a message's handling; a turn
+with one call writes the line it always did."""
 
 from __future__ import annotations
 
@@ -95,15 +96,18 @@ def test_the_batch_keeps_the_place_of_its_first_call(out: io.StringIO) -> None:
     logs.configure("info", "json", out)
     log = logs.get_logger("chatd.test")
     in_one_turn(
-        lambda: log.info("user.login", user="alice"),
+        lambda: log.info("room.created", room="#a"),
         lambda: log.info("message.sent", user="alice", chat="#general", id=1),
         lambda: log.info("session.closed", session=3),
+        lambda: log.info("room.left", room="#a", user="bob"),
+        lambda: log.info("session.closed", session=4),
         lambda: log.info("message.sent", user="alice", chat="#general", id=2),
     )
-    assert [(e["event"], e.get("id")) for e in lines_of(out)] == [
-        ("user.login", None),
-        ("message.sent", [1, 2]),
-        ("session.closed", None),
+    assert [(e["event"], e.get("id"), e.get("session")) for e in lines_of(out)] == [
+        ("room.created", None, None),
+        ("message.sent", [1, 2], None),
+        ("session.closed", None, [3, 4]),
+        ("room.left", None, None),
     ]
 
 
@@ -157,7 +161,7 @@ def test_the_journal_gets_one_entry_per_batch_with_repeated_fields(tmp_path: Pat
         try:
             in_one_turn(
                 lambda: log.info("message.sent", user="alice", chat="#general", id=7),
-                lambda: log.info("user.login", user="carol"),
+                lambda: log.info("room.created", room="#a", owner="carol"),
                 lambda: log.info("message.sent", user="bob", chat="#general", id=8),
                 lambda: log.info("message.sent", user="alice", chat="#general", id=9),
             )
@@ -172,7 +176,7 @@ def test_the_journal_gets_one_entry_per_batch_with_repeated_fields(tmp_path: Pat
     assert fields["CHATD_EVENT"] == ["message.sent"]  # held until the next other event
     assert (fields["CHATD_ID"], fields["CHATD_USER"]) == (["7"], ["alice"])
     assert "CHATD_COUNT" not in fields
-    assert dict(second)["CHATD_EVENT"] == b"user.login"
+    assert dict(second)["CHATD_EVENT"] == b"room.created"
     fields = {}
     for key, value in third:
         fields.setdefault(key, []).append(value.decode())
@@ -187,3 +191,23 @@ def test_the_journal_gets_one_entry_per_batch_with_repeated_fields(tmp_path: Pat
 def assert_nothing_on(stream: TextIO) -> None:
     stream.seek(0)
     assert stream.read() == ""
+
+
+def test_a_login_storm_is_a_line_per_event_kind_and_turn(out: io.StringIO) -> None:
+    logs.configure("info", "json", out)
+    log = logs.get_logger("chatd.test")
+
+    def storm() -> None:
+        for i in range(50):
+            log.info("session.opened", session=i, peer="::1", telnet=False)
+            log.info("user.login", user=f"u{i}", session=i, new=True)
+
+    in_one_turn(storm)
+    opened, login = lines_of(out)
+    assert (opened["event"], opened["count"], opened["session"]) == (
+        "session.opened",
+        50,
+        list(range(50)),
+    )
+    assert opened["telnet"] == [False] * 50
+    assert (login["event"], login["user"][-1], login["new"]) == ("user.login", "u49", [True] * 50)
