@@ -13,8 +13,11 @@ commands without them.
 An entry (`LogEntry.entries`) is a list of items, each a JSON object:
 `{"session": n, "open": "<peer address>"}` opens session n of the appending node,
 `{"session": n, "line": "<command line>"}` runs a command in it (a line the origin
-already parsed without error), `{"session": n, "close": true}` ends it. The entry's
-`at` is the time every node runs it at (never earlier than the previous entry's).
+already parsed without error), `{"session": n, "close": true}` ends it, and
+`{"tick": true}` runs the timed work due (scheduled messages, retention): appended by
+the one timekeeper, so a schedule fires at the first tick past its time, once, on every
+node. The entry's `at` is the time every node runs it at (never earlier than the
+previous entry's).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class Applied:
     session; every node fans out the outcome's deliveries to its own sessions."""
 
     node: str
-    session: int  # the session's number on its node
+    session: int  # the session's number on its node (0: a tick)
     outcome: Outcome
 
 
@@ -70,6 +73,8 @@ class Replica:
         return [a for a in done if a is not None]
 
     def _item(self, node: str, item: dict[str, Any], now: float) -> Applied | None:
+        if item.get("tick"):
+            return Applied(node, 0, self.chat.tick(now))
         key = (node, int(item["session"]))
         if "open" in item:
             self._opened += 1

@@ -151,3 +151,20 @@ def test_three_nodes_appending_at_once_build_the_same_chat(pg_dsn: str) -> None:
     assert answers == sorted(answers, key=lambda a: a == "ERR")  # oks, then refusals
     assert answers.count("SentOk") > 0 and answers.count("ERR") > 0
     assert all("banned" in x[2] for x in first if x[1] == 2 and x[2].startswith("ERR"))
+
+
+def test_a_schedule_fires_once_at_the_first_tick_past_its_time_on_every_node() -> None:
+    tick = {"tick": True}
+    log = [
+        entry(1, "a", 100.0, opened(1), line(1, "login alice")),
+        entry(2, "a", 100.0, line(1, "schedule +30s send_all later")),
+        entry(3, "b", 110.0, tick),  # not due yet
+        entry(4, "a", 131.0, tick),  # due: fires here
+        entry(5, "b", 131.5, tick),  # a second timekeeper's tick finds nothing due
+    ]
+    nodes = [Replica(CONFIG, Snapshot()) for _ in range(2)]
+    fired = [
+        [(e.pos, m.id, m.text) for e in log for a in r.apply(e) for m, _ in a.outcome.broadcasts]
+        for r in nodes
+    ]
+    assert fired[0] == fired[1] == [(4, 1, "later")]
