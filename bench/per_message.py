@@ -5,7 +5,8 @@ says what a message costs, and moves far less with the neighbours' load.
     .venv/bin/python -m bench.per_message bench/results/<file>.json [--vs chatd]
 
 Per scenario and target: µs of server CPU (utime + stime, all threads) per acked
-message (per message sent, i.e. two per round trip, in ping-pong) in each run, the
+message (per message sent, i.e. two per round trip, in ping-pong; per login in the
+login storm) in each run, the
 median, and with `--vs T` the median's ratio to target T's in the same scenario.
 """
 
@@ -29,6 +30,8 @@ def per_message_us(result: dict[str, Any]) -> float | None:
         messages = 2 * float(result["round_trips"])
     elif "messages_per_s" in result:
         messages = float(result["messages_per_s"]) * float(phase)
+    elif "all_ok_s" in result:  # the login storm: per login
+        messages = float(result["ready"])
     else:
         return None
     return float(cpu) / messages * 1e6 if messages else None
