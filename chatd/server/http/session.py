@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logs.get_logger("chatd.http")
 
 _MARK = b'{"type":"http-reply","n":'  # what a submitted command writes to the sink
+_MESSAGE = b'{"type":"message"'
 MAX_NOTICES = 256  # notices kept for a session nobody is reading; the oldest go first
 
 Reply = Ok | Error | Rendered
@@ -62,12 +63,10 @@ class EventSink:
 
     def write(self, data: bytes) -> None:
         s = self.session
-        if (
-            b'"type":"notice"' in data
-            or b'"type":"ok"' in data
-            or b'"type":"error"' in data
-            or data.startswith(_MARK)
-        ):
+        # Most writes are one message of a fan-out (a string value cannot hold
+        # `{"type":`, JSON escapes its quotes): only wake. Else look for the lines
+        # that are not messages.
+        if not (data.startswith(_MESSAGE) and data.count(b'{"type":') == 1):
             for line in data.splitlines():
                 if line.startswith(b'{"type":"notice"'):
                     s.add_notice(line)
