@@ -395,9 +395,11 @@ class IrcConnection(asyncio.Protocol):
     def _bytes(self, msgs: Iterable[IrcMessage], label: str | None) -> bytes:
         """Messages as bytes, labelled (IRCv3 labeled-response) when the command had a
         label: one line gets the tag, several a batch, none an ACK."""
-        lines = list(msgs)
+        lines = msgs if isinstance(msgs, list) else list(msgs)
         if label is None or "labeled-response" not in self.caps:
-            return b"".join(m.render() for m in lines)
+            if not lines:  # a PRIVMSG's usual reply (no echo): nothing to render
+                return b""
+            return b"".join([m.render() for m in lines])
         if not lines:
             return irc.render("ACK", (), self.server, {"label": label})
         if len(lines) == 1:
@@ -927,15 +929,19 @@ class IrcConnection(asyncio.Protocol):
         if not msg.params:
             self._answer([self._num("409", "No origin specified")], label)
             return
-        pong = [IrcMessage("PONG", (self.server, msg.params[0]), self.server)]
+        server = self.server
         pipeline, peer = self.pipeline, self.peer
         if self.registered and pipeline is not None and peer is not None and pipeline.idle:
             # Nothing of this session is waiting in the pipeline, so queueing the PONG
             # in the open batch keeps it in order; no need to run a command for it
             # (bots and the benchmark send a PING after every PRIVMSG).
-            self.ctx.apply(peer, Outcome(replies=[Rendered(self._bytes(pong, label))]))
+            if label is None:
+                data = irc.render("PONG", (server, msg.params[0]), server)
+            else:
+                data = self._bytes([IrcMessage("PONG", (server, msg.params[0]), server)], label)
+            self.ctx.apply(peer, Outcome(replies=[Rendered(data)]))
             return
-        self._answer(pong, label)
+        self._answer([IrcMessage("PONG", (server, msg.params[0]), server)], label)
 
     def cmd_pong(self, msg: IrcMessage, label: str | None) -> None:
         self.ping_sent = False
@@ -978,6 +984,7 @@ class IrcConnection(asyncio.Protocol):
         else:
             cmd = c.Send(target, text, verb="send")
         command = msg.command
+        to_self = key(target) == key(self.nick)
 
         def reply(event: Event) -> Event | None:
             if isinstance(event, Ok):
@@ -986,14 +993,10 @@ class IrcConnection(asyncio.Protocol):
                     echo = self._echo(command, target, text, event)
                 # To oneself: the delivery too, after the echo and without the label
                 # (labeled-response labels the echo only).
-                own = (
-                    self._echo(command, target, text, event)
-                    if key(target) == key(self.nick)
-                    else []
-                )
+                own = self._echo(command, target, text, event) if to_self else []
                 if not echo:
                     echo, own = own, []
-                away = self.door.away.get(key(target))
+                away = self.door.away.get(key(target)) if self.door.away else None
                 if away is not None and not notice:
                     echo.append(self._num(irc.RPL_AWAY, target, away))
                 # Even empty: the reply must reach the hub, which counts the sent
