@@ -6,15 +6,17 @@ chatd account with chatd's password rules. After registration every IRC command 
 does something in the chat becomes a chatd Command fed to the session's Pipeline as a
 `Submit` whose `reply` turns the core's Ok/Error into IRC lines (numerics, echo,
 labels). Questions IRC asks that need no command (NAMES, WHO, MODE, LIST,
-CHATHISTORY) are answered from read-only views (chatd.core.irc_queries) inside the
-reply of a `ping` submitted for the purpose, so that every answer leaves in command
-order, after what earlier commands wrote.
+CHATHISTORY, MARKREAD) are answered from read-only views (chatd.core.irc_queries) in a
+pipeline `Query`, so that every answer leaves in command order, after what earlier
+commands wrote.
 
 Pushed messages and notices reach IRC sessions through the hub's fan-out like any
 other session's: `peer.mode` is one of the IRC modes and chatd.protocol.irc renders each
 event once per mode. The session's transport is wrapped (`_IrcTransport`) for two
 things the shared bytes cannot carry: the recipient's nick (a NUL in a rendered notice)
-and holding output until the welcome burst is out (a SASL login happens before CAP END).
+and holding output until the welcome burst is out (a SASL login happens before CAP END);
+after that, and for a client with `account-tag` but not `message-tags`, keeping only
+the tags it negotiated.
 """
 
 from __future__ import annotations
