@@ -12,11 +12,11 @@ commands wrote.
 
 Pushed messages and notices reach IRC sessions through the hub's fan-out like any
 other session's: `peer.mode` is one of the IRC modes and chatd.protocol.irc renders each
-event once per mode. The session's transport is wrapped (`_IrcTransport`) for two
-things the shared bytes cannot carry: the recipient's nick (a NUL in a rendered notice)
-and holding output until the welcome burst is out (a SASL login happens before CAP END);
-after that, and for a client with `account-tag` but not `message-tags`, keeping only
-the tags it negotiated.
+event once per mode. The session's transport is wrapped (`_IrcTransport`) for three
+things the shared bytes cannot carry: the recipient's nick (a NUL in a rendered notice),
+holding output until the welcome burst is out (a SASL login happens before CAP END),
+and, for a client with `account-tag` but not `message-tags`, keeping only the tags it
+negotiated.
 """
 
 from __future__ import annotations
