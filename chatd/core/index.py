@@ -20,6 +20,7 @@ import bisect
 import heapq
 import sys
 from array import array
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 
 from chatd.core.snapshot import MessageRow
@@ -254,7 +255,10 @@ class RecentWindow:
     def __init__(self, budget: float) -> None:
         self.budget = budget
         self.durable = 0  # the server raises it as commits return; 0 keeps everything
-        self._by_id: dict[int, Message] = {}
+        # Ordered by id, oldest first. An OrderedDict, not a dict: finding a dict's first
+        # key after many deletions at its front walks over their holes (7.9 us a
+        # message measured, against 0.24).
+        self._by_id: OrderedDict[int, Message] = OrderedDict()
         self._size = 0
 
     def __len__(self) -> int:
@@ -279,7 +283,7 @@ class RecentWindow:
             oldest = next(iter(by_id))
             if oldest > self.durable:
                 break
-            self._size -= _cost(by_id.pop(oldest))
+            self._size -= _cost(by_id.popitem(last=False)[1])
 
     def get(self, ident: int) -> Message | None:
         return self._by_id.get(ident)
