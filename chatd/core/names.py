@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
@@ -39,6 +40,7 @@ def skeleton(name: str) -> str:
     return folded
 
 
+@functools.lru_cache(maxsize=4096)
 def looks(name: str) -> frozenset[str]:
     """A name's skeletons as written and in lower case: names are one account in any
     case, so `ADMIN` (whose capital I reads as l) must still look like `admin`."""
