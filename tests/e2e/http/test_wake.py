@@ -79,3 +79,27 @@ async def test_shared_wake_up_gives_each_waiter_its_own_view(start_server: Start
         assert head.startswith(b"HTTP/1.1 200") and b"connection: close" in head.lower()
         assert [e["text"] for e in json.loads(body)["events"]] == ["hi all"]
         writer.close()
+
+
+async def test_a_request_pipelined_behind_a_parked_poll_is_answered_after_it(
+    start_server: StartServer,
+) -> None:
+    server, base = await start_http(start_server)
+    token = await connect(base, "alice")
+    dave = await server.login("dave")
+    port = int(base.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    auth = f"Authorization: Bearer {token}\r\n"
+    writer.write(
+        f"GET /events?since=0&timeout=30 HTTP/1.1\r\nHost: x\r\n{auth}\r\n"
+        f"GET /status HTTP/1.1\r\nHost: x\r\n{auth}\r\n".encode()
+    )
+    await asyncio.sleep(0.1)  # the poll is parked, the second request waits behind it
+    assert (await dave.cmd("send_all wake")).startswith("OK sent")
+    data = b""
+    while data.count(b"HTTP/1.1 200") < 2 or not data.rstrip().endswith(b"}"):
+        data += await asyncio.wait_for(reader.read(65536), TIMEOUT)
+    first, second = data.split(b"HTTP/1.1 200 OK\r\n")[1:]
+    assert json.loads(first.partition(b"\r\n\r\n")[2])["events"][0]["text"] == "wake"
+    assert json.loads(second.partition(b"\r\n\r\n")[2])["user"] == "alice"
+    writer.close()
