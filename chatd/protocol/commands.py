@@ -476,7 +476,7 @@ def parse(line: str) -> Command:
         head, _, more = head.partition("\t")
         rest = more + " " + rest
     verb = head.lower()
-    spec = lookup(verb)
+    spec = COMMANDS.get(ALIASES.get(verb, verb))  # lookup(verb), lowered once
     if spec is None:
         raise ParseError(Code.UNKNOWN_COMMAND, f"unknown command {head!r}; try help", verb)
     try:
