@@ -13,6 +13,7 @@ const PAGE = 30; // messages per history page
 const CATCH_UP = 200; // at most this many per chat when filling a gap (chat.history_max)
 const TOKEN_KEY = "chatd.token";
 const USER_KEY = "chatd.user";
+const ENDED_KEY = "chatd.ended"; // why the last session ended: shown again after a reload
 const REFUSED = "The server refused the live connection; retrying.";
 
 const $ = (id) => document.getElementById(id);
@@ -443,6 +444,7 @@ let session = null;
 function beginSession(token, me, isNew = false) {
   sessionStorage.setItem(TOKEN_KEY, token);
   sessionStorage.setItem(USER_KEY, me);
+  sessionStorage.removeItem(ENDED_KEY);
   ui.login.hidden = true;
   ui.app.hidden = false;
   session = new Session(token, me, isNew);
@@ -454,6 +456,10 @@ function endSession(reason) {
   session = null;
   sessionStorage.removeItem(TOKEN_KEY);
   sessionStorage.removeItem(USER_KEY);
+  // The server may end a session at any time (its token revoked in another tab closes
+  // this page's socket at once): a reload must still say why.
+  if (reason) sessionStorage.setItem(ENDED_KEY, reason);
+  else sessionStorage.removeItem(ENDED_KEY);
   ui.app.hidden = true;
   ui.login.hidden = false;
   ui.loginError.textContent = reason || "";
@@ -561,4 +567,4 @@ window.addEventListener("online", () => session && session.conn.retryNow());
 const savedToken = sessionStorage.getItem(TOKEN_KEY);
 const savedUser = sessionStorage.getItem(USER_KEY);
 if (savedToken && savedUser) beginSession(savedToken, savedUser);
-else endSession("");
+else endSession(sessionStorage.getItem(ENDED_KEY) || "");
