@@ -14,6 +14,7 @@ Use it from a test module with `pytest_plugins = ["tests.helpers.postgres"]`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import glob
 import itertools
 import os
@@ -25,7 +26,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ import pytest
 from tests.helpers.server import free_port
 
 TEST_USER = "chatd-test"
+PR_SET_PDEATHSIG = 1  # prctl(2)
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 
@@ -64,6 +66,20 @@ def _run_as() -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
+def _die_with_parent() -> Callable[[], None]:
+    """For the child, after it became the unprivileged user: SIGKILL when the test run
+    that started it dies (PR_SET_PDEATHSIG), so a killed or timed-out run leaves no
+    server behind (its backends exit when the postmaster is gone). Resolved here, so
+    the child only makes the call."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    kill = int(signal.SIGKILL)
+
+    def set_parent_death_signal() -> None:
+        prctl(PR_SET_PDEATHSIG, kill)
+
+    return set_parent_death_signal
+
+
 @dataclass
 class PostgresServer:
     """One PostgreSQL server process on 127.0.0.1:`port`, its data under `root`."""
@@ -92,7 +108,15 @@ class PostgresServer:
 
     def _popen(self, args: list[str], **kw: object) -> subprocess.Popen[bytes]:
         uid_gid = {} if self.owner is None else {"user": self.owner[0], "group": self.owner[1]}
-        return subprocess.Popen(args, cwd=self.root, **uid_gid, **kw)  # type: ignore[call-overload, no-any-return]
+        # preexec_fn is unsafe with threads when it takes locks; this one makes one
+        # system call through a function resolved before the fork.
+        return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+            args,
+            cwd=self.root,
+            preexec_fn=_die_with_parent(),  # noqa: PLW1509
+            **uid_gid,
+            **kw,
+        )
 
     def initdb(self) -> None:
         self.sockets.mkdir()
