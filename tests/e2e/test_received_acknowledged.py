@@ -14,6 +14,7 @@ N = 200  # 400 KB: far more than the dead client's receive buffer
 async def _reader_that_never_reads(server: Server) -> Client:
     client = await Client.with_receive_buffer(server.port, 4096)
     assert (await client.cmd("login alice")).startswith("OK welcome")
+    client.stop_reading()
     return client
 
 

@@ -76,16 +76,27 @@ class Client:
 
     @classmethod
     async def with_receive_buffer(cls, port: int, rcvbuf: int) -> Client:
-        """A client whose kernel receive buffer is small, so that when it stops reading
-        the server's side fills at once (a client that never reads). Keep it referenced:
-        a dropped writer closes the connection."""
-        sock = socket.create_connection(("127.0.0.1", port))
+        """A client whose kernel receive buffer is small, so that once it stops reading
+        (`stop_reading`) the server's side fills at once. Keep it referenced: a dropped
+        writer closes the connection."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # Before connecting: the window scale is agreed in the handshake.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.connect(("127.0.0.1", port))
         sock.setblocking(False)
         reader, writer = await asyncio.open_connection(sock=sock, limit=2**24)
         client = cls(reader, writer)
         client.greeting = await client.line()
         return client
+
+    def stop_reading(self) -> None:
+        """Stops taking bytes from the socket (asyncio would otherwise read ahead into
+        the StreamReader): from now on the kernel's receive buffer fills, then the
+        server's side."""
+        self.writer.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.writer.transport.resume_reading()
 
     def reset(self) -> None:
         """Dies the hard way: a TCP reset (what a killed client with unread data sends)."""
