@@ -93,10 +93,14 @@ class Client:
         """Stops taking bytes from the socket (asyncio would otherwise read ahead into
         the StreamReader): from now on the kernel's receive buffer fills, then the
         server's side."""
-        self.writer.transport.pause_reading()
+        transport = self.writer.transport
+        assert isinstance(transport, asyncio.ReadTransport)
+        transport.pause_reading()
 
     def resume_reading(self) -> None:
-        self.writer.transport.resume_reading()
+        transport = self.writer.transport
+        assert isinstance(transport, asyncio.ReadTransport)
+        transport.resume_reading()
 
     def reset(self) -> None:
         """Dies the hard way: a TCP reset (what a killed client with unread data sends)."""
