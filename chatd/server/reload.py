@@ -14,7 +14,7 @@ from chatd.config import Config
 #: Settings read only at start-up: a reload logs them as ignored and keeps the old value.
 #: Listeners and the database are opened once; the renderer's time zone and the log
 #: format are fixed when they are built (loggers are cached with their pipeline).
-RESTART_SECTIONS = frozenset({"tls", "metrics", "store", "telnet"})
+RESTART_SECTIONS = frozenset({"tls", "metrics", "store", "telnet", "cluster"})
 RESTART_KEYS = frozenset(
     {
         "http.host",
