@@ -1,7 +1,8 @@
 """Command line: `chatd [options]` runs the daemon; `chatd check-config [PATH]` checks a
 config file; `chatd backup DEST` copies the data directory while the daemon runs;
 `chatd reload PID` asks a running daemon to re-read its config (the unit's ExecReload=);
-`chatd migrate` creates or upgrades the PostgreSQL schema ([store] backend = "postgres").
+`chatd migrate` creates or upgrades the PostgreSQL schema ([store] backend = "postgres");
+`chatd admin add NAME` creates an admin's account (or sets its password) in the store.
 Exit codes: 0 clean stop, 2 bad config or arguments, 1 anything else."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import gc
 import os
 import signal
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -37,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "migrate":
         return _migrate(config)
+    if args.command == "admin":
+        return _admin_add(config, args.name, stdin=args.password_stdin)
     if args.command == "backup":
         if config.store.backend == "postgres":
             print(
@@ -138,6 +142,23 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--config", type=Path, default=argparse.SUPPRESS, help="as before the subcommand"
     )
+    admin = sub.add_parser(
+        "admin",
+        help="provision an admin's account: admin add NAME (exit 0, 1 or 2)",
+        description="Creates the account NAME with a password you type (or sets it), in "
+        "the store chatd uses; with moderation.provisioned_admins = true this is the only "
+        "way an admin's account comes to exist. Run it before starting chatd, or restart "
+        "chatd after it.",
+    )
+    admin.add_argument("action", choices=["add"])
+    admin.add_argument("name", help="an account name listed in moderation.admins")
+    admin.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    admin.add_argument(
+        "--config", type=Path, default=argparse.SUPPRESS, help="as before the subcommand"
+    )
+    admin.add_argument(
+        "--data-dir", default=argparse.SUPPRESS, help="the data directory (server.data_dir)"
+    )
     return p
 
 
@@ -190,6 +211,56 @@ def _check_config(path: Path) -> int:
         print(f"{path}: ok ({found})")
         return 0
     print(f"{path}: ok")
+    return 0
+
+
+def _admin_add(config: Config, name: str, *, stdin: bool) -> int:
+    """`chatd admin add NAME`: the account, with the operator's password, in the store
+    (created with the read position a new account gets, or its password replaced and
+    its HTTP tokens revoked). 0 done, 2 a bad name or password, 1 the store failed."""
+    from chatd.core import outcome as o
+    from chatd.core.names import key, valid_name
+    from chatd.core.passwords import hash_password
+    from chatd.store.open import open_store
+
+    if not valid_name(name) or key(name) not in {key(a) for a in config.moderation.admins}:
+        print(
+            f"chatd: admin add: {name!r} is not a name listed in moderation.admins", file=sys.stderr
+        )
+        return 2
+    if stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        import getpass
+
+        password = getpass.getpass(f"password for {name}: ")
+        if getpass.getpass("again: ") != password:
+            print("chatd: admin add: the passwords differ", file=sys.stderr)
+            return 2
+    if not password or any(ch.isspace() for ch in password):
+        print("chatd: admin add: a password is one word, not empty", file=sys.stderr)
+        return 2
+    try:
+        store = open_store(config)
+        try:
+            snapshot = store.load()
+            existing = {a.key: a for a in snapshot.accounts}.get(key(name))
+            created = existing.created if existing is not None else time.time()
+            store.commit(
+                [
+                    o.PutAccount(
+                        key(name), name, hash_password(password), created, snapshot.next_id - 1
+                    ),
+                    o.DeleteTokensOf(key(name)),
+                ]
+            )
+        finally:
+            store.close()
+    except StoreError as e:
+        print(f"chatd: admin add: {e}", file=sys.stderr)
+        return 1
+    what = "password set" if existing is not None else "account created"
+    print(f"{name}: {what}; restart chatd if it is running")
     return 0
 
 

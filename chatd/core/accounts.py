@@ -141,7 +141,13 @@ class AccountCommands(ChatState):
         existing account's (`skeleton`): `aIice` next to `alice` is refused."""
         mod = self.config.moderation
         mine = looks(name)
-        if key(name) not in {key(a) for a in mod.admins}:
+        admin_name = key(name) in {key(a) for a in mod.admins}
+        if admin_name and mod.provisioned_admins:
+            raise Refused(
+                Code.BAD_NAME,
+                f"{name} is an admin's name; the operator creates it (chatd admin add {name})",
+            )
+        if not admin_name:
             for reserved in (*mod.reserved_names, *mod.admins):
                 if mine & looks(reserved):
                     raise Refused(Code.BAD_NAME, f"the name {name} is reserved; pick another name")

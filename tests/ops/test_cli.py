@@ -4,6 +4,7 @@ exit code 2; flags win over the file; ./chatd.toml is read when present; check-c
 
 from __future__ import annotations
 
+import io
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 
 from chatd import cli
 from tests.helpers.protocol import err_code
-from tests.helpers.server import ROOT, Child, Client, free_port
+from tests.helpers.server import ROOT, Child, Client, StartServer, free_port
 
 SpawnServer = Callable[..., Child]
 
@@ -175,3 +176,29 @@ async def test_explicit_config_flag(spawn_server: SpawnServer, tmp_path: Path) -
     c = await Client.connect(child.port)
     assert err_code(await c.cmd("login " + "a" * 40)) == "line-too-long"
     assert (await c.cmd("login alice")).startswith("OK")
+
+
+async def test_admins_are_provisioned_by_the_operator(
+    start_server: StartServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moderation.provisioned_admins: an admin's name cannot be claimed by a login;
+    `chatd admin add NAME` creates it with the operator's password (issue 13, item 10)."""
+    conf = tmp_path / "chatd.toml"
+    conf.write_text('[moderation]\nadmins = ["root"]\nprovisioned_admins = true\n')
+    data = tmp_path / "data0"  # the first server's data directory
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret-op\n"))
+    args = ["--config", str(conf), "--data-dir", str(data), "admin", "add", "root"]
+    assert cli.main([*args, "--password-stdin"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("x\n"))
+    assert cli.main([*args[:-1], "nobody", "--password-stdin"]) == 2  # not an admin name
+    server = await start_server(moderation__admins=["root"], moderation__provisioned_admins=True)
+    stranger = await server.connect()
+    assert err_code(await stranger.cmd("login root guess")) == "bad-password"
+    root = await server.connect()
+    assert (await root.cmd("login root s3cret-op")).startswith("OK welcome root")
+    assert (await root.cmd("stats")).startswith("OK")  # an admin command
+    # Without provisioning of its own, a configured admin name not yet created is
+    # refused to whoever types it first.
+    other = await start_server(moderation__admins=["boss"], moderation__provisioned_admins=True)
+    claim = await other.connect()
+    assert err_code(await claim.cmd("login boss pw")) == "bad-name"
