@@ -23,7 +23,7 @@ _ERRORS = {
     "413": _json(_ref("Error"), "too-large, line-too-long"),
     "429": _json(_ref("Error"), "rate-limited (Retry-After header)"),
     "500": _json(_ref("Error"), "internal"),
-    "503": _json(_ref("Error"), "server-busy"),
+    "503": _json(_ref("Error"), "server-busy; unavailable (the store cannot commit: Retry-After)"),
 }
 _AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 
