@@ -16,18 +16,19 @@ Protocol" document.
 
 For JSON lines and the journal, events skip structlog's processor chain (`_Fast`): the
 line is built once with a pre-built encoder and a per-second timestamp prefix, and JSON
-lines are written once per event-loop turn. Exceptions still take structlog's path, into
-the same output, so the order of lines holds.
+lines are written once per event-loop turn, and at most every WRITE_INTERVAL_S (50 ms)
+while the loop is busy. Exceptions still take structlog's path, into the same output,
+so the order of lines holds.
 
 The events of BATCHED_EVENTS (`message.sent`, and the connection and login events) are
 one line per event-loop turn, not one per call: the calls of a turn are held as they are
-and rendered together at its end.
-One call gives the line it always gave; several give one line with their `count` and,
-per field, the list of the values in call order (`"id": [7, 8, 9]`). At `info` every
-sent message is such a call, and a line each cost ~13 µs with structlog's chain, still
-~3 µs without it, against ~25 µs of server CPU per message at 100 clients: the default
-logging cost 18-100 % of the throughput (issue 17). In the journal the entry of a batch
-repeats a field for each distinct value (`CHATD_USER=alice` matches it).
+and rendered together at its end. One call gives the line it always gave; several give
+one line with their `count` and, per field, the list of the values in call order
+(`"id": [7, 8, 9]`). At `info` every sent message is such a call, and a line each cost
+~13 µs with structlog's chain, still ~3 µs without it, against ~25 µs of server CPU per
+message at 100 clients: the default logging cost 18-100 % of the throughput (issue 17).
+In the journal the entry of a batch repeats a field for each distinct value
+(`CHATD_USER=alice` matches it).
 """
 
 from __future__ import annotations
@@ -490,9 +491,15 @@ def batch_journal_fields(
     return out
 
 
+#: JSON lines: a busy loop writes at most this often; the lines of the turns meanwhile
+#: wait and go out in one write. The first turn after a quiet spell writes at its end. (A
+#: login storm is a loop turn per login: a write each cost more than its three lines.)
+WRITE_INTERVAL_S = 0.05
+
+
 class _TurnSink:
     """Holds the calls of batched events until the end of the event-loop turn (or at
-    once without a running loop). Subclasses write held batches and plain lines."""
+    once without a running loop). Subclasses write them, and their other lines."""
 
     __slots__ = ("__weakref__", "_batches", "_lock", "_pending", "_stamp")
 
@@ -522,9 +529,14 @@ class _TurnSink:
 
     def _at_turn_end(self) -> None:
         try:
-            asyncio.get_running_loop().call_soon(self.flush)
+            loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop in this thread
             self.flush()
+            return
+        loop.call_soon(self._turn_ended, loop)
+
+    def _turn_ended(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.flush()
 
     def _opened(self, batch: _Batch) -> None:
         """A batch started (under the lock): JSON lines keep its place among the lines."""
@@ -534,20 +546,49 @@ class _TurnSink:
 
 
 class JsonLines(_TurnSink):
-    """JSON lines to a stream, one write per event-loop turn.
+    """JSON lines to a stream, one write per event-loop turn at most (and at most one per
+    WRITE_INTERVAL_S while busy).
 
     A write and flush per line was a syscall per sent message. Lines logged on the loop
-    wait for the end of the turn (`call_soon`); errors, and lines from other threads or
-    outside a loop, are written at once with everything before them; what is still
-    buffered at exit is written then. Also structlog's logger for this output, so lines
-    it renders (exceptions) keep their place."""
+    wait for the end of the turn (`call_soon`) or the interval; errors, and lines from
+    other threads or outside a loop, are written at once with everything before them;
+    what is still buffered at exit is written then. Also structlog's logger for this
+    output, so lines it renders (exceptions) keep their place."""
 
-    __slots__ = ("_lines", "_stream")
+    __slots__ = ("_last", "_lines", "_open_at", "_stream", "_timer")
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__()
         self._stream = stream
         self._lines: list[str | _Batch] = []
+        self._last = -math.inf  # time.monotonic() of the last write
+        self._timer = False  # a timed write is due
+        self._open_at: list[int] = []  # where this turn's batches stand in _lines
+
+    def _turn_ended(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The turn's batches become lines; they are written now, or with the next
+        timed write if the last write was less than WRITE_INTERVAL_S ago."""
+        wait = self._last + WRITE_INTERVAL_S - time.monotonic()
+        if wait <= 0:
+            self.flush()
+            return
+        with self._lock:
+            lines = self._lines
+            for i in self._open_at:  # only this turn's: the lines wait as text
+                line = lines[i]
+                if isinstance(line, _Batch):
+                    lines[i] = encode_json_line(line.fields())
+            self._open_at = []
+            self._batches = {}
+            self._pending = False
+            if self._timer:
+                return
+            self._timer = True
+        loop.call_later(wait, self._timed)
+
+    def _timed(self) -> None:
+        self._timer = False
+        self.flush()
 
     def emit(self, level: str, event: str, kw: dict[str, Any]) -> None:
         if event in BATCHED_EVENTS and level == "info":
@@ -559,6 +600,7 @@ class JsonLines(_TurnSink):
         self._add(encode_json_line(kw), level in _URGENT)
 
     def _opened(self, batch: _Batch) -> None:
+        self._open_at.append(len(self._lines))
         self._lines.append(batch)
 
     def _add(self, line: str, urgent: bool) -> None:
@@ -578,6 +620,7 @@ class JsonLines(_TurnSink):
         with self._lock:
             lines, self._lines = self._lines, []
             self._batches = {}
+            self._open_at = []
             self._pending = False
         if lines:
             text = [
@@ -586,6 +629,7 @@ class JsonLines(_TurnSink):
             ]
             self._stream.write("\n".join(text) + "\n")
             self._stream.flush()
+            self._last = time.monotonic()
 
     def msg(self, message: str) -> None:
         """structlog's call with a line it rendered."""
@@ -658,7 +702,13 @@ class _Fast:
             _Fast.sink.flush()
 
 
-atexit.register(_Fast.flush)
+def _flush_at_exit() -> None:
+    """What the output still holds (a timed write not yet due), unless it was closed."""
+    with contextlib.suppress(ValueError, OSError):
+        _Fast.flush()
+
+
+atexit.register(_flush_at_exit)
 
 
 def configure(

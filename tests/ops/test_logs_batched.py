@@ -20,7 +20,8 @@ from tests.helpers.journald import FakeJournald, decode_native
 
 
 @pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
+def restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(logs, "WRITE_INTERVAL_S", 0.0)  # a write per turn, unless a test says
     yield
     logs.configure("warning", "console")  # as tests/conftest.py set it
 
@@ -211,3 +212,27 @@ def test_a_login_storm_is_a_line_per_event_kind_and_turn(out: io.StringIO) -> No
     )
     assert opened["telnet"] == [False] * 50
     assert (login["event"], login["user"][-1], login["new"]) == ("user.login", "u49", [True] * 50)
+
+
+def test_a_busy_loop_writes_the_lines_of_its_turns_together(
+    out: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logs, "WRITE_INTERVAL_S", 3600.0)
+    logs.configure("info", "json", out)
+    log = logs.get_logger("chatd.test")
+    written: list[str] = []
+
+    async def turns() -> None:
+        for ident in (1, 2, 3):
+            log.info("message.sent", user="alice", chat="#general", id=ident)
+            log.info("message.sent", user="bob", chat="#general", id=ident * 10)
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            written.append(out.getvalue())
+        logs.configure("warning", "console")  # as at exit: what is held is written
+
+    asyncio.run(turns())
+    assert json.loads(written[0])["id"] == [1, 10]  # after a quiet spell: at the turn's end
+    assert written[1] == written[2] == written[0]  # within the interval: held
+    # still a line per turn, written together
+    assert [e["id"] for e in lines_of(out)] == [[1, 10], [2, 20], [3, 30]]
