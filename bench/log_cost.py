@@ -46,10 +46,31 @@ def per_event_us(events: int, per_turn: int = 80, event: str = "message.sent") -
     return asyncio.run(run())
 
 
+def per_login_us(logins: int) -> float:
+    """Process CPU µs per loop turn of a login storm: the three events of a new login
+    (a storm is a turn per login), and the turn's end."""
+
+    async def run() -> float:
+        log = logs.get_logger("chatd.bench")
+        start = time.process_time()
+        for i in range(logins):
+            log.info("session.opened", session=i, peer="127.0.0.1", telnet=False)
+            log.info("user.created", user=f"u{i}", password=False)
+            log.info("user.login", user=f"u{i}", session=i, new=True, unread=0)
+            await asyncio.sleep(0)
+        return (time.process_time() - start) / logins * 1e6
+
+    return asyncio.run(run())
+
+
 def report(label: str, events: int) -> None:
     sent = per_event_us(events)
     other = per_event_us(events // 4, event="room.created")
-    print(f"{label:20} {sent:6.2f} µs/message.sent  {other:6.2f} µs/room.created (a line each)")
+    login = per_login_us(events // 8)
+    print(
+        f"{label:20} {sent:6.2f} µs/message.sent  {other:6.2f} µs/room.created (a line each)"
+        f"  {login:6.2f} µs/login turn"
+    )
 
 
 def main() -> None:
