@@ -383,12 +383,19 @@ def encode_json_line(event_dict: Mapping[str, Any]) -> str:
     (str, int, bool, finite float and None values; anything else goes to the encoder):
     an event's fields are few and flat, and the encoder's set-up per call outweighs the
     work."""
+    inner = _json_members(event_dict)
+    return _encode_json(event_dict) if inner is None else "{" + inner + "}"
+
+
+def _json_members(fields: Mapping[str, Any]) -> str | None:
+    """`"key": value, ...` of flat fields as json.dumps writes them; None when a value
+    (or a key) needs the encoder."""
     parts = []
-    for key, value in event_dict.items():
+    for key, value in fields.items():
         name = _json_keys.get(key)
         if name is None:
             if type(key) is not str:
-                return _encode_json(event_dict)
+                return None
             name = _json_keys.setdefault(key, _escape(key) + ": ")
         kind = type(value)
         if kind is str:
@@ -402,8 +409,28 @@ def encode_json_line(event_dict: Mapping[str, Any]) -> str:
         elif kind is float and math.isfinite(value):
             parts.append(name + float.__repr__(value))
         else:
-            return _encode_json(event_dict)
-    return "{" + ", ".join(parts) + "}"
+            return None
+    return ", ".join(parts)
+
+
+_json_tails: dict[tuple[str, str], str] = {}  # (event, level): its part of the line
+
+
+def event_json_line(fields: Mapping[str, Any], event: str, level: str, timestamp: str) -> str:
+    """encode_json_line of `fields` followed by event, level and timestamp, without
+    adding them to `fields`: a login logs five events, and growing each one's dict
+    (and the garbage that leaves) cost more than the text."""
+    inner = None if "level" in fields or "timestamp" in fields else _json_members(fields)
+    if inner is None:  # ours overwrite a caller's, in its place, as structlog's would
+        merged = {**fields, "event": event, "level": level, "timestamp": timestamp}
+        return encode_json_line(merged)
+    tail = _json_tails.get((event, level))
+    if tail is None:
+        tail = f'"event": {_escape(event)}, "level": {_escape(level)}, "timestamp": '
+        if len(_json_tails) < 1024:
+            _json_tails[event, level] = tail
+    head = "{" + inner + ", " if inner else "{"
+    return head + tail + _escape(timestamp) + "}"
 
 
 class _UtcStamp:
@@ -584,10 +611,7 @@ class JsonLines(_TurnSink):
         if event in BATCHED_EVENTS and level == "info":
             self.hold(event, kw)
             return
-        kw["event"] = event
-        kw["level"] = level
-        kw["timestamp"] = self._stamp.now()
-        self._add(encode_json_line(kw), level in _URGENT)
+        self._add(event_json_line(kw, event, level, self._stamp.now()), level in _URGENT)
 
     def _opened(self, batch: _Batch) -> None:
         self._open_at.append(len(self._lines))

@@ -30,3 +30,21 @@ class Level(enum.IntEnum):
 )
 def test_the_fast_path_writes_what_json_dumps_writes(fields: dict[str, Any]) -> None:
     assert logs.encode_json_line(fields) == json.dumps(fields, default=repr)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"session": 7, "peer": "127.0.0.1", "telnet": False},
+        {},
+        {"by": ["r1", "r2"], "user": "bob"},
+        {"level": 3, "user": "bob"},
+        {"text": 'caf\u00e9 "q"', "n": None},
+    ],
+)
+def test_an_events_line_is_its_fields_then_event_level_and_time(fields: dict[str, Any]) -> None:
+    stamp = "2026-11-30T03:00:00.000001Z"
+    line = logs.event_json_line(fields, "session.opened", "info", stamp)
+    expected = {**fields, "event": "session.opened", "level": "info", "timestamp": stamp}
+    assert line == json.dumps(expected, default=repr)
+    assert "event" not in fields and "timestamp" not in fields  # the caller's dict as it was
