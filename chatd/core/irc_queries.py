@@ -114,15 +114,17 @@ def _point(log: ChatLog, ref: Ref) -> float:
 
 
 def targets(chat: Chat, acct: Account, a: float, b: float, limit: int) -> list[tuple[str, float]]:
-    """The user's chats with a message between times a and b (either order), as (IRC
-    target, time of the latest such message), oldest activity first."""
-    lo, hi = min(a, b), max(a, b)
+    """The user's chats whose latest message falls strictly between times a and b (either
+    order), as (IRC target, time of that message), oldest activity first. The latest
+    message overall: a chat active in the window but again after it is not listed
+    (draft/chathistory TARGETS). Times compare in whole milliseconds, as clients send
+    them."""
+    lo, hi = _ms(min(a, b)), _ms(max(a, b))
     found: list[tuple[str, float]] = []
     for key in [GENERAL, *sorted(acct.private_chats), *sorted(acct.rooms)]:
         times = _log(chat, key).times
-        end = bisect.bisect_left(times, hi)
-        if end and times[end - 1] > lo:
-            found.append((irc_target(chat, acct, key), times[end - 1]))
+        if times and lo < _ms(times[-1]) < hi:
+            found.append((irc_target(chat, acct, key), times[-1]))
     found.sort(key=lambda t: t[1])
     return found[:limit]
 

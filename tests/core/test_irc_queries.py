@@ -55,6 +55,21 @@ def test_targets_and_visibility(h: Harness) -> None:
     assert [t for t, _ in q.targets(c, bob, 0, 2e9, 10)] == ["#general", "ann"]
 
 
+def test_targets_match_a_chats_latest_message_strictly_inside_the_window(h: Harness) -> None:
+    """draft/chathistory TARGETS: a chat active in the window but again after it is not
+    listed, and both ends are exclusive (in whole milliseconds)."""
+    c, ann = h.chat, h.chat.accounts["ann"]
+    general_last = c.index.chats["#general"].times[-1]  # m5, before bob's and #den's
+    before = [t for t, _ in q.targets(c, ann, 0, general_last, 10)]
+    assert before == []  # #general's latest is the window's end: excluded
+    after = [t for t, when in q.targets(c, ann, general_last, 2e9, 10)]
+    assert after == ["bob", "#den"]  # #general's latest is the window's start: excluded
+    h.now += 10
+    h.run(h.login("carol"), "send_all later")  # #general active again, after the window
+    window = [t for t, _ in q.targets(c, ann, 0, general_last + 5, 10)]
+    assert "#general" not in window
+
+
 def test_members_and_read_marker(h: Harness) -> None:
     c = h.chat
     ann, bob = c.accounts["ann"], c.accounts["bob"]
