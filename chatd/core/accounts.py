@@ -67,7 +67,7 @@ class AccountCommands(ChatState):
         received = acct.received()
         chats = []
         index = self.index
-        for chat in self._chats_of(acct):
+        for chat in self.chats_of(acct):
             unread = index.count_after(chat, received, but=acct.key)
             log = index.chats.get(chat)
             last = log.last_id if log is not None else 0
@@ -198,7 +198,7 @@ class AccountCommands(ChatState):
             # came after that, whatever the server believed it had received.
             after = acct.received() if cmd.after is None else min(cmd.after, upto)
             count = sum(
-                self.index.count_after(chat, after, but=acct.key) for chat in self._chats_of(acct)
+                self.index.count_after(chat, after, but=acct.key) for chat in self.chats_of(acct)
             )
         s.account = acct
         s.live_from = REPLAYING
@@ -214,14 +214,14 @@ class AccountCommands(ChatState):
     ) -> Outcome:
         """The login's replay, a page at a time, read from the store off the loop when
         the recent window does not hold it, each page once the client has read the last
-        (`Deferred.paced`): a client owed 24 MB of unread messages costs one page of
-        memory, not 24 MB. Messages with id <= `upto` are the replay (`replay: true`,
+        (`Deferred.paced`): a client owed megabytes of unread messages costs about a
+        page of memory, not the backlog. Messages with id <= `upto` are the replay (`replay: true`,
         your own left out); newer ones that came meanwhile follow as live. When no page
         is left the session goes live (`_go_live`); until then live fan-out skips it
         (`live_from`), so nothing is out of order or twice."""
         if page is None:
             page = self.index.after(
-                self._chats_of(acct),
+                self.chats_of(acct),
                 after,
                 but=acct.key,
                 but_upto=upto,

@@ -96,10 +96,6 @@ class MessageIndex:
             return self._all_chats[i]
         return None
 
-    def sender_of(self, ident: int, chat: str) -> str:
-        log = self.chats[chat]
-        return log.senders[bisect.bisect_left(log.ids, ident)]
-
     def row(self, ident: int) -> MessageRow | None:
         """Everything the index knows of message `ident` (its sender as a user key)."""
         chat = self.chat_of(ident)
@@ -266,11 +262,6 @@ class RecentWindow:
 
     def __contains__(self, ident: int) -> bool:
         return ident in self._by_id
-
-    @property
-    def first_id(self) -> int:
-        """The oldest id held (0: none)."""
-        return next(iter(self._by_id), 0)
 
     def add(self, m: Message) -> None:
         self._by_id[m.id] = m

@@ -121,7 +121,7 @@ def targets(chat: Chat, acct: Account, a: float, b: float, limit: int) -> list[t
     them."""
     lo, hi = _ms(min(a, b)), _ms(max(a, b))
     found: list[tuple[str, float]] = []
-    for key in [GENERAL, *sorted(acct.private_chats), *sorted(acct.rooms)]:
+    for key in chat.chats_of(acct):
         times = _log(chat, key).times
         if times and lo < _ms(times[-1]) < hi:
             found.append((irc_target(chat, acct, key), times[-1]))

@@ -87,7 +87,7 @@ class Retention(ChatState):
                 if author is not None and ts > author.last_seen:
                     author.last_seen = ts
         for acct in accounts.values():
-            for chat in self._chats_of(acct):
+            for chat in self.chats_of(acct):
                 found = chats.get(chat)
                 if found is None:
                     continue

@@ -258,12 +258,9 @@ class ChatState:
             raise Refused(Code.NO_SUCH_USER, f"no user {name}")
         return acct
 
-    def _chats_of(self, acct: Account) -> list[str]:
-        return [GENERAL, *sorted(acct.private_chats), *sorted(acct.rooms)]
-
     def chats_of(self, acct: Account) -> list[str]:
         """The chat keys a user reads: #general, their private chats, their rooms."""
-        return self._chats_of(acct)
+        return [GENERAL, *sorted(acct.private_chats), *sorted(acct.rooms)]
 
     def _resolve_chat(self, acct: Account, name: str) -> str:
         """A chat name as typed (#general, #room, @user, user) to its chat key."""

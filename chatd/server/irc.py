@@ -432,8 +432,13 @@ class IrcConnection(asyncio.Protocol):
         if not self.fed:
             self._write(make())
             return
+        self._feed_query(lambda: Outcome(replies=[Rendered(make())]), "irc")
+
+    def _feed_query(self, run: Callable[[], Outcome], verb: str) -> None:
+        """A door's own read, answered in order with the session's commands."""
         assert self.pipeline is not None
-        self.pipeline.feed([Query(lambda: Outcome(replies=[Rendered(make())]), "irc")])
+        self.fed = True
+        self.pipeline.feed([Query(run, verb)])
 
     def _submit(
         self, cmd: c.Command | str, reply: Reply, done: Callable[[], None] | None = None
@@ -1425,8 +1430,7 @@ class IrcConnection(asyncio.Protocol):
                 return Rendered(self._bytes([self._room_refusal(event, chan, nick, True)], label))
             return None
 
-        assert self.pipeline is not None
-        self.pipeline.feed([Query(check, "invite")])
+        self._feed_query(check, "invite")
         self._submit(c.Room("invite", chan, nick, verb="room"), reply)
 
     def _room_refusal(self, err: Error, chan: str, nick: str, invite: bool) -> IrcMessage:
@@ -1633,9 +1637,7 @@ class IrcConnection(asyncio.Protocol):
 
             return self.ctx.chat.with_bodies(ids, then)
 
-        assert self.pipeline is not None
-        self.fed = True
-        self.pipeline.feed([Query(run, "chathistory")])
+        self._feed_query(run, "chathistory")
 
     def _history_batch(self, target: str, pushes: list[Push]) -> list[IrcMessage]:
         """A `chathistory` batch; with a batch ref the renderer's bytes are reparsed,
@@ -1699,9 +1701,7 @@ class IrcConnection(asyncio.Protocol):
                     out.pushes.append((Rendered(line.render()), others))
             return out
 
-        assert self.pipeline is not None
-        self.fed = True
-        self.pipeline.feed([Query(run, "markread")])
+        self._feed_query(run, "markread")
 
 
 _Handler = Callable[[IrcConnection, IrcMessage, "str | None"], None]
