@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from websockets.asyncio.client import ClientConnection
 
 from tests.helpers.server import TIMEOUT, Server, StartServer, free_port
 
@@ -117,3 +118,12 @@ class SseReader:
             elif line.startswith("data:"):
                 data.append(line[5:].strip())
         raise EOFError("the stream ended")
+
+
+async def ws_obj(ws: ClientConnection) -> dict[str, Any]:
+    """The next WebSocket text frame, a JSON object."""
+    frame = await asyncio.wait_for(ws.recv(), TIMEOUT)
+    assert isinstance(frame, str)
+    value = json.loads(frame)
+    assert isinstance(value, dict)
+    return value

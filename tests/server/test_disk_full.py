@@ -12,16 +12,14 @@ import os
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from chatd.core.outcome import Change
 from chatd.server.daemon import Daemon
-from chatd.store.base import StoreError
-from chatd.store.memory import MemoryStore
 from tests.helpers.server import Client, FakeClock, config_with
+from tests.helpers.stores import FullDisk
 
 WAIT_S = 10.0  # a guard against hanging, never a measured quantity
 
@@ -136,19 +134,6 @@ async def test_full_disk_refuses_writes_serves_reads_and_recovers(small_disk: Pa
     assert texts[0] == "before" and texts[-1] == "after"
     assert len(texts) == len(acked)
     assert len(set(texts)) == len(texts)
-
-
-class FullDisk(MemoryStore):
-    """The real memory store, except that commits raise while `full` is set."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.full = False
-
-    def commit(self, changes: Sequence[Change]) -> None:
-        if self.full:
-            raise StoreError("database or disk is full")
-        super().commit(changes)
 
 
 @pytest.mark.parametrize("synchronous", ["normal", "full"])  # inline and writer-thread commits

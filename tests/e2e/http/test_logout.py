@@ -5,23 +5,12 @@ streams end, its parked long-polls are answered) and every WebSocket logged in w
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Any
 
 import pytest
 import websockets
-from websockets.asyncio.client import ClientConnection
 
-from tests.helpers.http import SseReader, client, connect, start_http
+from tests.helpers.http import SseReader, client, connect, start_http, ws_obj
 from tests.helpers.server import TIMEOUT, StartServer
-
-
-async def _obj(ws: ClientConnection) -> dict[str, Any]:
-    frame = await asyncio.wait_for(ws.recv(), TIMEOUT)
-    assert isinstance(frame, str)
-    value = json.loads(frame)
-    assert isinstance(value, dict)
-    return value
 
 
 def _ws_url(base: str, token: str) -> str:
@@ -41,10 +30,10 @@ async def test_delete_session_closes_its_websockets_and_streams(
         client(base, token) as alice,
         client(base, token) as alice_poll,
     ):
-        assert (await _obj(ws))["cmd"] == "login"
-        assert (await _obj(ws_other))["cmd"] == "login"
+        assert (await ws_obj(ws))["cmd"] == "login"
+        assert (await ws_obj(ws_other))["cmd"] == "login"
         await ws_other.send("who")
-        who = await _obj(ws_other)  # each token's HTTP session and its WebSocket
+        who = await ws_obj(ws_other)  # each token's HTTP session and its WebSocket
         assert {"name": "alice", "sessions": 4} in who["users"]
         since = (await alice.get("/events", params={"timeout": 0})).json()["next"]
         poll = asyncio.create_task(
@@ -55,8 +44,8 @@ async def test_delete_session_closes_its_websockets_and_streams(
             sse = SseReader(stream.aiter_lines())
             await nc.send("send_all before\n")
             assert (await sse.next()).data["text"] == "before"
-            assert (await _obj(ws))["text"] == "before"
-            assert (await _obj(ws_other))["text"] == "before"
+            assert (await ws_obj(ws))["text"] == "before"
+            assert (await ws_obj(ws_other))["text"] == "before"
             [before] = (await asyncio.wait_for(poll, TIMEOUT)).json()["events"]
             poll = asyncio.create_task(
                 alice_poll.get("/events", params={"since": before["id"], "timeout": 30})
@@ -83,7 +72,7 @@ async def test_delete_session_closes_its_websockets_and_streams(
         assert refused.value.response.status_code == 401
         # The other token's session and WebSocket stay.
         await ws_other.send("who")
-        who = await _obj(ws_other)
+        who = await ws_obj(ws_other)
         assert {"name": "alice", "sessions": 2} in who["users"]
         await nc.send("send_all after\n")
-        assert (await _obj(ws_other))["text"] == "after"
+        assert (await ws_obj(ws_other))["text"] == "after"

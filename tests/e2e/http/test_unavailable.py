@@ -4,28 +4,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from pathlib import Path
 
-from chatd.core.outcome import Change
 from chatd.server.daemon import Daemon
-from chatd.store.base import StoreError
-from chatd.store.memory import MemoryStore
 from tests.helpers.http import client, connect, error_code
 from tests.helpers.server import FakeClock, config_with, free_port
-
-
-class FullDisk(MemoryStore):
-    """The real memory store, except that commits raise while `full` is set."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.full = False
-
-    def commit(self, changes: Sequence[Change]) -> None:
-        if self.full:
-            raise StoreError("database or disk is full")
-        super().commit(changes)
+from tests.helpers.stores import FullDisk
 
 
 async def test_a_full_disk_is_503_with_retry_after(tmp_path: Path) -> None:
