@@ -246,10 +246,11 @@ class Child:
         self.proc.wait(TIMEOUT)
 
 
-def spawn(data_dir: Path, *args: str, port: int | None = None) -> Child:
-    port = port or free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
+def launch(
+    data_dir: Path, port: int, *args: str, output: int = subprocess.PIPE
+) -> subprocess.Popen[bytes]:
+    """`run_server.py` on this port and data directory (plus `args`), not waiting."""
+    return subprocess.Popen(
         [
             sys.executable,
             str(ROOT / "run_server.py"),
@@ -262,10 +263,16 @@ def spawn(data_dir: Path, *args: str, port: int | None = None) -> Child:
             *args,
         ],
         cwd=data_dir.parent,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=output,
+        stderr=output,
     )
+
+
+def spawn(data_dir: Path, *args: str, port: int | None = None) -> Child:
+    """A daemon in a child process, once it listens."""
+    port = port or free_port()
+    proc = launch(data_dir, port, *args)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
