@@ -28,10 +28,9 @@ idempotent besides (messages ON CONFLICT DO NOTHING, the rest upserts and delete
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -75,6 +74,7 @@ from chatd.core.snapshot import (
 )
 from chatd.protocol.events import FileInfo, Message
 from chatd.store.base import StoreError
+from chatd.store.rows import COUNTERS, PARAMS, message_row, strikes_of
 
 #: The advisory lock `migrate` holds (any constant; "chatd" in ASCII).
 MIGRATE_LOCK = 0x6368617464
@@ -162,90 +162,58 @@ _MESSAGES = (
     "ON CONFLICT (id) DO NOTHING"
 )
 
-# One statement per other change type, and how a change becomes its parameters; the
-# same meaning as the SQLite store's (INSERT OR REPLACE is an upsert of every column).
-_WRITES: dict[type, tuple[str, Callable[[Any], Sequence[Any]]]] = {
+#: One statement per other change type; the parameters are chatd/store/rows.py's.
+_SQL: dict[type, str] = {
     PutAccount: (
         "INSERT INTO accounts (key, name, pw_hash, created, cursor) VALUES (%s, %s, %s, %s, %s) "
-        "ON CONFLICT (key) DO UPDATE SET name = excluded.name, pw_hash = excluded.pw_hash",
-        lambda c: (c.key, c.name, c.pw_hash, c.created, c.cursor),
+        "ON CONFLICT (key) DO UPDATE SET name = excluded.name, pw_hash = excluded.pw_hash"
     ),
-    SetCursor: (
-        "UPDATE accounts SET cursor = greatest(cursor, %s) WHERE key = %s",
-        lambda c: (c.cursor, c.user),
-    ),
-    SetBan: (
-        "UPDATE accounts SET banned_until = %s WHERE key = %s",
-        lambda c: (c.until, c.user),
-    ),
-    SetStrikes: (
-        "UPDATE accounts SET strikes = %s WHERE key = %s",
-        lambda c: (json.dumps(c.strikes), c.user),
-    ),
+    SetCursor: "UPDATE accounts SET cursor = greatest(cursor, %s) WHERE key = %s",
+    SetBan: "UPDATE accounts SET banned_until = %s WHERE key = %s",
+    SetStrikes: "UPDATE accounts SET strikes = %s WHERE key = %s",
     PutRoom: (
         "INSERT INTO rooms (key, name, owner, created) VALUES (%s, %s, %s, %s) "
         "ON CONFLICT (key) DO UPDATE SET name = excluded.name, owner = excluded.owner, "
-        "created = excluded.created",
-        lambda c: (c.key, c.name, c.owner, c.created),
+        "created = excluded.created"
     ),
-    DeleteRoom: ("DELETE FROM rooms WHERE key = %s", lambda c: (c.key,)),
+    DeleteRoom: "DELETE FROM rooms WHERE key = %s",
     PutMember: (
         "INSERT INTO members (room, user_key, since) VALUES (%s, %s, %s) "
-        "ON CONFLICT (room, user_key) DO UPDATE SET since = excluded.since",
-        lambda c: (c.room, c.user, c.since),
+        "ON CONFLICT (room, user_key) DO UPDATE SET since = excluded.since"
     ),
-    DeleteMember: (
-        "DELETE FROM members WHERE room = %s AND user_key = %s",
-        lambda c: (c.room, c.user),
-    ),
+    DeleteMember: "DELETE FROM members WHERE room = %s AND user_key = %s",
     PutLink: (
         "INSERT INTO links (token, room, expires) VALUES (%s, %s, %s) "
-        "ON CONFLICT (token) DO UPDATE SET room = excluded.room, expires = excluded.expires",
-        lambda c: (c.token, c.room, c.expires),
+        "ON CONFLICT (token) DO UPDATE SET room = excluded.room, expires = excluded.expires"
     ),
-    DeleteLinks: (
-        "DELETE FROM links WHERE room = %s AND (%s::text IS NULL OR token = %s)",
-        lambda c: (c.room, c.token, c.token),
-    ),
+    DeleteLinks: "DELETE FROM links WHERE room = %s AND (%s::text IS NULL OR token = %s)",
     PutJoinRequest: (
         "INSERT INTO join_requests (room, user_key, ts) VALUES (%s, %s, %s) "
-        "ON CONFLICT (room, user_key) DO UPDATE SET ts = excluded.ts",
-        lambda c: (c.room, c.user, c.ts),
+        "ON CONFLICT (room, user_key) DO UPDATE SET ts = excluded.ts"
     ),
-    DeleteJoinRequest: (
-        "DELETE FROM join_requests WHERE room = %s AND user_key = %s",
-        lambda c: (c.room, c.user),
-    ),
+    DeleteJoinRequest: "DELETE FROM join_requests WHERE room = %s AND user_key = %s",
     PutSchedule: (
         "INSERT INTO schedules (id, user_key, at, command, created) VALUES (%s, %s, %s, %s, %s) "
         "ON CONFLICT (id) DO UPDATE SET user_key = excluded.user_key, at = excluded.at, "
-        "command = excluded.command, created = excluded.created",
-        lambda c: (c.id, c.user, c.at, c.command, c.created),
+        "command = excluded.command, created = excluded.created"
     ),
-    DeleteSchedule: ("DELETE FROM schedules WHERE id = %s", lambda c: (c.id,)),
+    DeleteSchedule: "DELETE FROM schedules WHERE id = %s",
     PutFile: (
         "INSERT INTO files (id, sha256, name, size, owner, created) "
         "VALUES (%s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (id) DO UPDATE SET sha256 = excluded.sha256, name = excluded.name, "
-        "size = excluded.size, owner = excluded.owner, created = excluded.created",
-        lambda c: (c.id, c.sha256, c.name, c.size, c.owner, c.created),
+        "size = excluded.size, owner = excluded.owner, created = excluded.created"
     ),
-    DeleteFile: ("DELETE FROM files WHERE id = %s", lambda c: (c.id,)),
+    DeleteFile: "DELETE FROM files WHERE id = %s",
     PutToken: (
         "INSERT INTO tokens (digest, user_key, created, pw_tag) VALUES (%s, %s, %s, %s) "
         "ON CONFLICT (digest) DO UPDATE SET user_key = excluded.user_key, "
-        "created = excluded.created, pw_tag = excluded.pw_tag",
-        lambda c: (c.digest, c.user, c.created, c.pw_tag),
+        "created = excluded.created, pw_tag = excluded.pw_tag"
     ),
-    DeleteToken: ("DELETE FROM tokens WHERE digest = %s", lambda c: (c.digest,)),
-    DeleteTokensOf: ("DELETE FROM tokens WHERE user_key = %s", lambda c: (c.user,)),
+    DeleteToken: "DELETE FROM tokens WHERE digest = %s",
+    DeleteTokensOf: "DELETE FROM tokens WHERE user_key = %s",
 }
-
-# Counters kept in meta so ids are never reused, even after every row is deleted.
-_COUNTERS: dict[type, tuple[str, Callable[[Any], int]]] = {
-    PutSchedule: ("next_schedule_id", lambda c: c.id),
-    PutFile: ("next_file_id", lambda c: c.id),
-}
+_WRITES = {kind: (sql, PARAMS[kind]) for kind, sql in _SQL.items()}
 
 
 def connect(
@@ -449,7 +417,7 @@ class PostgresStore:
 
     def _load(self, db: psycopg.Connection[Any], recent: int) -> Snapshot:
         accounts = tuple(
-            AccountRow(key, name, pw, created, cursor, banned, _strikes(strikes))
+            AccountRow(key, name, pw, created, cursor, banned, strikes_of(strikes))
             for key, name, pw, created, cursor, banned, strikes in db.execute(
                 "SELECT key, name, pw_hash, created, cursor, banned_until, strikes FROM accounts"
             )
@@ -573,7 +541,7 @@ class PostgresStore:
             row: Sequence[Any]
             if type(ch) is PutMessage:
                 m = ch.message
-                sql, row = _MESSAGE, _message_row(m)
+                sql, row = _MESSAGE, message_row(m)
                 next_id = max(next_id, m.id + 1)
             elif type(ch) is DeleteMessages:
                 deletes = True
@@ -581,7 +549,7 @@ class PostgresStore:
             else:
                 sql, to_row = _WRITES[type(ch)]
                 row = to_row(ch)
-                counter = _COUNTERS.get(type(ch))
+                counter = COUNTERS.get(type(ch))
                 if counter is not None:
                     name, ident = counter[0], counter[1](ch)
                     tops[name] = max(tops.get(name, 0), ident + 1)
@@ -660,12 +628,3 @@ class PostgresStore:
                 db.close()
             self._reader_dbs.clear()
         self._db.close()
-
-
-def _message_row(m: Message) -> tuple[Any, ...]:
-    file_id = m.file.id if m.file is not None else None
-    return (m.id, m.chat, m.sender, m.text, m.ts, m.reply_to, m.to, file_id)
-
-
-def _strikes(raw: str) -> tuple[tuple[str, float], ...]:
-    return tuple((str(r), float(t)) for r, t in json.loads(raw))

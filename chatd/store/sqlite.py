@@ -9,11 +9,10 @@ MIGRATIONS[i] upgrades version i to i+1, inside the same transaction as the bump
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,7 @@ from chatd.core.snapshot import (
 )
 from chatd.protocol.events import FileInfo, Message
 from chatd.store.base import StoreError
+from chatd.store.rows import COUNTERS, PARAMS, message_row, strikes_of
 
 DB_NAME = "chatd.sqlite3"
 
@@ -119,76 +119,37 @@ _MESSAGE = (
 _SELECT_MESSAGES = "SELECT id, chat, sender, text, ts, reply_to, recipient, file_id FROM messages"
 _READ_CHUNK = 500  # ids per SELECT (SQLite allows 32766 variables; smaller is kinder)
 
-# One statement per other change type, and how a change becomes its parameters.
-_WRITES: dict[type, tuple[str, Callable[[Any], Sequence[Any]]]] = {
+#: One statement per other change type; the parameters are chatd/store/rows.py's.
+_SQL: dict[type, str] = {
     PutAccount: (
         "INSERT INTO accounts (key, name, pw_hash, created, cursor) VALUES (?, ?, ?, ?, ?) "
-        "ON CONFLICT (key) DO UPDATE SET name = excluded.name, pw_hash = excluded.pw_hash",
-        lambda c: (c.key, c.name, c.pw_hash, c.created, c.cursor),
+        "ON CONFLICT (key) DO UPDATE SET name = excluded.name, pw_hash = excluded.pw_hash"
     ),
-    SetCursor: (
-        "UPDATE accounts SET cursor = max(cursor, ?) WHERE key = ?",
-        lambda c: (c.cursor, c.user),
-    ),
-    SetBan: ("UPDATE accounts SET banned_until = ? WHERE key = ?", lambda c: (c.until, c.user)),
-    SetStrikes: (
-        "UPDATE accounts SET strikes = ? WHERE key = ?",
-        lambda c: (json.dumps(c.strikes), c.user),
-    ),
-    PutRoom: (
-        "INSERT OR REPLACE INTO rooms (key, name, owner, created) VALUES (?, ?, ?, ?)",
-        lambda c: (c.key, c.name, c.owner, c.created),
-    ),
-    DeleteRoom: ("DELETE FROM rooms WHERE key = ?", lambda c: (c.key,)),
-    PutMember: (
-        "INSERT OR REPLACE INTO members (room, user, since) VALUES (?, ?, ?)",
-        lambda c: (c.room, c.user, c.since),
-    ),
-    DeleteMember: (
-        "DELETE FROM members WHERE room = ? AND user = ?",
-        lambda c: (c.room, c.user),
-    ),
-    PutLink: (
-        "INSERT OR REPLACE INTO links (token, room, expires) VALUES (?, ?, ?)",
-        lambda c: (c.token, c.room, c.expires),
-    ),
-    DeleteLinks: (
-        "DELETE FROM links WHERE room = ? AND (? IS NULL OR token = ?)",
-        lambda c: (c.room, c.token, c.token),
-    ),
-    PutJoinRequest: (
-        "INSERT OR REPLACE INTO join_requests (room, user, ts) VALUES (?, ?, ?)",
-        lambda c: (c.room, c.user, c.ts),
-    ),
-    DeleteJoinRequest: (
-        "DELETE FROM join_requests WHERE room = ? AND user = ?",
-        lambda c: (c.room, c.user),
-    ),
+    SetCursor: "UPDATE accounts SET cursor = max(cursor, ?) WHERE key = ?",
+    SetBan: "UPDATE accounts SET banned_until = ? WHERE key = ?",
+    SetStrikes: "UPDATE accounts SET strikes = ? WHERE key = ?",
+    PutRoom: "INSERT OR REPLACE INTO rooms (key, name, owner, created) VALUES (?, ?, ?, ?)",
+    DeleteRoom: "DELETE FROM rooms WHERE key = ?",
+    PutMember: "INSERT OR REPLACE INTO members (room, user, since) VALUES (?, ?, ?)",
+    DeleteMember: "DELETE FROM members WHERE room = ? AND user = ?",
+    PutLink: "INSERT OR REPLACE INTO links (token, room, expires) VALUES (?, ?, ?)",
+    DeleteLinks: "DELETE FROM links WHERE room = ? AND (? IS NULL OR token = ?)",
+    PutJoinRequest: "INSERT OR REPLACE INTO join_requests (room, user, ts) VALUES (?, ?, ?)",
+    DeleteJoinRequest: "DELETE FROM join_requests WHERE room = ? AND user = ?",
     PutSchedule: (
-        "INSERT OR REPLACE INTO schedules (id, user, at, command, created) VALUES (?, ?, ?, ?, ?)",
-        lambda c: (c.id, c.user, c.at, c.command, c.created),
+        "INSERT OR REPLACE INTO schedules (id, user, at, command, created) VALUES (?, ?, ?, ?, ?)"
     ),
-    DeleteSchedule: ("DELETE FROM schedules WHERE id = ?", lambda c: (c.id,)),
+    DeleteSchedule: "DELETE FROM schedules WHERE id = ?",
     PutFile: (
         "INSERT OR REPLACE INTO files (id, sha256, name, size, owner, created) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        lambda c: (c.id, c.sha256, c.name, c.size, c.owner, c.created),
+        "VALUES (?, ?, ?, ?, ?, ?)"
     ),
-    DeleteFile: ("DELETE FROM files WHERE id = ?", lambda c: (c.id,)),
-    PutToken: (
-        "INSERT OR REPLACE INTO tokens (digest, user, created, pw_tag) VALUES (?, ?, ?, ?)",
-        lambda c: (c.digest, c.user, c.created, c.pw_tag),
-    ),
-    DeleteToken: ("DELETE FROM tokens WHERE digest = ?", lambda c: (c.digest,)),
-    DeleteTokensOf: ("DELETE FROM tokens WHERE user = ?", lambda c: (c.user,)),
+    DeleteFile: "DELETE FROM files WHERE id = ?",
+    PutToken: "INSERT OR REPLACE INTO tokens (digest, user, created, pw_tag) VALUES (?, ?, ?, ?)",
+    DeleteToken: "DELETE FROM tokens WHERE digest = ?",
+    DeleteTokensOf: "DELETE FROM tokens WHERE user = ?",
 }
-
-# Counters kept in meta so ids are never reused, even after every row is deleted
-# (messages: next_id, written by `commit` only with deletions).
-_COUNTERS: dict[type, tuple[str, Callable[[Any], int]]] = {
-    PutSchedule: ("next_schedule_id", lambda c: c.id),
-    PutFile: ("next_file_id", lambda c: c.id),
-}
+_WRITES = {kind: (sql, PARAMS[kind]) for kind, sql in _SQL.items()}
 
 
 #: How often the checkpointer copies the WAL back into the database file.
@@ -304,7 +265,7 @@ class SqliteStore:
         """Everything but message text; the newest `recent` messages whole."""
         db = self._db
         accounts = tuple(
-            AccountRow(key, name, pw, created, cursor, banned, _strikes(strikes))
+            AccountRow(key, name, pw, created, cursor, banned, strikes_of(strikes))
             for key, name, pw, created, cursor, banned, strikes in db.execute(
                 "SELECT key, name, pw_hash, created, cursor, banned_until, strikes FROM accounts"
             )
@@ -428,7 +389,7 @@ class SqliteStore:
                     if m.reply_to is None and m.to is None and m.file is None:
                         this, row = _PLAIN_MESSAGE, (m.id, m.chat, m.sender, m.text, m.ts)
                     else:
-                        this, row = _MESSAGE, _message_row(m)
+                        this, row = _MESSAGE, message_row(m)
                     next_id = max(next_id, m.id + 1)
                 elif type(ch) is DeleteMessages:
                     deletes = True
@@ -439,7 +400,7 @@ class SqliteStore:
                 else:
                     this, to_row = _WRITES[type(ch)]
                     row = to_row(ch)
-                    counter = _COUNTERS.get(type(ch))
+                    counter = COUNTERS.get(type(ch))
                     if counter is not None:
                         name, ident = counter[0], counter[1](ch)
                         tops[name] = max(tops.get(name, 0), ident + 1)
@@ -476,7 +437,7 @@ class SqliteStore:
             if plain:
                 self._db.execute(_PLAIN_MESSAGE, (m.id, m.chat, m.sender, m.text, m.ts))
             else:
-                self._db.execute(_MESSAGE, _message_row(m))
+                self._db.execute(_MESSAGE, message_row(m))
         except sqlite3.Error as e:
             raise StoreError(f"commit failed: {e}") from e
         self._next_id = max(self._next_id, m.id + 1)
@@ -502,12 +463,3 @@ class SqliteStore:
                 db.close()
             self._reader_dbs.clear()
         self._db.close()
-
-
-def _message_row(m: Message) -> tuple[Any, ...]:
-    file_id = m.file.id if m.file is not None else None
-    return (m.id, m.chat, m.sender, m.text, m.ts, m.reply_to, m.to, file_id)
-
-
-def _strikes(raw: str) -> tuple[tuple[str, float], ...]:
-    return tuple((str(r), float(t)) for r, t in json.loads(raw))
