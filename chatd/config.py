@@ -123,6 +123,13 @@ class FilesSection:
 @dataclass(frozen=True, slots=True)
 class RoomsSection:
     link_ttl_s: float = 86400.0
+    # Invitations need consent (docs/conversations.md): true makes `room invite` a pending
+    # offer the invitee answers with `room accept|decline`; false (the protocol's) adds
+    # the member at once.
+    invite_consent: bool = False
+    invite_ttl_s: float = 604800.0  # a pending invitation expires after this (7 days)
+    max_invites_per_room: int = 100  # pending invitations of one room (0 = no bound)
+    max_invites_per_user: int = 20  # pending invitations waiting for one user (0 = no bound)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +307,7 @@ _POSITIVE = {
     "http.session_idle_s",
     "http.sse_keepalive_s",
     "rooms.link_ttl_s",
+    "rooms.invite_ttl_s",
     "schedule.horizon_s",
 }
 _PORTS = {

@@ -101,3 +101,14 @@ class Room:
     members: dict[str, float] = field(default_factory=dict)
     links: dict[str, float] = field(default_factory=dict)  # token -> expires
     requests: dict[str, float] = field(default_factory=dict)  # user key -> when asked
+    # Pending invitations (rooms.invite_consent): invitee key -> the offer.
+    invites: dict[str, Invitation] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    """An owner's offer of membership, waiting for the invitee's `room accept`."""
+
+    by: str  # the inviting owner's key
+    ts: float
+    expires: float

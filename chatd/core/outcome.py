@@ -14,6 +14,7 @@ from typing import Any
 from chatd.core.model import Session
 from chatd.core.snapshot import (
     FileRow,
+    InviteRow,
     JoinRequestRow,
     LinkRow,
     MemberRow,
@@ -111,6 +112,19 @@ class DeleteJoinRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class PutInvite(InviteRow):
+    """Creates or replaces a pending invitation (the fields are the row's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteInvite:
+    """Drops a pending invitation (accepted, declined, withdrawn, expired)."""
+
+    room: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
 class PutSchedule(ScheduleRow):
     """Creates or replaces a schedule row (the fields are the row's)."""
 
@@ -164,6 +178,8 @@ Change = (
     | DeleteLinks
     | PutJoinRequest
     | DeleteJoinRequest
+    | PutInvite
+    | DeleteInvite
     | PutSchedule
     | DeleteSchedule
     | PutFile

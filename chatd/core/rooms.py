@@ -7,23 +7,27 @@ change here keeps three views in step: `Room.members`, `Account.rooms` (which dr
 unread replay and the topics a login subscribes) and `topics[room.key]`.
 
 Decisions (docs/conversations.md): an owner who leaves hands the room to the member who
-joined longest ago; the last member to leave deletes the room with its messages, links
-and requests, so a later room of the same name starts empty.
+joined longest ago; the last member to leave deletes the room with its messages, links,
+requests and invitations, so a later room of the same name starts empty. With
+`rooms.invite_consent` an invite is a pending offer (`Room.invites`, indexed by invitee
+in `invitations`) that the invitee accepts or declines.
 """
 
 from __future__ import annotations
 
 import secrets
 
-from chatd.core.model import Account, Room, Session
+from chatd.core.model import Account, Invitation, Room, Session
 from chatd.core.names import RESERVED_ROOMS, key, valid_name
 from chatd.core.outcome import (
+    DeleteInvite,
     DeleteJoinRequest,
     DeleteLinks,
     DeleteMember,
     DeleteMessages,
     DeleteRoom,
     Outcome,
+    PutInvite,
     PutJoinRequest,
     PutLink,
     PutMember,
@@ -61,12 +65,17 @@ class RoomCommands(ChatState):
             room = self.rooms.get(req.room)
             if room is not None and req.user in self.accounts:
                 room.requests[req.user] = req.ts
+        for inv in snapshot.invites:
+            room = self.rooms.get(inv.room)
+            if room is not None and inv.user in self.accounts:
+                room.invites[inv.user] = Invitation(inv.by, inv.ts, inv.expires)
+                self.invitations.setdefault(inv.user, set()).add(room.key)
 
     # Commands ----------------------------------------------------------------------
 
     def cmd_room(self, s: Session, cmd: c.Room, now: float) -> Outcome:
-        """room create|invite|link|unlink|approve|deny|leave|kick|members <#room> [user]:
-        one verb for every room action; each is a method below."""
+        """room create|invite|link|unlink|approve|deny|accept|decline|leave|kick|members
+        <#room> [user]: one verb for every room action; each is a method below."""
         acct = account_of(s)
         match cmd.action:
             case "create":
@@ -81,24 +90,33 @@ class RoomCommands(ChatState):
                 return self._room_unlink(acct, cmd)
             case "approve" | "deny":
                 return self._room_answer(s, acct, cmd, now)
+            case "accept":
+                return self._room_accept(s, acct, cmd, now)
+            case "decline":
+                return self._room_decline(acct, cmd, now)
             case "leave":
                 return self._room_leave(s, acct, cmd)
             case "kick":
-                return self._room_kick(s, acct, cmd)
+                return self._room_kick(s, acct, cmd, now)
             case "members":
                 room = self._member_room(acct, cmd.room)
                 return reply(r.RoomOk(cmd.verb, room.key, members=self._member_names(room)))
         raise Refused(Code.BAD_ARGS, f"usage: {c.COMMANDS['room'].usage}")  # pragma: no cover
 
     def cmd_rooms(self, s: Session, cmd: c.Rooms, now: float) -> Outcome:
-        """rooms: the rooms you belong to, with their owner and member count."""
+        """rooms: the rooms you belong to, with their owner and member count, then the
+        invitations waiting for your answer (`invites`, left out while there are none)."""
         acct = account_of(s)
         rows = []
         for rk in sorted(acct.rooms):
             room = self.rooms[rk]
             owner = self.accounts.get(room.owner)
             rows.append(r.RoomRow(room.key, owner.name if owner else room.owner, len(room.members)))
-        return reply(r.RoomsOk(cmd.verb, tuple(rows)))
+        invites = tuple(
+            r.InvitationRow(room.key, self._name_of(inv.by), inv.expires)
+            for room, inv in self._invitations_of(acct, now)
+        )
+        return reply(r.RoomsOk(cmd.verb, tuple(rows), invites or None))
 
     def cmd_join(self, s: Session, cmd: c.Join, now: float) -> Outcome:
         """join <link>: asks the owner to let you in; they answer with room approve|deny."""
@@ -153,15 +171,75 @@ class RoomCommands(ChatState):
         return out
 
     def _room_invite(self, s: Session, acct: Account, cmd: c.Room, now: float) -> Outcome:
-        """The owner adds a member directly; inviting a member again changes nothing."""
+        """The owner adds a member directly; inviting a member again changes nothing.
+        With rooms.invite_consent the invite is an offer instead (`_offer`)."""
         room = self._owned_room(acct, cmd.room, "invite")
         target = self._user(self._arg(cmd))
+        if self.config.rooms.invite_consent:
+            return self._offer(s, cmd, room, target, now)
         out = reply(r.RoomOk(cmd.verb, room.key, target.name))
         if target.key not in room.members:
             self._limit(acct.key, "invite", now)
             invited = n.Invited(room.key, acct.name)
             self._admit(room, target, now, out, notice=invited, actor=s)
             log.info("room.invited", room=room.key, user=target.name, by=acct.name)
+        return out
+
+    def _offer(self, s: Session, cmd: c.Room, room: Room, target: Account, now: float) -> Outcome:
+        """A pending invitation: the invitee is told (`invitation`, and at each login
+        while it waits) and answers with room accept|decline before it expires. Someone
+        who already asked to join has consented: they are added at once."""
+        acct = account_of(s)
+        if target.key in room.members:
+            raise Refused(Code.BAD_ARGS, f"{target.name} is already a member of {room.key}")
+        pending = room.invites.get(target.key)
+        if pending is not None and pending.expires > now:
+            raise Refused(
+                Code.BAD_ARGS,
+                f"{target.name} is already invited to {room.key} "
+                f"(until {rfc3339(pending.expires)})",
+            )
+        if target.key in room.requests:
+            self._limit(acct.key, "invite", now)
+            out = reply(r.RoomOk(cmd.verb, room.key, target.name, status="added"))
+            self._admit(room, target, now, out, notice=n.Joined(room.key, target.name), actor=s)
+            log.info("room.invited", room=room.key, user=target.name, by=acct.name)
+            return out
+        self._check_invite_bounds(room, target, now)
+        self._limit(acct.key, "invite", now)
+        expires = now + self.config.rooms.invite_ttl_s
+        out = reply(r.RoomOk(cmd.verb, room.key, target.name, expires=expires, status="invited"))
+        for user, old in list(room.invites.items()):
+            if old.expires <= now:
+                self._drop_invite(room, user, out)
+        room.invites[target.key] = Invitation(acct.key, now, expires)
+        self.invitations.setdefault(target.key, set()).add(room.key)
+        out.changes.append(PutInvite(room.key, target.key, acct.key, now, expires))
+        out.notify(target.sessions, n.Invitation(room.key, acct.name, expires))
+        log.info("room.invitation", room=room.key, user=target.name, by=acct.name)
+        return out
+
+    def _room_accept(self, s: Session, acct: Account, cmd: c.Room, now: float) -> Outcome:
+        """The invitee takes up a pending invitation: a member now, told and replayed
+        to as on approval (this session too), and the members see `joined`."""
+        room = self._invited_room(acct, cmd.room, now)
+        out = Outcome()
+        self._drop_invite(room, acct.key, out)
+        joined = n.Joined(room.key, acct.name)
+        self._admit(room, acct, now, out, notice=joined, actor=s, replay_actor=True)
+        out.replies.append(r.RoomOk(cmd.verb, room.key, members=self._member_names(room)))
+        log.info("room.invite_accepted", room=room.key, user=acct.name)
+        return out
+
+    def _room_decline(self, acct: Account, cmd: c.Room, now: float) -> Outcome:
+        """The invitee turns a pending invitation down; the room's owner is told."""
+        room = self._invited_room(acct, cmd.room, now)
+        out = reply(r.RoomOk(cmd.verb, room.key))
+        self._drop_invite(room, acct.key, out)
+        owner = self.accounts.get(room.owner)
+        if owner is not None:
+            out.notify(owner.sessions, n.Declined(room.key, acct.name))
+        log.info("room.invite_declined", room=room.key, user=acct.name)
         return out
 
     def _room_link(self, acct: Account, cmd: c.Room, now: float) -> Outcome:
@@ -226,12 +304,23 @@ class RoomCommands(ChatState):
         log.info("room.left", room=room.key, user=acct.name)
         return out
 
-    def _room_kick(self, s: Session, acct: Account, cmd: c.Room) -> Outcome:
-        """The owner removes a member, who gets a `removed` notice."""
+    def _room_kick(self, s: Session, acct: Account, cmd: c.Room, now: float) -> Outcome:
+        """The owner removes a member, who gets a `removed` notice, or withdraws a
+        pending invitation (the invitee gets `uninvited`), as Matrix's kick does."""
         room = self._owned_room(acct, cmd.room, "kick from")
         target = self._user(self._arg(cmd))
         if target is acct:
             raise Refused(Code.BAD_ARGS, f"you own {room.key}; use room leave {room.key}")
+        if target.key not in room.members and target.key in room.invites:
+            out = Outcome()
+            live = room.invites[target.key].expires > now
+            self._drop_invite(room, target.key, out)
+            if live:
+                out.notify(target.sessions, n.Uninvited(room.key, acct.name))
+            members = self._member_names(room)
+            out.replies.append(r.RoomOk(cmd.verb, room.key, target.name, members))
+            log.info("room.invite_withdrawn", room=room.key, user=target.name, by=acct.name)
+            return out
         if target.key not in room.members:
             raise Refused(Code.NOT_A_MEMBER, f"{target.name} is not a member of {room.key}")
         out = Outcome()
@@ -253,9 +342,11 @@ class RoomCommands(ChatState):
         *,
         notice: Notice | None,
         actor: Session,
+        replay_actor: bool = False,
     ) -> None:
         """Makes `acct` a member: tells them (`notice`) and the others (`joined`), then
-        replays the room's latest messages to them, as a login would."""
+        replays the room's latest messages to them, as a login would (to the acting
+        session too with `replay_actor`: an invitee's `room accept`)."""
         others = self._sessions_of(room, but=actor)
         room.members[acct.key] = now
         acct.add_room(room.key)
@@ -263,15 +354,17 @@ class RoomCommands(ChatState):
         out.changes.append(PutMember(room.key, acct.key, now))
         if room.requests.pop(acct.key, None) is not None:
             out.changes.append(DeleteJoinRequest(room.key, acct.key))
+        self._drop_invite(room, acct.key, out)
         out.notify(others, n.Joined(room.key, acct.name))
         mine = tuple(x for x in acct.sessions if x is not actor)
         if notice is not None:
             out.notify(mine, notice)
+        readers = tuple(acct.sessions) if replay_actor else mine
         recent = self.index.last(room.key, self.config.chat.history_on_join)
-        if mine and recent:
+        if readers and recent:
 
             def then(msgs: list[Message]) -> Outcome:
-                return Outcome(pushes=[(Push(m, acct.key, True), mine) for m in msgs])
+                return Outcome(pushes=[(Push(m, acct.key, True), readers) for m in msgs])
 
             out.extend(self.with_bodies(recent, then))
 
@@ -319,6 +412,8 @@ class RoomCommands(ChatState):
         for user in room.requests:
             out.changes.append(DeleteJoinRequest(room.key, user))
         room.requests.clear()
+        for user in list(room.invites):
+            self._drop_invite(room, user, out)
         ids = tuple(self.index.drop_chat(room.key))
         self.recent.remove(ids)
         if ids:
@@ -343,8 +438,62 @@ class RoomCommands(ChatState):
         if lim.max_rooms and len(self.rooms) >= lim.max_rooms:
             raise Refused(Code.TOO_LARGE, f"the server has {len(self.rooms)} rooms, its limit")
 
+    def _check_invite_bounds(self, room: Room, target: Account, now: float) -> None:
+        """Pending invitations of a room and to one user are bounded
+        (rooms.max_invites_per_*); expired ones do not count."""
+        cfg = self.config.rooms
+        live = sum(1 for inv in room.invites.values() if inv.expires > now)
+        if cfg.max_invites_per_room and live >= cfg.max_invites_per_room:
+            raise Refused(
+                Code.TOO_LARGE,
+                f"{room.key} has {live} pending invitations, the most a room may have; "
+                "try again when some are answered or expire (room kick withdraws one)",
+            )
+        waiting = len(self._invitations_of(target, now))
+        if cfg.max_invites_per_user and waiting >= cfg.max_invites_per_user:
+            raise Refused(
+                Code.TOO_LARGE,
+                f"{target.name} has {waiting} pending invitations, the most one user may "
+                "have; try again when they have answered some",
+            )
+
+    def _invitations_of(self, acct: Account, now: float) -> list[tuple[Room, Invitation]]:
+        """The live invitations waiting for `acct`, oldest first."""
+        found = []
+        for rk in self.invitations.get(acct.key, ()):
+            room = self.rooms.get(rk)
+            inv = room.invites.get(acct.key) if room is not None else None
+            if room is not None and inv is not None and inv.expires > now:
+                found.append((room, inv))
+        found.sort(key=lambda pair: (pair[1].ts, pair[0].key))
+        return found
+
+    def _invited_room(self, acct: Account, name: str, now: float) -> Room:
+        """A room with a live invitation for `acct` (accept, decline)."""
+        room = self._room(name)
+        inv = room.invites.get(acct.key)
+        if inv is None or inv.expires <= now:
+            why = "it expired" if inv is not None else "ask its owner"
+            raise Refused(Code.BAD_ARGS, f"you have no pending invitation to {room.key} ({why})")
+        return room
+
+    def _drop_invite(self, room: Room, user: str, out: Outcome) -> None:
+        if room.invites.pop(user, None) is None:
+            return
+        out.changes.append(DeleteInvite(room.key, user))
+        rooms = self.invitations.get(user)
+        if rooms is not None:
+            rooms.discard(room.key)
+            if not rooms:
+                del self.invitations[user]
+
+    def _name_of(self, user: str) -> str:
+        acct = self.accounts.get(user)
+        return acct.name if acct is not None else user
+
     def _login_notices(self, acct: Account) -> list[Notice]:
-        """An owner sees the join requests still waiting for them at every login."""
+        """An owner sees the join requests still waiting for them at every login, and
+        an invitee the invitations waiting for their answer."""
         notices = super()._login_notices(acct)
         for rk in sorted(acct.rooms):
             room = self.rooms[rk]
@@ -354,6 +503,10 @@ class RoomCommands(ChatState):
                 requester = self.accounts.get(user)
                 if requester is not None:
                     notices.append(self._request_notice(room, requester))
+        if acct.key in self.invitations:
+            now = acct.last_seen  # the login's time (the core has no clock here)
+            for room, inv in self._invitations_of(acct, now):
+                notices.append(n.Invitation(room.key, self._name_of(inv.by), inv.expires))
         return notices
 
     def _request_notice(self, room: Room, requester: Account) -> Notice:

@@ -62,6 +62,18 @@ class JoinRequestRow:
 
 
 @dataclass(frozen=True, slots=True)
+class InviteRow:
+    """A pending invitation (`rooms.invite_consent`): `user` may accept it until
+    `expires`; `by` is the inviting owner's key."""
+
+    room: str
+    user: str
+    by: str
+    ts: float
+    expires: float
+
+
+@dataclass(frozen=True, slots=True)
 class ScheduleRow:
     id: int
     user: str
@@ -106,3 +118,4 @@ class Snapshot:
     next_schedule_id: int = 1
     files: tuple[FileRow, ...] = ()
     next_file_id: int = 1
+    invites: tuple[InviteRow, ...] = ()

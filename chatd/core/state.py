@@ -74,6 +74,9 @@ class ChatState:
         self.topics: dict[str, set[Session]] = {GENERAL: set()}
         self.rooms: dict[str, Room] = {}
         self.link_rooms: dict[str, str] = {}  # join link token -> room key
+        # Pending invitations by invitee: user key -> room keys (only users who have
+        # some; each room holds the offers themselves, `Room.invites`).
+        self.invitations: dict[str, set[str]] = {}
         self.files = FileIndex(snapshot.next_file_id)
         self.schedules = ScheduleBook(snapshot.next_schedule_id)
         self.retention = SweepState(at=started)  # the daemon ticks at start-up: a pass then

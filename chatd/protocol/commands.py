@@ -342,6 +342,8 @@ _ROOM_ARITY = {
     "unlink": 1,
     "approve": 2,
     "deny": 2,
+    "accept": 1,
+    "decline": 1,
     "leave": 1,
     "kick": 2,
     "members": 1,
@@ -440,8 +442,9 @@ _SPECS = (
     ),
     Spec(
         "room",
-        "room create|invite|link|unlink|approve|deny|leave|kick|members <#room> [user]",
-        "private rooms: create, invite, join links, approvals, membership",
+        "room <action> <#room> [user]",
+        "private rooms; <action> is create, invite, link, unlink, approve, deny, accept, "
+        "decline, leave, kick or members",
         _p_room,
     ),
     Spec("rooms", "rooms", "the rooms you belong to", _no_args(Rooms)),

@@ -103,6 +103,35 @@ class Invited(Notice):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class Invitation(Notice):
+    """With rooms.invite_consent: an owner offers you a room; answer with `room
+    accept|decline` before `expires`. Not `invited`, which means you are a member."""
+
+    event: ClassVar[str] = "invitation"
+    room: str
+    by: str
+    expires: float = field(metadata=TIME)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Declined(Notice):
+    """The invitee declined the owner's invitation."""
+
+    event: ClassVar[str] = "declined"
+    room: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Uninvited(Notice):
+    """The owner withdrew a pending invitation (`room kick` of the invitee)."""
+
+    event: ClassVar[str] = "uninvited"
+    room: str
+    by: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class JoinRequest(Notice):
     event: ClassVar[str] = "join-request"
     room: str

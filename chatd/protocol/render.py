@@ -306,6 +306,9 @@ def _room(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
         return list(f["members"]), f"{_plural(len(f['members']), 'member')} in {f['room']}"
     if "link" in f:
         return (), f"link {f['link']} for {f['room']} expires {f['expires']}"
+    if "status" in f and "user" in f:  # room invite with rooms.invite_consent
+        until = f" until {f['expires']}" if "expires" in f else ""
+        return (), f"{f['status']} {f['user']} to {f['room']}{until}"
     if "status" in f:
         return (), f"{f['status']}: asked to join {f['room']}"
     if "user" in f:
@@ -316,7 +319,14 @@ def _room(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
 def _rooms(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
     rooms = f["rooms"]
     items = [f"{x['room']} (owner {x['owner']}, {_plural(x['members'], 'member')})" for x in rooms]
-    return items, _plural(len(rooms), "room")
+    invites = f.get("invites") or ()
+    if not invites:
+        return items, _plural(len(rooms), "room")
+    items += [
+        f"{x['room']} (invited by {x['by']} until {x['expires']}: room accept|decline {x['room']})"
+        for x in invites
+    ]
+    return items, f"{_plural(len(rooms), 'room')}, {_plural(len(invites), 'invitation')}"
 
 
 def _stats(r: Renderer, f: Mapping[str, Any]) -> tuple[Iterable[str], str]:
@@ -374,6 +384,10 @@ _NOTICE_TEXT: dict[str, str] = {
     "kicked": "you were kicked by {by}",
     "announce": "announcement from {from}: {text}",
     "invited": "{by} added you to {room}",
+    "invitation": "{by} invites you to {room}: room accept {room} or room decline {room} "
+    "(until {expires})",
+    "declined": "{user} declined the invitation to {room}",
+    "uninvited": "{by} withdrew the invitation to {room}",
     "join-request": "{user} asks to join {room}: room approve {room} {user}",
     "joined": "{user} joined {room}",
     "left": "{user} left {room}",

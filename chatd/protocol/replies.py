@@ -60,6 +60,15 @@ class RoomRow:
     members: int
 
 
+@dataclass(frozen=True, slots=True)
+class InvitationRow:
+    """A pending invitation to you (`rooms`, with rooms.invite_consent)."""
+
+    room: str
+    by: str
+    expires: float = field(metadata=TIME)
+
+
 # Sessions ---------------------------------------------------------------------------
 
 
@@ -282,6 +291,7 @@ class RoomOk(Ok):
     members: tuple[str, ...] | None = field(default=None, metadata=OPTIONAL)
     link: str | None = field(default=None, metadata=OPTIONAL)
     expires: float | None = field(default=None, metadata=OPTIONAL_TIME)
+    status: str | None = field(default=None, metadata=OPTIONAL)  # invite: "invited"/"added"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -289,6 +299,8 @@ class RoomsOk(Ok):
     kind: ClassVar[str] = "rooms"
     cmd: str
     rooms: tuple[RoomRow, ...]
+    # Invitations waiting for your answer; left out while there are none.
+    invites: tuple[InvitationRow, ...] | None = field(default=None, metadata=OPTIONAL)
 
 
 @dataclass(frozen=True, slots=True, eq=False)

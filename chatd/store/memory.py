@@ -14,6 +14,7 @@ from chatd.core import outcome as o
 from chatd.core.snapshot import (
     AccountRow,
     FileRow,
+    InviteRow,
     JoinRequestRow,
     LinkRow,
     MemberRow,
@@ -34,6 +35,7 @@ class MemoryStore:
         self.members: dict[tuple[str, str], MemberRow] = {}
         self.links: dict[str, LinkRow] = {}
         self.requests: dict[tuple[str, str], JoinRequestRow] = {}
+        self.invites: dict[tuple[str, str], InviteRow] = {}
         self.schedules: dict[int, ScheduleRow] = {}
         self.files: dict[int, FileRow] = {}
         self.tokens: dict[str, TokenRow] = {}
@@ -58,6 +60,7 @@ class MemoryStore:
             next_schedule_id=self.next_schedule_id,
             files=tuple(self.files.values()),
             next_file_id=self.next_file_id,
+            invites=tuple(self.invites.values()),
         )
 
     def load_tokens(self) -> tuple[TokenRow, ...]:
@@ -115,6 +118,10 @@ class MemoryStore:
                 self.requests[room, user] = JoinRequestRow(room, user, ts)
             case o.DeleteJoinRequest(room, user):
                 self.requests.pop((room, user), None)
+            case o.PutInvite(room, user, by, ts, expires):
+                self.invites[room, user] = InviteRow(room, user, by, ts, expires)
+            case o.DeleteInvite(room, user):
+                self.invites.pop((room, user), None)
             case o.PutSchedule(ident, user, at, command, created):
                 self.schedules[ident] = ScheduleRow(ident, user, at, command, created)
                 self.next_schedule_id = max(self.next_schedule_id, ident + 1)

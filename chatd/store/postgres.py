@@ -39,6 +39,7 @@ from chatd import logs
 from chatd.core.outcome import (
     Change,
     DeleteFile,
+    DeleteInvite,
     DeleteJoinRequest,
     DeleteLinks,
     DeleteMember,
@@ -49,6 +50,7 @@ from chatd.core.outcome import (
     DeleteTokensOf,
     PutAccount,
     PutFile,
+    PutInvite,
     PutJoinRequest,
     PutLink,
     PutMember,
@@ -63,6 +65,7 @@ from chatd.core.outcome import (
 from chatd.core.snapshot import (
     AccountRow,
     FileRow,
+    InviteRow,
     JoinRequestRow,
     LinkRow,
     MemberRow,
@@ -146,6 +149,12 @@ MIGRATIONS: tuple[str, ...] = (
         entries jsonb NOT NULL
     );
     """,
+    # 3: pending room invitations (rooms.invite_consent; SQLite's version 4).
+    """
+    CREATE TABLE invites (room text NOT NULL, user_key text NOT NULL, by_user text NOT NULL,
+                          ts double precision NOT NULL, expires double precision NOT NULL,
+                          PRIMARY KEY (room, user_key));
+    """,
 )
 
 _COLUMNS = "id, chat, sender, text, ts, reply_to, recipient, file_id"
@@ -192,6 +201,12 @@ _SQL: dict[type, str] = {
         "ON CONFLICT (room, user_key) DO UPDATE SET ts = excluded.ts"
     ),
     DeleteJoinRequest: "DELETE FROM join_requests WHERE room = %s AND user_key = %s",
+    PutInvite: (
+        "INSERT INTO invites (room, user_key, by_user, ts, expires) VALUES (%s, %s, %s, %s, %s) "
+        "ON CONFLICT (room, user_key) DO UPDATE SET by_user = excluded.by_user, "
+        "ts = excluded.ts, expires = excluded.expires"
+    ),
+    DeleteInvite: "DELETE FROM invites WHERE room = %s AND user_key = %s",
     PutSchedule: (
         "INSERT INTO schedules (id, user_key, at, command, created) VALUES (%s, %s, %s, %s, %s) "
         "ON CONFLICT (id) DO UPDATE SET user_key = excluded.user_key, at = excluded.at, "
@@ -470,6 +485,10 @@ class PostgresStore:
             next_schedule_id=meta["next_schedule_id"],
             files=files,
             next_file_id=meta["next_file_id"],
+            invites=tuple(
+                InviteRow(*r)
+                for r in db.execute("SELECT room, user_key, by_user, ts, expires FROM invites")
+            ),
         )
 
     def load_tokens(self) -> tuple[TokenRow, ...]:

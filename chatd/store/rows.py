@@ -10,6 +10,7 @@ from typing import Any
 
 from chatd.core.outcome import (
     DeleteFile,
+    DeleteInvite,
     DeleteJoinRequest,
     DeleteLinks,
     DeleteMember,
@@ -19,6 +20,7 @@ from chatd.core.outcome import (
     DeleteTokensOf,
     PutAccount,
     PutFile,
+    PutInvite,
     PutJoinRequest,
     PutLink,
     PutMember,
@@ -45,6 +47,8 @@ PARAMS: dict[type, Callable[[Any], Sequence[Any]]] = {
     DeleteLinks: lambda c: (c.room, c.token, c.token),
     PutJoinRequest: lambda c: (c.room, c.user, c.ts),
     DeleteJoinRequest: lambda c: (c.room, c.user),
+    PutInvite: lambda c: (c.room, c.user, c.by, c.ts, c.expires),
+    DeleteInvite: lambda c: (c.room, c.user),
     PutSchedule: lambda c: (c.id, c.user, c.at, c.command, c.created),
     DeleteSchedule: lambda c: (c.id,),
     PutFile: lambda c: (c.id, c.sha256, c.name, c.size, c.owner, c.created),

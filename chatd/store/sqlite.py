@@ -19,6 +19,7 @@ from typing import Any
 from chatd.core.outcome import (
     Change,
     DeleteFile,
+    DeleteInvite,
     DeleteJoinRequest,
     DeleteLinks,
     DeleteMember,
@@ -29,6 +30,7 @@ from chatd.core.outcome import (
     DeleteTokensOf,
     PutAccount,
     PutFile,
+    PutInvite,
     PutJoinRequest,
     PutLink,
     PutMember,
@@ -43,6 +45,7 @@ from chatd.core.outcome import (
 from chatd.core.snapshot import (
     AccountRow,
     FileRow,
+    InviteRow,
     JoinRequestRow,
     LinkRow,
     MemberRow,
@@ -106,6 +109,11 @@ MIGRATIONS: tuple[str, ...] = (
                          pw_tag TEXT NOT NULL);
     CREATE INDEX tokens_by_user ON tokens (user);
     """,
+    # 4: pending room invitations (rooms.invite_consent; docs/conversations.md).
+    """
+    CREATE TABLE invites (room TEXT NOT NULL, user TEXT NOT NULL, by_user TEXT NOT NULL,
+                          ts REAL NOT NULL, expires REAL NOT NULL, PRIMARY KEY (room, user));
+    """,
 )
 
 # Messages, the hot path, have their own two statements: most are plain (no reply, not
@@ -136,6 +144,10 @@ _SQL: dict[type, str] = {
     DeleteLinks: "DELETE FROM links WHERE room = ? AND (? IS NULL OR token = ?)",
     PutJoinRequest: "INSERT OR REPLACE INTO join_requests (room, user, ts) VALUES (?, ?, ?)",
     DeleteJoinRequest: "DELETE FROM join_requests WHERE room = ? AND user = ?",
+    PutInvite: (
+        "INSERT OR REPLACE INTO invites (room, user, by_user, ts, expires) VALUES (?, ?, ?, ?, ?)"
+    ),
+    DeleteInvite: "DELETE FROM invites WHERE room = ? AND user = ?",
     PutSchedule: (
         "INSERT OR REPLACE INTO schedules (id, user, at, command, created) VALUES (?, ?, ?, ?, ?)"
     ),
@@ -318,6 +330,10 @@ class SqliteStore:
             next_schedule_id=meta["next_schedule_id"],
             files=files,
             next_file_id=meta["next_file_id"],
+            invites=tuple(
+                InviteRow(*r)
+                for r in db.execute("SELECT room, user, by_user, ts, expires FROM invites")
+            ),
         )
 
     def read(self, ids: Sequence[int]) -> list[Message]:

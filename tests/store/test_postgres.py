@@ -61,6 +61,11 @@ CHANGES: list[o.Change] = [
     o.PutJoinRequest("#dev", "bob", 7.0),
     o.PutJoinRequest("#dev", "carol", 7.0),
     o.DeleteJoinRequest("#dev", "carol"),
+    o.PutInvite("#dev", "bob", "alice", 7.0, 70.0),
+    o.PutInvite("#dev", "carol", "alice", 7.0, 70.0),
+    o.PutInvite("#dev", "carol", "alice", 7.5, 75.0),  # replaced
+    o.PutInvite("#dev", "dave", "alice", 7.0, 70.0),
+    o.DeleteInvite("#dev", "dave"),
     o.PutSchedule(4, "alice", 50.0, "send_all later", 7.0),
     o.PutSchedule(5, "bob", 40.0, "send_all sooner", 7.0),
     o.DeleteSchedule(5),
@@ -88,6 +93,7 @@ def comparable(snap: Snapshot) -> Snapshot:
         next_schedule_id=snap.next_schedule_id,
         files=tuple(sorted(snap.files, key=lambda f: f.id)),
         next_file_id=snap.next_file_id,
+        invites=tuple(sorted(snap.invites, key=lambda i: (i.room, i.user))),
     )
 
 
@@ -118,6 +124,10 @@ def test_every_change_reloads_as_memory_and_sqlite_have_it(pg_dsn: str, tmp_path
     assert accounts["alice"].cursor == 3 and accounts["carol"].cursor == 7
     assert (accounts["bob"].name, accounts["bob"].pw_hash) == ("Bob", "scrypt$b")
     assert accounts["bob"].strikes == (("alice", 5.0), ("carol", 5.5))
+    assert [(i.user, i.ts, i.expires) for i in got.invites] == [
+        ("bob", 7.0, 70.0),
+        ("carol", 7.5, 75.0),
+    ]
     assert sorted(reopened.load_tokens(), key=str) == sorted(mem.load_tokens(), key=str)
     reopened.commit([o.DeleteTokensOf("bob")])
     assert reopened.load_tokens() == ()

@@ -32,6 +32,11 @@ CHANGES: list[o.Change] = [
     o.PutMember("#dev", "alice", 6.0),
     o.PutLink("tok", "#dev", 100.0),
     o.PutJoinRequest("#dev", "bob", 7.0),
+    o.PutInvite("#dev", "bob", "alice", 7.0, 70.0),
+    o.PutInvite("#dev", "carol", "alice", 7.0, 70.0),
+    o.PutInvite("#dev", "carol", "alice", 7.5, 75.0),  # replaced
+    o.PutInvite("#dev", "dave", "alice", 7.0, 70.0),
+    o.DeleteInvite("#dev", "dave"),
     o.PutSchedule(4, "alice", 50.0, "send_all later", 7.0),
     o.PutMessage(Message(9, "#general", "Alice", "gone", 8.0)),
     o.DeleteMessages((9,)),
@@ -67,6 +72,12 @@ def test_sqlite_reload_matches_memory(tmp_path: Path) -> None:
         mem.requests,
     )
     assert reopened.schedules == mem.schedules
+    invites = sorted(reopened.invites, key=lambda i: i.user)
+    assert invites == sorted(mem.invites, key=lambda i: i.user)
+    assert [(i.user, i.by, i.ts, i.expires) for i in invites] == [
+        ("bob", "alice", 7.0, 70.0),
+        ("carol", "alice", 7.5, 75.0),
+    ]
 
 
 def test_big_batches_reload_like_memory(tmp_path: Path) -> None:
@@ -153,8 +164,10 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
     )
     db.close()
     store = SqliteStore(tmp_path)
-    assert store.schema_version == len(MIGRATIONS) == 3
+    assert store.schema_version == len(MIGRATIONS) == 4
     indexes = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "messages_by_chat" not in indexes
     assert [m.id for m in store.load().messages] == [7]
     assert [m.text for m in store.read([7])] == ["old"]
+    store.commit([o.PutInvite("#dev", "bob", "alice", 1.0, 2.0)])  # version 4's table
+    assert [i.user for i in store.load().invites] == ["bob"]
