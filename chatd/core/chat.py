@@ -18,6 +18,7 @@ from chatd.core.messaging import MessagingCommands
 from chatd.core.model import Session
 from chatd.core.moderation import ModerationCommands
 from chatd.core.outcome import Change, Deferred, Outcome, SetCursor
+from chatd.core.relay import RelayCommands
 from chatd.core.retention import Retention
 from chatd.core.rooms import RoomCommands
 from chatd.core.schedules import ScheduleCommands
@@ -38,6 +39,7 @@ class Chat(
     RoomCommands,
     ScheduleCommands,
     FileCommands,
+    RelayCommands,
     Retention,
 ):
     """All chat state and the rules that change it."""
@@ -164,6 +166,7 @@ _NO_DISK = (
     c.Rooms,
     c.Scheduled,
     c.Download,
+    c.Relay,
 )
 
 
@@ -205,4 +208,5 @@ HANDLERS: dict[type[c.Command], tuple[c.Spec, Handler]] = {
     c.Cancel: _row("cancel", ScheduleCommands.cmd_cancel),
     c.Upload: _row("upload", FileCommands.cmd_upload),
     c.Download: _row("download", FileCommands.cmd_download),
+    c.Relay: (c.DOOR_COMMANDS["relay"], RelayCommands.cmd_relay),
 }

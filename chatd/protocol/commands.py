@@ -181,6 +181,17 @@ class Quit(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class Relay(Command):
+    """Client-only tags (IRC's TAGMSG: typing, reactions) for a chat's members, pushed
+    and never stored. Doors build it (`ref` is their id for it); no text line parses
+    to it (its row is in DOOR_COMMANDS)."""
+
+    target: str
+    tags: tuple[tuple[str, str], ...]
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
 class Spec:
     """One row of the command table."""
 
@@ -464,6 +475,19 @@ _SPECS = (
 
 COMMANDS: dict[str, Spec] = {s.name: s for s in _SPECS}
 ALIASES: dict[str, str] = {"report": "ban"}
+
+
+def _door_only(verb: str, rest: str) -> Command:
+    raise ValueError("built by a door, not typed")
+
+
+#: Rows of the commands only doors build: the core's gates read them like any row, but
+#: no text line parses to them and `help` does not list them.
+DOOR_COMMANDS: dict[str, Spec] = {
+    "relay": Spec(
+        "relay", "TAGMSG <target> (IRC)", "client-only tags to a chat, not stored", _door_only
+    ),
+}
 
 
 def lookup(verb: str) -> Spec | None:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from chatd.protocol.events import Event, Message, Mode, Notice, Push
+from chatd.protocol.relay import Relayed
 from chatd.protocol.timefmt import rfc3339
 
 MAX_BODY = 512  # the message without tags, CR LF included (RFC 1459)
@@ -323,14 +324,20 @@ def split_text(text: str, room: int) -> list[str]:
 def keep_tags(data: bytes, allowed: frozenset[bytes]) -> bytes:
     """`data` (CR LF terminated lines) with only the `allowed` tags on each line: for
     a client whose caps allow fewer tags than the render mode it shares (`account-tag`
-    without `message-tags` may get `account`, not `msgid`)."""
+    without `message-tags` may get `account`, not `msgid`). Such a client has no
+    `message-tags`, so a TAGMSG line is dropped whole (IRCv3: never sent to it)."""
     lines = data.split(b"\r\n")
-    for i, line in enumerate(lines):
+    out: list[bytes] = []
+    for line in lines:
         if line.startswith(b"@"):
             raw, _, rest = line[1:].partition(b" ")
+            if rest.split(b" ", 2)[1:2] == [b"TAGMSG"]:
+                continue
             kept = [t for t in raw.split(b";") if t.partition(b"=")[0] in allowed]
-            lines[i] = b"@" + b";".join(kept) + b" " + rest if kept else rest
-    return b"\r\n".join(lines)
+            out.append(b"@" + b";".join(kept) + b" " + rest if kept else rest)
+        else:
+            out.append(line)
+    return b"\r\n".join(out)
 
 
 # NUL stands for the recipient's nick in rendered bytes: the IRC door's transport puts
@@ -353,7 +360,26 @@ class IrcRenderer:
             return self.push(event, mode)
         if isinstance(event, Notice):
             return self.notice(event, mode)
+        if isinstance(event, Relayed):
+            if mode is not Mode.IRC_TAGS:  # the core sends none: never without the tags
+                return b""
+            return self.tagmsg(
+                event.sender, event.target, event.tags, irc_time(event.ts), event.ref
+            )
         return b""  # replies are rendered by the IRC door itself (Submit's reply)
+
+    def tagmsg_message(
+        self, sender: str, target: str, tags: tuple[tuple[str, str], ...], time: str, msgid: str
+    ) -> IrcMessage:
+        """A relay (client-only tags, chatd.protocol.relay) as a TAGMSG with every tag:
+        the same for its recipients and the sender's echo."""
+        all_tags = {"time": time, "msgid": msgid, "account": sender, **dict(tags)}
+        return IrcMessage("TAGMSG", (target,), hostmask(sender, self.host), all_tags)
+
+    def tagmsg(
+        self, sender: str, target: str, tags: tuple[tuple[str, str], ...], time: str, msgid: str
+    ) -> bytes:
+        return self.tagmsg_message(sender, target, tags, time, msgid).render()
 
     def message_tags(self, m: Message, mode: Mode) -> dict[str, str]:
         if mode is Mode.IRC:

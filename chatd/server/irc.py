@@ -217,6 +217,8 @@ class IrcDoor:
         self.markers: dict[str, dict[str, float]] = {}
         self.created = datetime.fromtimestamp(ctx.clock(), UTC)
         self.most_users = 0  # the most sessions seen at once (LUSERS 265/266), since start
+        # msgids of relays (TAGMSG): not message ids, unique across restarts by the start
+        self.relay_ids = (f"t{int(ctx.clock())}-{n}" for n in itertools.count(1))
         # account key -> (nick, user, realname) of its last IRC connections, the oldest
         # first (WHOWAS); the least recently gone accounts are forgotten first
         self.whowas: OrderedDict[str, deque[tuple[str, str, str]]] = OrderedDict()
@@ -1024,7 +1026,39 @@ class IrcConnection(asyncio.Protocol):
         self.cmd_privmsg(msg, label, notice=True)
 
     def cmd_tagmsg(self, msg: IrcMessage, label: str | None) -> None:
-        self._answer([], label)  # typing and reactions: chatd has none; accepted, dropped
+        """Client-only tags (typing, reactions) relayed by the core's `relay` to the
+        target's clients that have message-tags, never stored; errors as PRIVMSG's."""
+        if not self._need(msg, 1, label):
+            return
+        target = msg.params[0]
+        tags = tuple((k, v) for k, v in msg.tags.items() if k.startswith("+"))
+        if not tags or target.lower() == self.ctx.config.irc.service_nick.lower():
+            self._answer([], label)  # nothing to relay (IRCv3: then drop it)
+            return
+        cmd = c.Relay(target, tags, next(self.door.relay_ids), verb="tagmsg")
+        to_self = key(target) == key(self.nick)
+        r = self.door.renderer.irc
+
+        def reply(event: Event) -> Event | None:
+            if isinstance(event, Ok):
+                f = event.fields
+                line = r.tagmsg_message(self.nick, str(f["target"]), tags, f["ts"], f["ref"])
+                tagged = "message-tags" in self.caps
+                echo = [line] if tagged and "echo-message" in self.caps else []
+                own = [line] if tagged and to_self else []  # as a PRIVMSG to oneself
+                if not echo:
+                    echo, own = own, []
+                data = self._bytes(echo, label)
+                return Rendered(data + b"".join(m.render() for m in own) if own else data)
+            if isinstance(event, Error):
+                if event.code == Code.NOT_A_MEMBER:
+                    why = f"Cannot send to channel: {event.message}"
+                    err = self._num(irc.ERR_CANNOTSENDTOCHAN, target, why)
+                    return Rendered(self._bytes([err], label))
+                return Rendered(self._bytes([self._error(event, target)], label))
+            return None
+
+        self._submit(cmd, reply)
 
     def _echo(self, command: str, target: str, text: str, ok: Ok) -> list[IrcMessage]:
         mode = self._mode()

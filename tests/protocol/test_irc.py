@@ -21,6 +21,7 @@ from chatd.protocol.irc import (
     unescape_tag,
 )
 from chatd.protocol.notices import AnyNotice
+from chatd.protocol.relay import Relayed
 from chatd.protocol.render import Renderer
 
 
@@ -133,6 +134,31 @@ def test_keep_tags_drops_the_others_per_line() -> None:
         b":ann!ann@h PRIVMSG #c :no tags left\r\n"
         b":srv NOTICE ann :untagged\r\n"
     )
+
+
+def test_keep_tags_drops_tagmsg_lines_whole() -> None:
+    data = (
+        b"@time=t;msgid=t1-1;account=ann;+typing=active :ann!ann@h TAGMSG #c\r\n"
+        b"@time=t;msgid=3 :ann!ann@h PRIVMSG #c :TAGMSG as text\r\n"
+    )
+    assert keep_tags(data, frozenset({b"account", b"time"})) == (
+        b"@time=t :ann!ann@h PRIVMSG #c :TAGMSG as text\r\n"
+    )
+
+
+def test_a_relay_is_a_tagmsg_with_every_tag_in_the_tags_mode_only() -> None:
+    relayed = Relayed("ann", "#c", (("+typing", "active"), ("+draft/react", "a;b c")), 0.5, "t1-2")
+    line = _r.render(relayed, Mode.IRC_TAGS)
+    m = parse(line.decode().rstrip("\r\n"))
+    assert (m.command, m.params, m.source) == ("TAGMSG", ("#c",), "ann!ann@srv")
+    assert m.tags == {
+        "time": "1970-01-01T00:00:00.500Z",
+        "msgid": "t1-2",
+        "account": "ann",
+        "+typing": "active",
+        "+draft/react": "a;b c",
+    }
+    assert _r.render(relayed, Mode.IRC) == _r.render(relayed, Mode.IRC_TIME) == b""
 
 
 def test_room_notices_carry_the_account_tag_in_the_tags_mode() -> None:
