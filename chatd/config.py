@@ -8,6 +8,7 @@ them with a comment each. Loading rejects unknown keys, wrong types and bad valu
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 import tomllib
 import types
@@ -169,6 +170,13 @@ class ClusterSection:
     """Several nodes on one PostgreSQL (docs/cluster.md): each node's name in the log."""
 
     node_id: str = field(default_factory=_host_name)  # default: the host name
+    # The writer takes the connections other nodes pass on at this address; a node that
+    # is not the writer passes its clients' connections there. 0: no passing on (a
+    # second node waits as a standby, listening nowhere).
+    port: int = 0
+    host: str = "127.0.0.1"
+    advertise: str = ""  # how the other nodes reach this node's cluster port; empty: host
+    secret: str = ""  # shared by every node; required when host is not a loopback address
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +327,7 @@ _PORTS = {
     "http.tls_port",
     "irc.port",
     "irc.tls_port",
+    "cluster.port",
 }
 
 
@@ -361,11 +370,26 @@ def _check_store_and_cluster(config: Config) -> None:
     """Settings that depend on each other: a PostgreSQL backend needs its dsn."""
     if config.store.backend == "postgres" and not config.store.dsn.strip():
         raise ConfigError('store.dsn must be set when store.backend is "postgres"')
+    cluster = config.cluster
+    if cluster.port and config.store.backend != "postgres":
+        raise ConfigError('cluster.port needs store.backend = "postgres" (docs/cluster.md)')
+    if cluster.port and not cluster.secret and not _loopback(cluster.host):
+        raise ConfigError(
+            f"cluster.secret must be set when cluster.host ({cluster.host}) is not a "
+            "loopback address: whoever reaches cluster.port could claim any client address"
+        )
     if not _NODE_ID.fullmatch(config.cluster.node_id):
         raise ConfigError(
             "cluster.node_id must be 1-64 characters of A-Z a-z 0-9 _ . -, "
             f"not {config.cluster.node_id!r}"
         )
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _merge_section(name: str, current: Any, table: Mapping[str, Any]) -> Any:
@@ -426,8 +450,6 @@ _NETWORK_LISTS = {"limits.accounts_exempt_networks"}
 
 
 def _check_networks(key: str, value: list[str]) -> None:
-    import ipaddress
-
     for item in value:
         try:
             ipaddress.ip_network(item, strict=False)

@@ -7,13 +7,16 @@ import asyncio
 import concurrent.futures
 import gc
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from chatd import logs
+from chatd.cluster.forward import Standby
 from chatd.config import Config, ConfigError, load
 from chatd.core.chat import Chat
 from chatd.core.flood import address_key
@@ -34,7 +37,7 @@ from chatd.server.reader import MessageReader
 from chatd.server.reload import ReloadResult, reconcile
 from chatd.server.uploads import Files
 from chatd.store.base import Store
-from chatd.store.open import open_store
+from chatd.store.open import cluster_address, open_store
 
 log = logs.get_logger("chatd.daemon")
 
@@ -99,7 +102,7 @@ class Daemon:
         cfg = self.config
         self.loop = asyncio.get_running_loop()
         self.ops.prepare(cfg)  # a bad TLS file fails before the database is opened
-        store = self._store or open_store(cfg)  # [store] backend: sqlite or postgres
+        store = self._store or await self._open_store(cfg)  # [store] backend
         self._store = store
         snapshot = store.load(recent=RECENT_AT_START)
         self.chat = Chat(cfg, snapshot, started=self.clock(), read=store.read)
@@ -149,6 +152,7 @@ class Daemon:
         self._servers.extend(await self.ops.listen(cfg, self._line_door))
         self.port = self.ops.port
         self._servers.extend(await self._listen_doors(cfg))
+        self._servers.extend(await self.ops.listen_cluster(cfg))  # [cluster] port
         self._every(CURSOR_SAVE_INTERVAL_S, self._save_cursors)
         self._every(GC_FREEZE_INTERVAL_S, self._freeze_survivors)
         self._every(GC_FULL_INTERVAL_S, self._full_collection)
@@ -160,6 +164,47 @@ class Daemon:
             accounts=len(self.chat.accounts),
             messages=len(self.chat.index),
         )
+
+    async def _open_store(self, cfg: Config) -> Store:
+        """The configured store. On PostgreSQL with `[cluster] port`, a node that finds
+        another holding the lease is a standby meanwhile: its doors pass every client
+        on to that node (chatd/cluster/forward.py) until the lease is its own."""
+        if cfg.store.backend != "postgres" or not cfg.cluster.port or self.ops.activated:
+            return open_store(cfg)
+        standby = Standby(cfg, self.ops.tls_context)
+        loop = self.loop
+        opened: asyncio.Future[Store] = loop.create_future()
+
+        def settle(store: Store | None, error: BaseException | None) -> None:
+            if opened.done():
+                if store is not None:
+                    store.close()
+            elif error is not None:
+                opened.set_exception(error)
+            else:
+                opened.set_result(cast(Store, store))
+
+        def wait_for_lease() -> None:  # a thread: the loop serves the standby meanwhile
+            def heard(writer: str) -> None:
+                loop.call_soon_threadsafe(standby.writer_is, writer)
+
+            store: Store | None = None
+            error: BaseException | None = None
+            try:
+                store = open_store(cfg, on_standby=heard)
+            except BaseException as e:  # handed to the loop as it is
+                error = e
+            try:
+                loop.call_soon_threadsafe(settle, store, error)
+            except RuntimeError:  # the loop is gone: the process is ending
+                if store is not None:
+                    store.close()
+
+        threading.Thread(target=wait_for_lease, name="chatd-lease", daemon=True).start()
+        try:
+            return await opened
+        finally:
+            await standby.close(cluster_address(cfg))
 
     async def _listen_doors(self, cfg: Config) -> list[asyncio.Server]:
         """The other doors onto the same chat, each off while its port is 0."""

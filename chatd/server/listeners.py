@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any
 
 from chatd import logs
+from chatd.cluster.forward import Handoff
 from chatd.config import Config, ConfigError
 from chatd.server.counters import ServerMetrics
 from chatd.server.metrics import LoopLagProbe
@@ -57,6 +58,9 @@ class Operations:
         self.tls_port = 0
         self.metrics_port = 0
         self.door_ports: dict[str, int] = {}  # "http", "http-tls", "irc", "telnet", ...
+        # Each open door's protocol factory by name ("line", "tls", "http", "irc-tls",
+        # ...): connections passed on by other nodes are served by them (cluster/forward.py).
+        self.factories: dict[str, Callable[[], asyncio.Protocol]] = {}
 
     def prepare(self, config: Config) -> None:
         """Reads systemd's environment and builds the TLS context. Raises ConfigError."""
@@ -73,6 +77,16 @@ class Operations:
             )
         if tls.port or config.http.tls_port or config.irc.tls_port or tls_named:
             self._tls = server_context(tls.cert, tls.key)
+
+    @property
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context once `prepare` built one (a standby's doors use it)."""
+        return self._tls
+
+    @property
+    def activated(self) -> bool:
+        """Whether systemd passed the listening sockets (socket activation)."""
+        return bool(self._inherited)
 
     def _named(self, name: str) -> list[ListenSocket]:
         return [s for s in self._inherited if s.name == name]
@@ -92,6 +106,7 @@ class Operations:
             )
         ]
         self.port = _port(servers[0])
+        self.factories["line"] = factory
         tls_servers: list[asyncio.Server] = []
         if self._tls is not None:
             # asyncio calls connection_made only after the handshake, so the login
@@ -119,6 +134,7 @@ class Operations:
                 )
             ]
             self.tls_port = _port(tls_servers[0])
+            self.factories["tls"] = factory
         for server in (*servers, *tls_servers):
             for sock in server.sockets:
                 _keepalive(sock)
@@ -180,9 +196,25 @@ class Operations:
                 for sock in server.sockets:
                     _keepalive(sock)
             self.door_ports[label] = _port(got[0])
+            self.factories[label] = factory
             servers.extend(got)
             log.info("server.listeners", door=label, addresses=_addresses(got))
         return servers
+
+    async def listen_cluster(self, config: Config) -> list[asyncio.Server]:
+        """`[cluster] port`: where the other nodes pass their clients on to this one
+        while it holds the lease; each connection goes to its door's factory."""
+        cluster = config.cluster
+        if not cluster.port:
+            return []
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: Handoff(self.factories, cluster.secret), cluster.host, cluster.port
+        )
+        for sock in server.sockets:
+            _keepalive(sock)
+        log.info("server.listeners", door="cluster", addresses=_addresses([server]))
+        return [server]
 
     def ready(self, status: Callable[[], str]) -> None:
         """READY=1 with a status line, then the watchdog (which refreshes the status)."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -308,8 +308,9 @@ def _version_problem(version: int) -> str:
     )
 
 
-def _lease_holder(db: psycopg.Connection[Any]) -> str:
-    """Who holds the lease: the application_name and address of its connection."""
+def _lease_holder(db: psycopg.Connection[Any]) -> tuple[str, str]:
+    """Who holds the lease, in words, and the cluster address it advertises ("" if
+    none): both from its connection's application_name (see `writer_name`)."""
     row = db.execute(
         "SELECT a.application_name, a.client_addr::text, a.pid FROM pg_locks l "
         "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
@@ -319,9 +320,23 @@ def _lease_holder(db: psycopg.Connection[Any]) -> str:
         (LEASE_LOCK,),
     ).fetchone()
     if row is None:
-        return "a node that just let go"
+        return "a node that just let go", ""
     name, addr, pid = row
-    return f"{name or 'unnamed'} from {addr or 'a local socket'}, backend pid {pid}"
+    words = f"{name or 'unnamed'} from {addr or 'a local socket'}, backend pid {pid}"
+    return words, advertised(name or "")
+
+
+def writer_name(node_id: str, advertise: str) -> str:
+    """The writer connection's application_name: how the other nodes learn, from the
+    lease's holder, where to pass their clients on (docs/cluster.md). The address comes
+    first: PostgreSQL cuts names at 63 bytes, and a cut node id still reads."""
+    return f"chatd @{advertise} {node_id}" if advertise else f"chatd {node_id}".strip()
+
+
+def advertised(application_name: str) -> str:
+    """The cluster address in a writer's application_name, "" if it shows none."""
+    head, _, rest = application_name.partition(" @")
+    return rest.split(" ", 1)[0] if head == "chatd" else ""
 
 
 def _reason(e: psycopg.Error) -> str:
@@ -342,12 +357,17 @@ class PostgresStore:
         timeout: float = 5.0,
         node_id: str = "",
         wait_s: float = float("inf"),
+        advertise: str = "",
+        on_standby: Callable[[str], None] | None = None,
     ) -> None:
         """Opens the writer connection and takes the lease, waiting up to `wait_s` for
-        another node to let it go (StoreError after that)."""
+        another node to let it go (StoreError after that). Meanwhile `on_standby` is
+        called, on this thread, at every look with the address the holder advertises
+        ("" if none); `advertise` is this node's, shown once it holds the lease."""
         self._dsn = dsn
         self._timeout = timeout
-        self._name = f"chatd {node_id}".strip()
+        self._name = writer_name(node_id, advertise)
+        self._on_standby = on_standby
         self._synchronous_commit = "on" if synchronous == "full" else "off"
         self._db = self._open()
         try:
@@ -358,6 +378,7 @@ class PostgresStore:
             if version != len(MIGRATIONS):  # before waiting for the lease: fail at once
                 raise StoreError(_version_problem(version))
             self._take_lease(self._db, wait_s)
+            self._on_standby = None  # the writer now: nobody to pass clients on to
             try:  # read with the lease held: nobody else writes it from now on
                 row = self._db.execute("SELECT value FROM meta WHERE key = 'batch'").fetchone()
             except psycopg.Error as e:
@@ -383,7 +404,9 @@ class PostgresStore:
                     if waiting:
                         log.warning("store.lease_taken")
                     return
-                holder = _lease_holder(db)
+                holder, address = _lease_holder(db)
+                if self._on_standby is not None:
+                    self._on_standby(address)
                 if time.monotonic() >= deadline:
                     raise StoreError(
                         f"another chatd ({holder}) is writing to this database; several live "

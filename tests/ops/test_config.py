@@ -70,3 +70,34 @@ def test_overrides_are_validated() -> None:
     assert Config().with_overrides({"server.port": 9000}).server.port == 9000
     with pytest.raises(ConfigError, match=r"server\.port"):
         Config().with_overrides({"server.port": -5})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "why"),
+    [
+        ({"cluster.port": 7000}, 'cluster.port needs store.backend = "postgres"'),
+        (
+            {
+                "store.backend": "postgres",
+                "store.dsn": "postgresql://db/chatd",
+                "cluster.port": 7000,
+                "cluster.host": "10.0.0.1",
+            },
+            "cluster.secret must be set",
+        ),
+        ({"cluster.node_id": "two words"}, "cluster.node_id must be"),
+        ({"store.backend": "postgres"}, "store.dsn must be set"),
+    ],
+)
+def test_store_and_cluster_settings_that_depend_on_each_other(
+    overrides: dict[str, object], why: str
+) -> None:
+    with pytest.raises(ConfigError, match=why):
+        Config().with_overrides(overrides)
+
+
+def test_a_cluster_port_on_loopback_or_with_a_secret_is_fine() -> None:
+    pg = {"store.backend": "postgres", "store.dsn": "postgresql://db/chatd", "cluster.port": 7000}
+    assert Config().with_overrides(pg).cluster.port == 7000
+    far = {**pg, "cluster.host": "10.0.0.1", "cluster.secret": "x"}
+    assert Config().with_overrides(far).cluster.host == "10.0.0.1"
