@@ -224,8 +224,7 @@ class RoomCommands(ChatState):
         to as on approval (this session too), and the members see `joined`."""
         room = self._invited_room(acct, cmd.room, now)
         out = Outcome()
-        self._drop_invite(room, acct.key, out)
-        joined = n.Joined(room.key, acct.name)
+        joined = n.Joined(room.key, acct.name)  # `_admit` drops the invitation
         self._admit(room, acct, now, out, notice=joined, actor=s, replay_actor=True)
         out.replies.append(r.RoomOk(cmd.verb, room.key, members=self._member_names(room)))
         log.info("room.invite_accepted", room=room.key, user=acct.name)
