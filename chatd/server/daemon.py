@@ -36,7 +36,7 @@ from chatd.server.peer import Peer
 from chatd.server.reader import MessageReader
 from chatd.server.reload import ReloadResult, reconcile
 from chatd.server.uploads import Files
-from chatd.store.base import Store
+from chatd.store.base import LeaseLost, Store
 from chatd.store.open import cluster_address, open_store
 
 log = logs.get_logger("chatd.daemon")
@@ -95,6 +95,7 @@ class Daemon:
         self.port = 0
         self._wake_at: float | None = None
         self._wake_handle: asyncio.TimerHandle | None = None
+        self._lost: LeaseLost | None = None
 
     # Life cycle ------------------------------------------------------------------
 
@@ -118,6 +119,7 @@ class Daemon:
             metrics=self.metrics,
             inline_commit=cfg.store.synchronous == "normal",
         )
+        self.hub.on_lease_lost = self._lease_lost
         self.workers = concurrent.futures.ThreadPoolExecutor(2, "chatd-work")
         # File bodies under data_dir/files, with an I/O thread of their own.
         self.files = Files(
@@ -236,6 +238,8 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         self.ops.ready(self.status_text)
         await self._stopped.wait()
+        if self._lost is not None:
+            raise self._lost  # the command line exits with status 1
 
     def _on_sighup(self) -> None:
         log.info("server.signal", signal="SIGHUP")
@@ -316,6 +320,26 @@ class Daemon:
         self._store.close()
         await self.ops.close()
         log.info("server.stopped")
+        self._stopped.set()
+
+    def _lease_lost(self, error: LeaseLost) -> None:
+        """Another node took PostgreSQL's lease while this one's connection was down:
+        nothing this node commits counts any more. Its clients are cut off at once
+        (they come back through the balancer to the node that writes now) and the
+        process ends with status 1, for its supervisor to start it again as a standby."""
+        if self._stopping:
+            return
+        log.error("store.lease_lost", error=str(error))
+        self._stopping = True
+        self._lost = error
+        self.ops.stopping()
+        for server in self._servers:
+            server.close()
+        for timer in self._timers:
+            timer.cancel()
+        for conn in list(self._connections):
+            if conn.peer is not None and conn.peer.transport is not None:
+                conn.peer.transport.abort()
         self._stopped.set()
 
     async def _drain_all(self) -> None:

@@ -47,7 +47,7 @@ from chatd.protocol.notices import SlowConsumer
 from chatd.protocol.render import Renderer
 from chatd.server.counters import ServerMetrics, chat_kind
 from chatd.server.peer import Peer
-from chatd.store.base import Store
+from chatd.store.base import LeaseLost, Store
 
 log = logs.get_logger("chatd.hub")
 
@@ -131,6 +131,8 @@ class Hub:
         self.commits = 0
         self.slow_consumers = 0
         self.commits_given_up = 0
+        #: Called when the store says another node holds the lease (the daemon stops).
+        self.on_lease_lost: Callable[[LeaseLost], None] | None = None
 
     # Input side: what the core produced ------------------------------------------
 
@@ -345,6 +347,8 @@ class Hub:
     # commit, a probe (`_probe`) tries a harmless write every `commit_retry_s`.
 
     def _commit_failed(self, batch: _Batch, error: BaseException) -> None:
+        if isinstance(error, LeaseLost) and self.on_lease_lost is not None:
+            self.on_lease_lost(error)  # another node writes now: this one stops
         now = time.monotonic()
         store = self._chat.config.store
         if batch.failed_since is None:

@@ -25,6 +25,11 @@ class StoreError(Exception):
     """The store cannot load or commit; the message says why."""
 
 
+class LeaseLost(StoreError):
+    """Another node writes to the database now (PostgreSQL's lease went to it while
+    this one's connection was down): this node must stop serving, not wait."""
+
+
 class Store(Protocol):
     def load(self, recent: int = 0) -> Snapshot: ...
 

@@ -76,7 +76,7 @@ from chatd.core.snapshot import (
     TokenRow,
 )
 from chatd.protocol.events import FileInfo, Message
-from chatd.store.base import StoreError
+from chatd.store.base import LeaseLost, StoreError
 from chatd.store.rows import COUNTERS, PARAMS, message_row, strikes_of
 
 #: The advisory lock `migrate` holds (any constant; "chatd" in ASCII).
@@ -85,6 +85,11 @@ MIGRATE_LOCK = 0x6368617464
 LEASE_LOCK = 0x63686174646C
 #: How often a standby asks for the lease again.
 LEASE_POLL_S = 0.25
+#: How often a standby that lost PostgreSQL tries to connect again.
+STANDBY_RETRY_S = 1.0
+#: How long a standby that connected again leaves the lease to the writer, which takes
+#: it back at its next commit or probe (store.commit_retry_s) after a restart.
+LEASE_GRACE_S = 5.0
 #: Server-side TCP keepalives of the writer connection (see `_open`).
 LEASE_KEEPALIVES = (
     "tcp_keepalives_idle = 10",
@@ -377,7 +382,7 @@ class PostgresStore:
                 raise StoreError(f"PostgreSQL: {_reason(e)}") from e
             if version != len(MIGRATIONS):  # before waiting for the lease: fail at once
                 raise StoreError(_version_problem(version))
-            self._take_lease(self._db, wait_s)
+            self._wait_for_lease(wait_s)
             self._on_standby = None  # the writer now: nobody to pass clients on to
             try:  # read with the lease held: nobody else writes it from now on
                 row = self._db.execute("SELECT value FROM meta WHERE key = 'batch'").fetchone()
@@ -394,6 +399,29 @@ class PostgresStore:
         self._readers_lock = threading.Lock()
         self._reader_dbs: list[psycopg.Connection[Any]] = []
 
+    def _wait_for_lease(self, wait_s: float) -> None:
+        """Takes the lease on `self._db`. A standby that waits for ever rides out
+        PostgreSQL restarts and lost connections: it connects again and waits on."""
+        while True:
+            try:
+                self._take_lease(self._db, wait_s)
+                return
+            except StoreError as e:
+                if wait_s != float("inf") or not (self._db.closed or self._db.broken):
+                    raise
+                log.warning("store.standby_reconnecting", error=str(e))
+            self._db.close()
+            while True:
+                time.sleep(STANDBY_RETRY_S)
+                try:
+                    self._db = self._open()
+                    break
+                except StoreError as e:
+                    log.warning("store.standby_reconnecting", error=str(e))
+            # PostgreSQL came back (a restart drops every connection, the writer's
+            # too): the writer gets this long to take its lease again first.
+            time.sleep(LEASE_GRACE_S)
+
     def _take_lease(self, db: psycopg.Connection[Any], wait_s: float) -> None:
         deadline = time.monotonic() + wait_s
         waiting = False
@@ -408,9 +436,9 @@ class PostgresStore:
                 if self._on_standby is not None:
                     self._on_standby(address)
                 if time.monotonic() >= deadline:
-                    raise StoreError(
-                        f"another chatd ({holder}) is writing to this database; several live "
-                        "nodes need the cluster part of docs/cluster.md, which is not built"
+                    raise LeaseLost(
+                        f"another chatd ({holder}) is writing to this database: one writer "
+                        "at a time (docs/cluster.md)"
                     )
                 if not waiting:
                     log.warning("store.standby", holder=holder)

@@ -13,8 +13,9 @@ import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import psycopg
 import pytest
 
 from chatd.cluster.forward import (
@@ -29,6 +30,9 @@ from chatd.config import Config
 from chatd.store import postgres as pg_store
 from tests.helpers.nodes import listening
 from tests.helpers.server import Client, free_port, launch
+
+if TYPE_CHECKING:
+    from tests.helpers.postgres import PostgresServer
 
 pytest_plugins = ["tests.helpers.postgres"]
 
@@ -337,3 +341,52 @@ async def wait_for(ok: Callable[[], bool], what: str, timeout: float = 20) -> No
     while not ok():
         assert loop.time() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)
+
+
+async def test_postgres_restarted_under_the_nodes_they_carry_on(
+    cluster: Cluster, postgres: PostgresServer
+) -> None:
+    """The writer refuses writes while PostgreSQL is down and recovers by itself; the
+    standbys connect again and keep passing clients on, and one still takes over."""
+    node1, node2, node3 = cluster.nodes
+    alice = await cluster.login(0, "alice")
+    bob = await cluster.login(1, "bob")
+    postgres.restart()
+    sent = await alice.jcmd("send bob after the restart")
+    assert sent["type"] == "ok", sent  # committed once PostgreSQL was back
+    assert (await bob.obj())["id"] == sent["id"]
+    node1.kill9()
+    assert await bob.closed()
+    await wait_for(lambda: listening(node2.cluster) or listening(node3.cluster), "a new writer")
+    other = 2 if listening(node2.cluster) else 1
+    back = await cluster.connect(other)
+    await back.send("mode json\nlogin bob\n")
+    assert (await back.obj())["mode"] == "json"
+    assert (await back.obj())["cmd"] == "login"
+    assert (await back.jcmd("send alice still here"))["type"] == "ok"
+
+
+async def test_a_writer_whose_lease_went_to_another_node_stops(
+    cluster: Cluster, pg_dsn: str
+) -> None:
+    """PostgreSQL drops the writer's connection (here: terminated by an operator) and a
+    standby takes the lease at once: the old writer's next commit finds it gone, so it
+    cuts its clients off, acknowledges nothing more and exits with status 1."""
+    node1, node2, node3 = cluster.nodes
+    alice = await cluster.login(0, "alice", mode="text")
+    with psycopg.connect(pg_dsn, autocommit=True) as db:
+        db.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name LIKE 'chatd @% node1'"
+        )
+    await wait_for(lambda: listening(node2.cluster) or listening(node3.cluster), "a new writer")
+    await alice.send("send_all lost with the lease\n")
+    with pytest.raises(EOFError):
+        line = await alice.line()
+        assert not line.startswith("OK"), line  # nothing acknowledged
+        await alice.line()
+    assert node1.proc is not None
+    assert node1.proc.wait(10) == 1
+    back = await cluster.login(2 if listening(node2.cluster) else 1, "alice")
+    history = await back.jcmd("history #general")
+    assert [m["text"] for m in history["messages"]] == []
