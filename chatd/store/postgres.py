@@ -9,13 +9,14 @@ command) applies MIGRATIONS[i] to go from version i to i+1, each in one transact
 under an advisory lock so that two nodes migrating at once do not race. Opening a store
 whose schema is not this chatd's version is an error naming `chatd migrate`.
 
-One writer per database (the lease): until the cluster part of docs/cluster.md is
-built, a node's memory only knows what it loaded and what it did itself, so two live
-nodes on one database would hand out the same ids. The writer connection holds the
-session-level advisory lock LEASE_LOCK; a second node waits for it (a standby: it opens
-no port until the first node's connection is gone, as after kill -9, then loads
-everything the first committed). After a reconnect the lease is taken again, or the
-commit fails: a node that lost it never writes.
+One writer per database (the lease): a node's memory only knows what it loaded and what
+it did itself, so two writing nodes on one database would hand out the same ids. The
+writer connection holds the session-level advisory lock LEASE_LOCK, and shows its
+cluster address in its application_name; another node waits for it (passing its
+clients on to that address meanwhile: chatd/cluster/forward.py) until the writer's
+connection is gone, as after kill -9, then loads everything the first committed. After
+a reconnect the lease is taken again, or the commit fails with LeaseLost: a node that
+lost it never writes again.
 
 A connection lost during COMMIT leaves the batch's fate unknown. Each batch also sets
 meta 'batch' to its number, so once the store has connected again and holds the lease

@@ -1,9 +1,9 @@
 """contrib/haproxy/chatd.cfg through Debian's haproxy, in front of two chatd nodes on one
-PostgreSQL: clients reach the live node on the line, TLS, HTTP and IRC ports; the second
-node waits as a standby (one writer per database: live delivery between active nodes is
-designed in docs/cluster.md, not built); when the first is killed with SIGKILL the
-health checks take it out, the standby takes over, and a client reconnecting through
-haproxy gets its replay from PostgreSQL.
+PostgreSQL: both are in, clients reach either on the line, TLS, HTTP and IRC ports and
+chat with each other (the node that is not the writer passes its clients on to the one
+that is: docs/cluster.md); when the writer is killed with SIGKILL the health checks
+take it out, the other node takes over, and a client reconnecting through haproxy gets
+its replay from PostgreSQL.
 
 The shipped file is used as it is, with its addresses and ports rewritten to this
 machine's free ones and node3 left out."""
@@ -40,6 +40,7 @@ class Node:
     http: int
     irc: int
     tls: int
+    cluster: int
     config: Path
     proc: subprocess.Popen[bytes] | None = None
 
@@ -106,10 +107,10 @@ def cluster(
     nodes = []
     for name in ("node1", "node2"):
         config = tmp_path / f"{name}.toml"
-        node = Node(name, free_port(), free_port(), free_port(), free_port(), config)
+        node = Node(name, *(free_port() for _ in range(5)), config)
         config.write_text(
             f'[store]\nbackend = "postgres"\ndsn = "{pg_dsn}"\n'
-            f'[cluster]\nnode_id = "{name}"\n'
+            f'[cluster]\nnode_id = "{name}"\nport = {node.cluster}\n'
             "[limits]\nmax_connections_per_ip = 1000\n"
             f"[http]\nport = {node.http}\nmax_connections_per_ip = 1000\n"
             f"[irc]\nport = {node.irc}\n"
@@ -130,7 +131,7 @@ def cluster(
     try:
         nodes[0].start(tmp_path / "data1")
         wait_until("node1 to listen", lambda: listening(nodes[0].line))
-        nodes[1].start(tmp_path / "data2")  # a standby: waits for node1's lease
+        nodes[1].start(tmp_path / "data2")  # not the writer: passes its clients on
         wait_until("haproxy to listen", lambda: listening(fronts["8000"]))
         yield nodes, fronts, sock, cert
     finally:
@@ -171,18 +172,24 @@ async def jlogin(port: int, name: str) -> tuple[Client, dict[str, object], list[
     return c, ok, [await c.obj() for _ in range(unread)]
 
 
-async def test_a_killed_node_is_taken_out_and_its_clients_replay_on_the_standby(
+async def test_both_nodes_serve_and_a_killed_writer_is_replaced(
     cluster: tuple[list[Node], dict[str, int], Path, Certificate],
 ) -> None:
     nodes, fronts, sock, cert = cluster
     line = fronts["8000"]
-    # The standby opens no port, so the checks take it out and keep node1 in.
+    # Both nodes answer the checks: node2 passes them on to node1, the writer.
     for backend in ("chatd_line", "chatd_http"):  # the HTTP door has checks of its own
-        wait_until(f"{backend}: node1 up, node2 down", states(sock, backend, node1=2, node2=0))
+        wait_until(f"{backend}: both nodes up", states(sock, backend, node1=2, node2=2))
     alice, _, _ = await jlogin(line, "alice")
     bob, _, _ = await jlogin(line, "bob")
     sent = await alice.jcmd("send bob through haproxy")
     assert (await bob.obj())["text"] == "through haproxy"
+    # Straight to node2 (not the writer) works as well as through the balancer.
+    dave = await Client.connect(nodes[1].line)
+    assert (await dave.cmd("login dave")).startswith("OK welcome")
+    assert (await alice.jcmd("send dave on the other node"))["type"] == "ok"
+    assert (await dave.until(lambda s: "on the other node" in s)).endswith("on the other node")
+    await dave.close()
     assert (await bob.jcmd("quit"))["cmd"] == "quit"
     missed = [(await alice.jcmd(f"send bob while away {i}"))["id"] for i in range(3)]
     assert all(isinstance(i, int) and i > sent["id"] for i in missed)
@@ -203,7 +210,7 @@ async def test_a_killed_node_is_taken_out_and_its_clients_replay_on_the_standby(
     assert (await asyncio.wait_for(r.readline(), DEADLINE_S)).startswith(b"HTTP/1.1 200")
     w.close()
 
-    nodes[0].kill9()  # node1 dies with alice connected
+    nodes[0].kill9()  # node1, the writer, dies with alice connected
     assert await alice.closed()
     wait_until("node1 out and node2 in", states(sock, "chatd_line", node1=0, node2=2))
     _, ok, replay = await jlogin(line, "bob")
