@@ -302,8 +302,14 @@ def _parse_list(text: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if args_in[:1] == ["cluster"]:  # several nodes on PostgreSQL: its own options
+        from bench import cluster
+
+        return cluster.main(args_in[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("cluster", help="1, 2, 3 nodes on PostgreSQL (bench/cluster.py)")
     run = sub.add_parser("run", help="run scenarios against targets")
     run.add_argument(
         "--scenarios",

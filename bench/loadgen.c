@@ -78,6 +78,22 @@ static const char *o_scenario = "fanout";
 enum { K_FANOUT, K_RATE, K_IDLE, K_LOGINS, K_PINGPONG };
 static int kind = -1;
 static const char *o_prefix = "u";
+/* --ports P1,P2,...: client i connects to ports[i % n] (several nodes, issue 16);
+ * --server-pid accepts a list too: the CPU and RSS figures are their sums. */
+#define LIST_MAX 16
+static int o_ports[LIST_MAX], o_nports, o_pids[LIST_MAX], o_npids;
+static double srv_each0[LIST_MAX], srv_each1[LIST_MAX];
+
+static int parse_list(const char *s, int *out) {
+    int n = 0;
+    while (*s && n < LIST_MAX) {
+        out[n++] = atoi(s);
+        s = strchr(s, ',');
+        if (!s) break;
+        s++;
+    }
+    return n;
+}
 
 /* state */
 static conn_t *C;
@@ -94,7 +110,7 @@ static const char USAGE[] =
     "usage: loadgen --port P [--proto chatd|irc] [--scenario fanout|rate|idle|logins|pingpong]\n"
     "  [--clients N] [--senders S] [--inflight W] [--duration SEC] [--rate MSG_PER_S]\n"
     "  [--pairs P] [--window LOGINS_PENDING] [--timeout SETUP_SEC] [--server-pid PID]\n"
-    "  [--prefix NAME_PREFIX] [--no-join]\n";
+    "  [--prefix NAME_PREFIX] [--no-join] [--ports P1,P2,...] [--server-pid PID1,PID2,...]\n";
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -150,10 +166,10 @@ static void hist_json(const char *name, const hist_t *h) {
 }
 
 /* ---- /proc sampling ---- */
-static double server_cpu_s(void) {
-    if (!o_server_pid) return 0.0;
+static double pid_cpu_s(int pid) {
+    if (!pid) return 0.0;
     char path[64], buf[2048];
-    snprintf(path, sizeof path, "/proc/%d/stat", o_server_pid);
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f) return 0.0;
     size_t n = fread(buf, 1, sizeof buf - 1, f);
@@ -168,17 +184,36 @@ static double server_cpu_s(void) {
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-static long server_rss_kib(void) {
-    if (!o_server_pid) return 0;
+/* The servers' CPU seconds, summed; each one's is kept in `each` when given. */
+static double server_cpu_s_each(double *each) {
+    double sum = 0.0;
+    for (int k = 0; k < o_npids; k++) {
+        double v = pid_cpu_s(o_pids[k]);
+        if (each) each[k] = v;
+        sum += v;
+    }
+    return sum;
+}
+
+static double server_cpu_s(void) { return server_cpu_s_each(NULL); }
+
+static long pid_rss_kib(int pid) {
+    if (!pid) return 0;
     char path[64], line[256];
     long kb = 0;
-    snprintf(path, sizeof path, "/proc/%d/status", o_server_pid);
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
     FILE *f = fopen(path, "r");
     if (!f) return 0;
     while (fgets(line, sizeof line, f))
         if (sscanf(line, "VmRSS: %ld kB", &kb) == 1) break;
     fclose(f);
     return kb;
+}
+
+static long server_rss_kib(void) {
+    long sum = 0;
+    for (int k = 0; k < o_npids; k++) sum += pid_rss_kib(o_pids[k]);
+    return sum;
 }
 
 /* CPU seconds all CPUs spent busy (not idle, not iowait), from /proc/stat. The softirq
@@ -267,7 +302,8 @@ static void start_connect(int i) {
     if (c->fd < 0) die("socket: %s (raise ulimit -n)", strerror(errno));
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o_port)};
+    int port = o_nports ? o_ports[i % o_nports] : o_port;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     c->state = S_CONNECTING;
     n_pending++;
@@ -615,7 +651,7 @@ int main(int argc, char **argv) {
         {"clients", 1, 0, 'n'}, {"senders", 1, 0, 'S'},  {"inflight", 1, 0, 'w'},
         {"duration", 1, 0, 'd'}, {"rate", 1, 0, 'r'},    {"pairs", 1, 0, 'a'},
         {"window", 1, 0, 'W'},  {"server-pid", 1, 0, 'x'}, {"timeout", 1, 0, 't'},
-        {"prefix", 1, 0, 'f'},  {"no-join", 0, 0, 'j'},
+        {"prefix", 1, 0, 'f'},  {"no-join", 0, 0, 'j'},  {"ports", 1, 0, 'o'},
         {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -630,13 +666,15 @@ int main(int argc, char **argv) {
         case 'r': o_rate = atof(optarg); break;
         case 'a': o_pairs = atoi(optarg); break;
         case 'W': o_window = atoi(optarg); break;
-        case 'x': o_server_pid = atoi(optarg); break;
+        case 'x': o_npids = parse_list(optarg, o_pids); o_server_pid = o_pids[0]; break;
+        case 'o': o_nports = parse_list(optarg, o_ports); break;
         case 't': o_timeout = atof(optarg); break;
         case 'f': o_prefix = optarg; break;
         case 'j': o_join = 0; break;
         default: fputs(USAGE, stderr); return 2;
         }
     }
+    if (o_nports > 0 && o_port <= 0) o_port = o_ports[0];
     if (o_port <= 0) {
         fputs(USAGE, stderr);
         return 2;
@@ -696,7 +734,7 @@ int main(int argc, char **argv) {
     uint64_t tm0 = now_ns(), tm1 = tm0;
 
     if (complete && (fanout || rate || pp)) {
-        srv0 = server_cpu_s();
+        srv0 = server_cpu_s_each(srv_each0);
         gen0 = self_cpu_s();
         host0 = host_busy_s();
         phase = PH_MEASURE;
@@ -718,7 +756,7 @@ int main(int argc, char **argv) {
         }
         loop_until(c_never, tm0 + (uint64_t)(o_duration * 1e9));
         tm1 = now_ns();
-        srv1 = server_cpu_s();
+        srv1 = server_cpu_s_each(srv_each1);
         gen1 = self_cpu_s();
         host1 = host_busy_s();
         acked_window = acked_total;
@@ -743,6 +781,12 @@ int main(int argc, char **argv) {
            100.0 * ((host1 - host0) - (srv1 - srv0) - (gen1 - gen0)) / wall,
            (unsigned long long)errs_total,
            (unsigned long long)notices, (unsigned long long)rx_bytes);
+    if (o_npids > 1) { /* each server's CPU % over the measured phase, in --server-pid order */
+        printf("\"server_cpu_pct_each\":[");
+        for (int k = 0; k < o_npids; k++)
+            printf("%s%.1f", k ? "," : "", 100.0 * (srv_each1[k] - srv_each0[k]) / wall);
+        printf("],");
+    }
     if (fanout || rate) {
         printf("\"senders\":%d,\"inflight\":%d,\"offered_rate\":%.1f,\"messages_sent\":%llu,"
                "\"messages_acked\":%llu,\"skipped\":%llu,\"messages_per_s\":%.1f,"
