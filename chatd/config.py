@@ -119,6 +119,9 @@ class RetentionSection:
 class FilesSection:
     max_bytes: int = 5242880
     quota_bytes: int = 52428800
+    # Where file bodies are kept; empty: server.data_dir/files. Several nodes: one
+    # directory they all mount (docs/cluster.md).
+    dir: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,7 +68,8 @@ class Files:
         self._workers = workers
         self._clock = clock
         self.apply = apply  # the server's one way to queue an Outcome
-        self.blobs = BlobStore(Path(chat.config.server.data_dir) / FILES_DIR)
+        cfg = chat.config
+        self.blobs = BlobStore(cfg.files.dir or Path(cfg.server.data_dir) / FILES_DIR)
         self.thread = concurrent.futures.ThreadPoolExecutor(1, "chatd-files")
         self._finishing: Counter[str] = Counter()  # sha256 -> uploads being committed
         self._pending: set[asyncio.Future[None]] = set()

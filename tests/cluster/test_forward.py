@@ -8,6 +8,8 @@ writer."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import re
 import subprocess
 from collections.abc import AsyncIterator, Callable
@@ -188,6 +190,7 @@ def node_config(tmp_path: Path, name: str, dsn: str, cluster: int, irc: int, **e
         f'[store]\nbackend = "postgres"\ndsn = "{dsn}"\n',
         f'[cluster]\nnode_id = "{name}"\nport = {cluster}\nsecret = "{SECRET}"\n',
         f"[irc]\nport = {irc}\n",
+        f'[files]\ndir = "{tmp_path / "files"}"\n',  # one directory for every node
         *extra.values(),
     ]
     path.write_text("\n".join(sections))
@@ -390,3 +393,49 @@ async def test_a_writer_whose_lease_went_to_another_node_stops(
     back = await cluster.login(2 if listening(node2.cluster) else 1, "alice")
     history = await back.jcmd("history #general")
     assert [m["text"] for m in history["messages"]] == []
+
+
+async def test_rooms_files_and_schedules_hold_across_nodes_and_a_takeover(
+    cluster: Cluster,
+) -> None:
+    node1, node2, node3 = cluster.nodes
+    olga = await cluster.login(0, "olga")  # on the writer
+    gus = await cluster.login(1, "gus")  # on a relay
+    tia = await cluster.login(2, "tia")  # on the other relay
+    # A room, a join link from one node, the request from another, the approval.
+    assert (await olga.jcmd("room create dev"))["type"] == "ok"
+    link = (await olga.jcmd("room link #dev"))["link"]
+    assert (await gus.jcmd(f"join {link}"))["status"] == "pending"
+    asked = await olga.obj()
+    assert (asked["type"], asked["event"]) == ("notice", "join-request")
+    assert (await olga.jcmd("room approve #dev gus"))["type"] == "ok"
+    posted = await olga.jcmd("send #dev welcome")
+    got = await until_obj(gus, lambda o: o.get("id") == posted["id"])
+    assert got["text"] == "welcome"
+    # A file from a relay's client, in the one shared files directory.
+    data = os.urandom(3000)
+    await gus.send(f"upload #dev notes.bin\n{base64.b64encode(data).decode()}\n.\n")
+    up = await gus.obj(10)
+    assert up["type"] == "ok", up
+    # A schedule from the third node fires once, on the writer, for everyone.
+    assert (await tia.jcmd("schedule +1s send_all on time"))["type"] == "ok"
+    fired = await until_obj(olga, lambda o: o.get("text") == "on time")
+    assert fired["from"] == "tia"
+    assert (await olga.jcmd("ping"))["cmd"] == "ping"  # no second copy before the pong
+    node1.kill9()
+    await wait_for(lambda: listening(node2.cluster) or listening(node3.cluster), "a new writer")
+    back = await cluster.login(2 if listening(node2.cluster) else 1, "gus")
+    members = await back.jcmd("room members #dev")
+    assert sorted(members["members"]) == ["gus", "olga"]
+    download = await back.jcmd(f"download {up['file']['id']}")
+    assert base64.b64decode(download["data"]) == data
+    history = await back.jcmd("history #general")
+    assert [m["text"] for m in history["messages"]].count("on time") == 1
+
+
+async def until_obj(client: Client, pred: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The first JSON object the client gets that satisfies `pred`."""
+    while True:
+        got = await client.obj()
+        if pred(got):
+            return got
