@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import re
 import subprocess
@@ -141,6 +142,7 @@ class Node:
     line: int
     cluster: int
     irc: int
+    http: int
     config: Path
     data: Path
     proc: subprocess.Popen[bytes] | None = None
@@ -184,12 +186,15 @@ class Cluster:
         return c
 
 
-def node_config(tmp_path: Path, name: str, dsn: str, cluster: int, irc: int, **extra: str) -> Path:
+def node_config(
+    tmp_path: Path, name: str, *, dsn: str, cluster: int, irc: int, http: int, **extra: str
+) -> Path:
     path = tmp_path / f"{name}.toml"
     sections = [
         f'[store]\nbackend = "postgres"\ndsn = "{dsn}"\n',
         f'[cluster]\nnode_id = "{name}"\nport = {cluster}\nsecret = "{SECRET}"\n',
         f"[irc]\nport = {irc}\n",
+        f"[http]\nport = {http}\n",
         f'[files]\ndir = "{tmp_path / "files"}"\n',  # one directory for every node
         *extra.values(),
     ]
@@ -206,10 +211,12 @@ async def cluster(
     extra: dict[str, str] = getattr(request, "param", {})
     nodes = []
     for i in (1, 2, 3):
-        cluster_port, irc = free_port(), free_port()
+        cluster_port, irc, http = free_port(), free_port(), free_port()
         name = f"node{i}"
-        cfg = node_config(tmp_path, name, pg_dsn, cluster_port, irc, **extra)
-        nodes.append(Node(name, free_port(), cluster_port, irc, cfg, tmp_path / name))
+        cfg = node_config(
+            tmp_path, name, dsn=pg_dsn, cluster=cluster_port, irc=irc, http=http, **extra
+        )
+        nodes.append(Node(name, free_port(), cluster_port, irc, http, cfg, tmp_path / name))
     c = Cluster(nodes)
     try:
         nodes[0].start()
@@ -439,3 +446,37 @@ async def until_obj(client: Client, pred: Callable[[dict[str, Any]], bool]) -> d
         got = await client.obj()
         if pred(got):
             return got
+
+
+async def test_http_on_a_relay_reaches_the_writer(cluster: Cluster) -> None:
+    """POST /connect, POST /send and a long poll through node2's HTTP door."""
+    alice = await cluster.login(0, "alice")
+    http = cluster.nodes[1].http
+    token = (await http_json(http, "POST", "/connect", {"name": "hana"}))["token"]
+    sent = await http_json(http, "POST", "/send", {"to": "alice", "text": "over http"}, token)
+    got = await alice.obj()
+    assert (got["id"], got["from"], got["text"]) == (sent["id"], "hana", "over http")
+    await alice.jcmd("send hana back to you")
+    events = await http_json(http, "GET", "/events?since=0&timeout=5", None, token)
+    assert [e.get("text") for e in events["events"]][-1] == "back to you"
+
+
+async def http_json(
+    port: int, method: str, path: str, body: dict[str, Any] | None, token: str = ""
+) -> dict[str, Any]:
+    """One HTTP/1.1 request with a JSON body; the JSON answer (asserting 200)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    data = json.dumps(body).encode() if body is not None else b""
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    writer.write(
+        f"{method} {path} HTTP/1.1\r\nHost: chatd\r\n{auth}Content-Type: application/json\r\n"
+        f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+        + data
+    )
+    raw = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), raw
+    value = json.loads(payload)
+    assert isinstance(value, dict)
+    return value
