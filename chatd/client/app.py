@@ -202,10 +202,15 @@ class App:
         self.view.me = str(ok.get("user", self.view.me))
         unread = ok.get("unread", 0)
         n = unread if isinstance(unread, int) else 0
+        # With several servers, which one this is: after a failover, the user knows it
+        # moved (and an operator which node is down).
+        s = self.session
+        where = f" to {s.endpoint}" if s is not None and len(s.servers) > 1 else ""
         if again:
-            head = f"reconnected as {self.view.me}"
+            head = f"reconnected{where} as {self.view.me}"
         else:
-            head = f"logged in as {self.view.me}" + (" (new account)" if ok.get("new") else "")
+            new = " (new account)" if ok.get("new") else ""
+            head = f"logged in{where} as {self.view.me}{new}"
         if n:
             what = "recent message" if ok.get("new") else "unread message"
             head += f"; {n} {what}{'s' * (n != 1)}:"
@@ -454,7 +459,7 @@ class App:
 
 
 async def run_interactive(
-    endpoint: Endpoint,
+    servers: Endpoint | Sequence[Endpoint],
     user: str,
     password: str | None,
     theme: Theme,
@@ -471,7 +476,7 @@ async def run_interactive(
         term = LineTerminal()
     view = View(theme, user)
     app = App(view, TerminalOutput(term), term=term)
-    session = Session(endpoint, user, password, app, reconnect=True, retry_base=retry_base)
+    session = Session(servers, user, password, app, reconnect=True, retry_base=retry_base)
     app.session = session
     try:
         await session.start()
@@ -511,7 +516,7 @@ async def run_interactive(
 
 
 async def run_scripted(
-    endpoint: Endpoint,
+    servers: Endpoint | Sequence[Endpoint],
     user: str,
     password: str | None,
     theme: Theme,
@@ -520,10 +525,12 @@ async def run_scripted(
     source: TextIO | None = None,
 ) -> int:
     """Lines from a pipe (or one `--command`), each sent as if typed, one reply awaited
-    at a time. Exit 0 if all succeeded, 1 if any got ERR, 2 on connection problems."""
+    at a time. Exit 0 if all succeeded, 1 if any got ERR, 2 on connection problems.
+    Several servers: the first that takes the login is used; a script does not fail
+    over mid-way (a command in flight when the line dropped may or may not have run)."""
     view = View(theme, user)
     app = App(view, PlainOutput())
-    session = Session(endpoint, user, password, app, reconnect=False)
+    session = Session(servers, user, password, app, reconnect=False)
     app.session = session
     try:
         await session.start()

@@ -56,6 +56,46 @@ class Endpoint:
         return f"{host}:{self.port}"
 
 
+def parse_server(text: str, default_port: int) -> tuple[str, int]:
+    """`HOST`, `HOST:PORT`, `[V6]` or `[V6]:PORT` as (host, port); ValueError with one
+    line for a person otherwise. An IPv6 address needs its brackets: in `::1:8000` the
+    last group could be a port or part of the address."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep:
+            raise ValueError(f"{text!r}: no ']' after the IPv6 address")
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{text!r}: expected ':PORT' after ']'")
+        port_text = rest[1:] if rest else None
+    elif text.count(":") > 1:
+        raise ValueError(f"{text!r}: an IPv6 address goes in brackets, e.g. [::1]:8000")
+    else:
+        host, sep, port_text_ = text.partition(":")
+        port_text = port_text_ if sep else None
+    if not host or any(ch.isspace() for ch in host):
+        raise ValueError(f"{text!r}: no host name or address")
+    if port_text is None:
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def parse_servers(values: Iterable[str], default_port: int) -> list[tuple[str, int]]:
+    """Every `--server` value (each may be a comma-separated list) in order, each server
+    once; ValueError naming the bad one."""
+    servers: list[tuple[str, int]] = []
+    for value in values:
+        for item in value.split(","):
+            if not item.strip():
+                raise ValueError(f"{value!r}: an empty server in the list")
+            server = parse_server(item, default_port)
+            if server not in servers:
+                servers.append(server)
+    return servers
+
+
 def backoff(base: float = 1.0, cap: float | None = None) -> Iterator[float]:
     """Retry delays: base, doubling, up to cap (default 30 × base: 1 s … 30 s)."""
     limit = 30 * base if cap is None else cap

@@ -1,16 +1,20 @@
 """A logged-in session that outlives its connections: login, password prompts, reconnect.
 
-`Session.start()` connects and logs in once (failures are for the caller to report and
-exit 2). `Session.run()` then watches the connection; when it drops, it tells the app,
-waits with backoff (1 s doubling to 30 s, the base injectable), connects and logs in
-again, asking for everything after the last message it showed (`after <id>`): the
-server's replay right after the new login is exactly what was missed.
+`Session.start()` connects and logs in once, trying the servers in the order given
+until one greets and takes the login (failures are for the caller to report and exit
+2). `Session.run()` then watches the connection; when it drops, it tells the app, tries
+the other servers at once (round-robin, starting after the one that dropped; several
+nodes of one cluster, or a standby), then every server in rounds with backoff between
+them (1 s doubling to 30 s, the base injectable), and logs in again, asking for
+everything after the last message it showed (`after <id>`): the server's replay right
+after the new login is exactly what was missed, whichever node gives it, since a
+cluster's ids are one sequence.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from chatd.client.connection import (
@@ -25,6 +29,9 @@ from chatd.client.connection import (
 # Login refusals worth waiting out; any other code ends the client.
 RETRYABLE = frozenset({"server-busy", "too-many-sessions", "internal"})
 PASSWORD_TRIES = 3
+# A connection that lasted less than this counts as a failed round: two servers that
+# each take the login and drop it at once are not hammered in turn without a pause.
+MIN_UPTIME_S = 5.0
 
 
 def name_problem(name: str) -> str | None:
@@ -68,15 +75,21 @@ class Events(Protocol):
 class Session:
     def __init__(
         self,
-        endpoint: Endpoint,
+        servers: Endpoint | Sequence[Endpoint],
         user: str,
         password: str | None,
         events: Events,
         *,
         reconnect: bool = True,
         retry_base: float = 1.0,
+        min_uptime: float = MIN_UPTIME_S,
     ) -> None:
-        self.endpoint = endpoint
+        self.servers = (servers,) if isinstance(servers, Endpoint) else tuple(servers)
+        if not self.servers:
+            raise ValueError("no server to connect to")
+        self._at = 0  # index of the server in use, or being tried
+        self._up_since = 0.0
+        self._min_uptime = min_uptime
         self.user = user
         self.password = password
         self._events = events
@@ -90,6 +103,11 @@ class Session:
         self.last_seen = 0
 
     @property
+    def endpoint(self) -> Endpoint:
+        """The server in use (or, while offline, the one tried last)."""
+        return self.servers[self._at]
+
+    @property
     def connected(self) -> bool:
         return self._conn is not None and not self._conn.closed.done()
 
@@ -98,7 +116,12 @@ class Session:
         problem = name_problem(self.user)
         if problem is not None:
             raise LoginError("bad-name", problem)
-        await self._connect(again=False)
+        failures = await self._round(range(len(self.servers)), again=False)
+        if failures is None:
+            return
+        if len(failures) == 1:
+            raise failures[0]
+        raise ConnectError("no server could be reached: " + "; ".join(map(str, failures)))
 
     async def request(
         self,
@@ -131,10 +154,11 @@ class Session:
             if self._closing:
                 return
             self._conn = None
+            uptime = asyncio.get_running_loop().time() - self._up_since
             self._events.on_offline(reason)
             if not self._reconnect:
                 raise ConnectionLost(reason)
-            await self._reconnect_loop()
+            await self._reconnect_loop(quick=uptime >= self._min_uptime)
 
     async def close(self) -> None:
         """Says goodbye (`quit`) and closes; `run()` then returns."""
@@ -144,20 +168,42 @@ class Session:
 
     # Internals ------------------------------------------------------------------------
 
-    async def _reconnect_loop(self) -> None:
-        error: str | None = None
+    async def _reconnect_loop(self, *, quick: bool) -> None:
+        """The other servers at once (after a connection that lasted, `quick`), then
+        every server in turn, the one that dropped last, with backoff between rounds."""
+        n = len(self.servers)
+        order = [(self._at + k) % n for k in range(1, n + 1)]
+        failures = await self._round(order[:-1], again=True) if quick else []
+        if failures is None:
+            return
         for delay in backoff(self._retry_base):
-            self._events.on_retry(delay, error)
+            self._events.on_retry(delay, str(failures[-1]) if failures else None)
             await asyncio.sleep(delay)
-            try:
-                await self._connect(again=True)
+            failures = await self._round(order, again=True)
+            if failures is None:
                 return
-            except (ConnectError, ConnectionLost) as e:
-                error = str(e)
+
+    async def _round(
+        self, order: Sequence[int], *, again: bool
+    ) -> list[ConnectError | LoginError] | None:
+        """Tries these servers in turn: None once one took the login, else what each
+        said. A refusal for good (a wrong password, a ban) ends it: every node of a
+        cluster would say the same."""
+        failures: list[ConnectError | LoginError] = []
+        for i in order:
+            self._at = i
+            try:
+                await self._connect(again=again)
+                return None
+            except ConnectError as e:
+                failures.append(e)
+            except ConnectionLost as e:
+                failures.append(ConnectError(f"{self.endpoint} dropped the login: {e}"))
             except LoginError as e:
                 if e.code not in RETRYABLE:
                     raise
-                error = e.message
+                failures.append(e if len(self.servers) == 1 else _at(self.endpoint, e))
+        return failures
 
     async def _connect(self, *, again: bool) -> None:
         conn = await Connection.open(self.endpoint, self._push)
@@ -167,6 +213,7 @@ class Session:
             conn.abort("login failed")
             raise
         self._conn = conn
+        self._up_since = asyncio.get_running_loop().time()
 
     async def _login(self, conn: Connection, again: bool) -> None:
         mode = await conn.request("mode json")
@@ -204,3 +251,8 @@ class Session:
             self._events.on_push(
                 {"type": "notice", "event": "raw", "text": f"(could not show: {e!r})"}
             )
+
+
+def _at(endpoint: Endpoint, e: LoginError) -> LoginError:
+    """The refusal with the server that gave it, for a list of several."""
+    return LoginError(e.code, f"{endpoint}: {e.message}")

@@ -8,6 +8,7 @@ import hashlib
 import io
 import itertools
 import os
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,16 @@ import pytest
 from chatd.client import commands as c
 from chatd.client.app import View
 from chatd.client.complete import ROOM_ACTIONS, Known, candidates
-from chatd.client.connection import Endpoint, backoff, decode, upload_chunks
+from chatd.client.connection import (
+    Endpoint,
+    backoff,
+    decode,
+    parse_server,
+    parse_servers,
+    upload_chunks,
+)
 from chatd.client.files import FileProblem, Progress, destination, read_upload, save_download
+from chatd.client.main import _parser, endpoints, main
 from chatd.client.render import (
     Quote,
     Theme,
@@ -286,6 +295,89 @@ def test_endpoint_tls_context() -> None:
     ctx = Endpoint(tls=True).ssl_context()
     assert ctx is not None and ctx.check_hostname
     assert str(Endpoint("::1", 7)) == "[::1]:7"
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("chat1", ("chat1", 8000)),
+        ("chat1.example:9000", ("chat1.example", 9000)),
+        (" 10.0.0.2:7 ", ("10.0.0.2", 7)),
+        ("[::1]", ("::1", 8000)),
+        ("[2001:db8::7]:65535", ("2001:db8::7", 65535)),
+    ],
+)
+def test_a_server_is_host_and_port_the_port_defaulting(text: str, want: tuple[str, int]) -> None:
+    assert parse_server(text, 8000) == want
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("::1", "in brackets"),
+        ("2001:db8::7:8000", "in brackets"),
+        ("[::1", "no ']'"),
+        ("[::1]8000", "expected ':PORT'"),
+        ("[]:8000", "no host"),
+        (":8000", "no host"),
+        ("", "no host"),
+        ("chat1:", "the port must be"),
+        ("chat1:0", "the port must be"),
+        ("chat1:65536", "the port must be"),
+        ("chat1:http", "the port must be"),
+        ("chat1:-5", "the port must be"),
+    ],
+)
+def test_a_bad_server_says_what_is_wrong(text: str, why: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(why)):
+        parse_server(text, 8000)
+
+
+def test_servers_keep_their_order_lists_split_and_repeats_go() -> None:
+    values = ["chat1,chat2:8001", "[::1]:9", "chat1", " chat3 , chat2:8001"]
+    assert parse_servers(values, 7000) == [
+        ("chat1", 7000),
+        ("chat2", 8001),
+        ("::1", 9),
+        ("chat3", 7000),
+    ]
+    with pytest.raises(ValueError, match="an empty server"):
+        parse_servers(["chat1,,chat2"], 8000)
+    with pytest.raises(ValueError, match="'chat2:x'"):
+        parse_servers(["chat1", "chat2:x"], 8000)
+
+
+def test_server_options_give_the_endpoints_and_tls_applies_to_all() -> None:
+    def parsed(*argv: str) -> list[Endpoint]:
+        return endpoints(_parser().parse_args(list(argv)))
+
+    assert parsed() == [Endpoint("127.0.0.1", 8000)]
+    assert parsed("--host", "chat1", "--port", "9") == [Endpoint("chat1", 9)]
+    # --server replaces --host; a port-less one takes --port.
+    assert parsed("--port", "9", "--server", "a", "--server", "b:10,[::1]", "--cafile", "ca") == [
+        Endpoint("a", 9, True, "ca"),
+        Endpoint("b", 10, True, "ca"),
+        Endpoint("::1", 9, True, "ca"),
+    ]
+    assert {e.tls for e in parsed("--tls", "--server", "a,b")} == {True}
+    with pytest.raises(ValueError, match="--host and --server do not mix"):
+        parsed("--host", "a", "--server", "b")
+
+
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [
+        (["--host", "a", "--server", "b"], "--host and --server do not mix"),
+        (["--server", "::1"], "an IPv6 address goes in brackets"),
+    ],
+)
+def test_bad_server_options_exit_2_with_the_reason(
+    argv: list[str], why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--user", "alice", "--command", "ping"])
+    assert info.value.code == 2
+    assert why in capsys.readouterr().err
 
 
 # Files ----------------------------------------------------------------------------------
