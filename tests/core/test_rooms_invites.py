@@ -131,6 +131,16 @@ def test_a_banned_owner_cannot_invite() -> None:
     assert core.store.invites == {}
 
 
+def test_a_banned_invitee_may_answer_but_not_send() -> None:
+    """Joining is not sending: the ban still holds in the room."""
+    core = consent()
+    alice, bob = owner_of_dev(core), core.login("bob")
+    core.ok(alice, "room invite #dev bob")
+    core.chat.accounts["bob"].banned_until = core.now + 60
+    core.ok(bob, "room accept #dev")
+    assert core.err(bob, "send #dev hi") == "banned"
+
+
 # Expiry, bounds, rate ----------------------------------------------------------------------
 
 
