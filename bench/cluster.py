@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ class Settings:
     background_clients: int = 100
     background_rate: float = 200.0  # send_all per second: ~20,000 deliveries/s
     synchronous: str = "normal"  # as the `chatd` column of the single-node table
+    sqlite: bool = False  # also one node on SQLite (the single-node table's store)
     wait_quiet_s: float = 0.0
     setup_timeout_s: float = 120.0
 
@@ -121,16 +123,17 @@ class Node:
         return self.proc.pid
 
     def start(self, dsn: str, synchronous: str) -> None:
-        config = servers.chatd_config(
-            {
-                "store.synchronous": synchronous,
+        """On PostgreSQL at `dsn`, or alone on SQLite when `dsn` is empty."""
+        overrides: dict[str, object] = {"store.synchronous": synchronous}
+        if dsn:
+            overrides |= {
                 "store.backend": "postgres",
                 "store.dsn": dsn,
                 "cluster.node_id": self.name,
                 "cluster.port": self.cluster,
                 "cluster.secret": SECRET,
             }
-        )
+        config = servers.chatd_config(overrides)
         self.workdir.mkdir(parents=True)
         (self.workdir / "chatd.toml").write_text(servers.dump_toml(config))
         data = self.workdir / "data"
@@ -165,13 +168,16 @@ class Node:
 
 @contextlib.contextmanager
 def running_cluster(
-    pg: PostgresServer, count: int, workdir: Path, synchronous: str
+    pg: PostgresServer | None, count: int, workdir: Path, synchronous: str
 ) -> Iterator[list[Node]]:
-    """`count` nodes on a fresh, migrated database; the first one is the writer."""
+    """`count` nodes on a fresh, migrated database; the first one is the writer.
+    Without `pg`, one node on SQLite."""
     from chatd.store import postgres as pg_store
 
-    dsn = pg.create_database()
-    pg_store.migrate(dsn)
+    dsn = ""
+    if pg is not None:
+        dsn = pg.create_database()
+        pg_store.migrate(dsn)
     nodes = [
         Node(f"node{i + 1}", servers.free_port(), servers.free_port(), workdir / f"node{i + 1}")
         for i in range(count)
@@ -179,7 +185,8 @@ def running_cluster(
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         nodes[0].start(dsn, synchronous)
-        nodes[0].wait_listening(nodes[0].cluster, deadline)  # it holds the lease
+        if dsn:
+            nodes[0].wait_listening(nodes[0].cluster, deadline)  # it holds the lease
         nodes[0].wait_listening(nodes[0].line, deadline)
         for node in nodes[1:]:
             node.start(dsn, synchronous)
@@ -189,6 +196,87 @@ def running_cluster(
     finally:
         for node in reversed(nodes):  # the standbys first: no takeover on the way out
             node.stop()
+
+
+# CPU of the processes the loadgen does not see -----------------------------------------
+
+
+def _cpu_s(pid: int) -> float:
+    """utime + stime of one process (all its threads), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _groups(postmaster: int | None) -> dict[str, list[int]]:
+    """PostgreSQL's processes (the postmaster and its children: each calls setsid, so
+    not its process group) and the kernel's softirq threads (loopback traffic the
+    interrupted process did not pay for)."""
+    found: dict[str, list[int]] = {"postgres": [], "ksoftirqd": []}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                head, _, tail = f.read().rpartition(")")
+        except OSError:
+            continue
+        if postmaster is not None and postmaster in (pid, int(tail.split()[1])):
+            found["postgres"].append(pid)
+        elif head.partition("(")[2].startswith("ksoftirqd"):
+            found["ksoftirqd"].append(pid)
+    return found
+
+
+class CpuSampler:
+    """Samples the CPU seconds of process groups every `interval` s in a thread, so the
+    loadgen's measured phase (its CLOCK_MONOTONIC bounds) can be cut out afterwards."""
+
+    def __init__(self, postmaster: int | None, interval: float = 0.2) -> None:
+        self._postmaster = postmaster
+        self._interval = interval
+        self._stop = threading.Event()
+        self.samples: list[tuple[int, dict[str, float]]] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def groups(self) -> dict[str, list[int]]:
+        """The processes sampled now, by group."""
+        return _groups(self._postmaster)
+
+    def _run(self) -> None:
+        groups = self.groups()
+        rescan = time.monotonic() + 1
+        while True:
+            if time.monotonic() > rescan:  # backends come and go (reader threads)
+                groups, rescan = self.groups(), time.monotonic() + 1
+            sample = {name: sum(_cpu_s(p) for p in pids) for name, pids in groups.items()}
+            self.samples.append((time.monotonic_ns(), sample))
+            if self._stop.wait(self._interval):
+                return
+
+    def pct_between(self, start_ns: int, end_ns: int) -> dict[str, float]:
+        """Each group's CPU % of one core between the samples nearest to the bounds."""
+        if len(self.samples) < 2 or end_ns <= start_ns:
+            return {}
+        a = min(self.samples, key=lambda x: abs(x[0] - start_ns))
+        b = min(self.samples, key=lambda x: abs(x[0] - end_ns))
+        wall = (b[0] - a[0]) / 1e9
+        if wall <= 0:
+            return {}
+        # A process that ended between them would count negative: clamp at 0.
+        return {k: round(max(0.0, 100 * (b[1][k] - a[1].get(k, 0.0)) / wall), 1) for k in b[1]}
 
 
 # Throughput: the C loadgen over every node's port --------------------------------------
@@ -213,8 +301,10 @@ def run_loadgen(cmd: Sequence[str], limit_s: float) -> dict[str, Any]:
     return result
 
 
-def throughput(nodes: Sequence[Node], s: Settings) -> dict[str, Any]:
-    """The fan-out scenario with every client on node (i mod N)."""
+def throughput(nodes: Sequence[Node], s: Settings, postmaster: int | None) -> dict[str, Any]:
+    """The fan-out scenario with every client on node (i mod N); PostgreSQL's CPU
+    over its measured phase as `postgres_cpu_pct`, the kernel's softirq threads' as
+    `ksoftirqd_cpu_pct` (both are in the loadgen's `other_cpu_pct`)."""
     params: dict[str, float] = {
         "clients": s.clients,
         "senders": s.senders,
@@ -223,7 +313,13 @@ def throughput(nodes: Sequence[Node], s: Settings) -> dict[str, Any]:
         "timeout": s.setup_timeout_s,
     }
     cmd = loadgen_command(nodes, "fanout", params)
-    return run_loadgen(cmd, s.setup_timeout_s + s.duration + 120)
+    with CpuSampler(postmaster) as sampler:
+        result = run_loadgen(cmd, s.setup_timeout_s + s.duration + 120)
+    if "measure_start_ns" in result:
+        cut = sampler.pct_between(result["measure_start_ns"], result["measure_end_ns"])
+        for name, pct in cut.items():
+            result[f"{name}_cpu_pct"] = pct
+    return result
 
 
 # Latency: timed private messages between nodes, at a light background load ------------
@@ -351,7 +447,7 @@ async def probe(nodes: Sequence[Node], s: Settings) -> dict[str, Any]:
             "clients": s.background_clients,
             "senders": min(10, s.background_clients),
             "rate": s.background_rate,
-            "duration": span_s + 3,
+            "duration": span_s + 1,  # outlasts the probe, which waits for it to start
         }
         cmd = [*loadgen_command(nodes, "rate", params), "--prefix", "bg"]
         background = await asyncio.create_subprocess_exec(
@@ -399,12 +495,22 @@ def load_average() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def measure(pg: PostgresServer, count: int, run: int, s: Settings, workdir: Path) -> dict[str, Any]:
-    """One node count, once: fresh database and nodes, fan-out, then the probe."""
+def configs(s: Settings) -> list[str]:
+    """What each run measures: "sqlite" (one node on SQLite) and node counts ("2")."""
+    return (["sqlite"] if s.sqlite else []) + [str(n) for n in s.nodes]
+
+
+def measure(
+    pg: PostgresServer, config: str, run: int, s: Settings, workdir: Path
+) -> dict[str, Any]:
+    """One configuration, once: fresh database and nodes, fan-out, then the probe."""
     from bench.cli import wait_quiet
 
+    count = 1 if config == "sqlite" else int(config)
     record: dict[str, Any] = {
+        "config": config,
         "nodes": count,
+        "backend": "sqlite" if config == "sqlite" else "postgres",
         "run": run,
         "host_busy_before_pct": wait_quiet(s.wait_quiet_s),
         "load_average_before": load_average(),
@@ -414,8 +520,9 @@ def measure(pg: PostgresServer, count: int, run: int, s: Settings, workdir: Path
     }
     t0 = time.monotonic()
     try:
-        with running_cluster(pg, count, workdir / f"r{run}n{count}", s.synchronous) as nodes:
-            record["fanout"] = throughput(nodes, s)
+        on = None if config == "sqlite" else pg
+        with running_cluster(on, count, workdir / f"r{run}-{config}", s.synchronous) as nodes:
+            record["fanout"] = throughput(nodes, s, pg.proc.pid if pg.proc else None)
             record["latency"] = asyncio.run(probe(nodes, s))
             record["node_exit_codes"] = [n.proc.poll() if n.proc else None for n in nodes]
     except (RuntimeError, OSError, TimeoutError, subprocess.TimeoutExpired) as e:
@@ -441,13 +548,13 @@ def spread(values: Sequence[float]) -> str:
 
 
 def summarize(records: Sequence[dict[str, Any]], s: Settings) -> dict[str, Any]:
-    """Per node count: the spread of every headline number, and the two targets."""
+    """Per configuration: the spread of every headline number; and the two targets."""
     out: dict[str, Any] = {}
-    for count in s.nodes:
-        mine = [r for r in records if r["nodes"] == count and r["error"] is None]
+    for config in configs(s):
+        mine = [r for r in records if r["config"] == config and r["error"] is None]
         fan = [r["fanout"] for r in mine if r["fanout"] and r["fanout"].get("complete")]
         row: dict[str, Any] = {
-            "runs": len([r for r in records if r["nodes"] == count]),
+            "runs": len([r for r in records if r["config"] == config]),
             "complete": len(fan),
             "deliveries_per_s": [f["deliveries_per_s"] for f in fan],
             "messages_per_s": [f["messages_per_s"] for f in fan],
@@ -457,6 +564,8 @@ def summarize(records: Sequence[dict[str, Any]], s: Settings) -> dict[str, Any]:
             "node_cpu_pct": [f.get("server_cpu_pct_each", [f["server_cpu_pct"]]) for f in fan],
             "gen_cpu_pct": [f["gen_cpu_pct"] for f in fan],
             "other_cpu_pct": [f["other_cpu_pct"] for f in fan],
+            "postgres_cpu_pct": [f["postgres_cpu_pct"] for f in fan if "postgres_cpu_pct" in f],
+            "ksoftirqd_cpu_pct": [f.get("ksoftirqd_cpu_pct", 0.0) for f in fan],
             "probe": {},
         }
         for r in mine:
@@ -465,7 +574,7 @@ def summarize(records: Sequence[dict[str, Any]], s: Settings) -> dict[str, Any]:
                 slot["p50_ms"].append(p["p50_ms"])
                 slot["p99_ms"].append(p["p99_ms"])
                 slot["lost"].append(p["lost"])
-        out[str(count)] = row
+        out[config] = row
     out["targets"] = targets(records, out)
     return out
 
@@ -484,8 +593,8 @@ def targets(records: Sequence[dict[str, Any]], summary: dict[str, Any]) -> dict[
             a["fanout"]["deliveries_per_s"] / b["fanout"]["deliveries_per_s"]
             for a in records
             for b in records
-            if a["nodes"] == 2
-            and b["nodes"] == 1
+            if a["config"] == "2"
+            and b["config"] == "1"
             and a["run"] == b["run"]
             and a["fanout"]
             and b["fanout"]
@@ -498,29 +607,41 @@ def targets(records: Sequence[dict[str, Any]], summary: dict[str, Any]) -> dict[
             "met": ratio >= 0.8,
         }
     added: dict[str, list[float]] = {}
+    added_p50: dict[str, list[float]] = {}
     for r in records:
         pairs = (r["latency"] or {}).get("pairs", []) if r["error"] is None else []
-        base = next((p["p99_ms"] for p in pairs if p["pair"] == "writer -> writer"), None)
+        base = next((p for p in pairs if p["pair"] == "writer -> writer"), None)
         if base is None:
             continue
         for p in pairs:
-            if p["pair"] != "writer -> writer":
-                key = f"{r['nodes']} nodes: {p['pair']}"
-                added.setdefault(key, []).append(round(p["p99_ms"] - base, 3))
+            if p is not base:
+                key = f"{r['config']} nodes: {p['pair']}"
+                added.setdefault(key, []).append(round(p["p99_ms"] - base["p99_ms"], 3))
+                added_p50.setdefault(key, []).append(round(p["p50_ms"] - base["p50_ms"], 3))
     if added:
         worst = max(statistics.median(v) for v in added.values())
         result["cross_node_p99_added_ms"] = {
             "per_pair": added,
+            "p50_added_per_pair": added_p50,
             "worst_median": round(worst, 3),
             "met": worst <= 5.0,
         }
     return result
 
 
+def _per_node_median(rows: Sequence[Sequence[float]]) -> str:
+    """`writer + second + third` CPU %, each the median over the runs."""
+    if not rows:
+        return "-"
+    width = min(len(r) for r in rows)
+    return " + ".join(f"{statistics.median(r[k] for r in rows):.0f}" for k in range(width))
+
+
 def table(summary: dict[str, Any], s: Settings) -> str:
     """The markdown table of docs/performance.md: min / median / max over the runs."""
-    counts = [str(c) for c in s.nodes if str(c) in summary]
-    head = ["", *[f"{c} node{'s' if c != '1' else ''}" for c in counts]]
+    counts = [c for c in configs(s) if c in summary]
+    names = {"sqlite": "1 node, SQLite", "1": "1 node"}
+    head = ["", *[names.get(c, f"{c} nodes") for c in counts]]
     rows: list[list[str]] = []
 
     def add(label: str, cells: list[str]) -> None:
@@ -533,7 +654,7 @@ def table(summary: dict[str, Any], s: Settings) -> str:
     base = summary.get("1", {}).get("deliveries_per_s")
     if base:
         add(
-            "vs one node (medians)",
+            "vs one node on PostgreSQL (medians)",
             [
                 f"{statistics.median(summary[c]['deliveries_per_s']) / statistics.median(base):.0%}"
                 if summary[c]["deliveries_per_s"]
@@ -544,21 +665,13 @@ def table(summary: dict[str, Any], s: Settings) -> str:
     add("lost deliveries", [spread(summary[c]["lost"]) for c in counts])
     add("fan-out delivery p99 ms", [spread(summary[c]["delivery_p99_ms"]) for c in counts])
     add(
-        "CPU % per node (writer first; median run)",
-        [
-            " + ".join(
-                f"{x:.0f}"
-                for x in statistics.median_low(
-                    [tuple(v) for v in summary[c]["node_cpu_pct"]] or [()]
-                )
-            )
-            or "-"
-            for c in counts
-        ],
+        "CPU % of a core per node, writer first (medians)",
+        [_per_node_median(summary[c]["node_cpu_pct"]) for c in counts],
     )
+    add("PostgreSQL CPU %", [spread(summary[c]["postgres_cpu_pct"]) for c in counts])
     add("loadgen CPU %", [spread(summary[c]["gen_cpu_pct"]) for c in counts])
     add(
-        "other processes CPU % (PostgreSQL too)",
+        "all other CPU % (PostgreSQL, kernel threads, other work)",
         [spread(summary[c]["other_cpu_pct"]) for c in counts],
     )
     labels = [p.label for p in pairs_for(max(s.nodes))]
@@ -608,8 +721,8 @@ def run_benchmark(
     workdir = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     try:
         for run in range(1, s.runs + 1):
-            for count in s.nodes:
-                record = measure(server, count, run, s, workdir)
+            for config in configs(s):
+                record = measure(server, config, run, s, workdir)
                 doc["runs"].append(record)
                 print(progress(record), flush=True)
                 if path is not None:
@@ -626,7 +739,7 @@ def run_benchmark(
 
 
 def progress(record: dict[str, Any]) -> str:
-    head = f"[run {record['run']}] {record['nodes']} node(s)"
+    head = f"[run {record['run']}] {record['config']:>6}"
     if record["error"]:
         return f"{head}: ERROR {record['error'].strip().splitlines()[0]}"
     f = record["fanout"] or {}
@@ -635,7 +748,7 @@ def progress(record: dict[str, Any]) -> str:
         f"lost {f.get('lost')}",
         f"node CPU {f.get('server_cpu_pct_each', f.get('server_cpu_pct'))}",
         f"gen CPU {f.get('gen_cpu_pct')}",
-        f"other {f.get('other_cpu_pct')}",
+        f"other {f.get('other_cpu_pct')} (postgres {f.get('postgres_cpu_pct')})",
     ]
     for p in (record["latency"] or {}).get("pairs", []):
         parts.append(f"{p['pair']} p50/p99 {p['p50_ms']}/{p['p99_ms']} ms")
@@ -656,6 +769,7 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, Path]:
     p.add_argument("--background-clients", type=int, default=d.background_clients)
     p.add_argument("--background-rate", type=float, default=d.background_rate)
     p.add_argument("--synchronous", choices=("normal", "full"), default=d.synchronous)
+    p.add_argument("--sqlite", action="store_true", help="also one node on SQLite")
     p.add_argument("--wait-quiet", type=float, default=d.wait_quiet_s, metavar="SECONDS")
     p.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON file")
     a = p.parse_args(argv)
@@ -677,6 +791,7 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, Path]:
         background_clients=a.background_clients,
         background_rate=a.background_rate,
         synchronous=a.synchronous,
+        sqlite=a.sqlite,
         wait_quiet_s=a.wait_quiet,
     )
     return s, a.out

@@ -781,6 +781,9 @@ int main(int argc, char **argv) {
            100.0 * ((host1 - host0) - (srv1 - srv0) - (gen1 - gen0)) / wall,
            (unsigned long long)errs_total,
            (unsigned long long)notices, (unsigned long long)rx_bytes);
+    /* the measured phase on CLOCK_MONOTONIC, to line up other processes' CPU samples */
+    printf("\"measure_start_ns\":%llu,\"measure_end_ns\":%llu,", (unsigned long long)tm0,
+           (unsigned long long)tm1);
     if (o_npids > 1) { /* each server's CPU % over the measured phase, in --server-pid order */
         printf("\"server_cpu_pct_each\":[");
         for (int k = 0; k < o_npids; k++)

@@ -45,6 +45,7 @@ def test_the_cluster_bench_counts_every_delivery_on_one_and_two_nodes(
         fanout = record["fanout"]
         assert fanout["complete"] and fanout["ready"] == TINY.clients
         assert fanout["deliveries_total"] > 0 and fanout["lost"] == 0
+        assert fanout["postgres_cpu_pct"] >= 0
         assert record["node_exit_codes"] == [None] * record["nodes"]  # alive to the end
         pairs = record["latency"]["pairs"]
         assert [p["pair"] for p in pairs] == [p.label for p in cluster.pairs_for(record["nodes"])]
@@ -52,6 +53,8 @@ def test_the_cluster_bench_counts_every_delivery_on_one_and_two_nodes(
             assert (p["sent"], p["received"], p["lost"]) == (10, 10, 0), p
             assert 0 < p["p50_ms"] <= p["p99_ms"] <= p["max_ms"]
         assert record["latency"]["background"]["lost"] == 0
+    assert postgres.proc is not None  # its backends are found for the CPU figure
+    assert len(cluster.CpuSampler(postgres.proc.pid).groups()["postgres"]) > 1
     two = doc["runs"][1]["fanout"]
     assert len(two["server_cpu_pct_each"]) == 2  # the loadgen measured both nodes
     targets = doc["summary"]["targets"]
