@@ -13,6 +13,7 @@ import codecs
 import contextlib
 import fcntl
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from tests.helpers.server import ROOT
 
+_CSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 WAIT_S = 10.0  # a guard against hanging, not a measured quantity
 PROMPT = "#general> "
 
@@ -197,6 +199,11 @@ class Tty:
         self.raw += data
         self.screen.feed(data)
         self._changed.set()
+
+    def text(self) -> str:
+        """Everything the client wrote, without colours and cursor moves: to count
+        how many times something was shown (the screen keeps only the last rows)."""
+        return _CSI.sub("", self.raw.decode(errors="replace"))
 
     def type(self, text: str) -> None:
         os.write(self.master, text.encode())
