@@ -121,7 +121,7 @@ class Session:
             return
         if len(failures) == 1:
             raise failures[0]
-        raise ConnectError("no server could be reached: " + "; ".join(map(str, failures)))
+        raise ConnectError("no server could be used: " + "; ".join(map(str, failures)))
 
     async def request(
         self,
@@ -187,7 +187,7 @@ class Session:
         self, order: Sequence[int], *, again: bool
     ) -> list[ConnectError | LoginError] | None:
         """Tries these servers in turn: None once one took the login, else what each
-        said. A refusal for good (a wrong password, a ban) ends it: every node of a
+        said. A refusal for good (a wrong password, a bad name) ends it: every node of a
         cluster would say the same."""
         failures: list[ConnectError | LoginError] = []
         for i in order:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from chatd.client.connection import ConnectError, Endpoint
-from chatd.client.session import Session
+from chatd.client.session import LoginError, Session
 from tests.helpers.server import ROOT, Child, Client, StartServer, free_port
 from tests.helpers.session_events import WAIT_S, Recorder
 from tests.helpers.tty import Tty
@@ -79,9 +79,25 @@ async def test_when_no_server_answers_start_says_why_for_each() -> None:
     with pytest.raises(ConnectError) as info:
         await session.start()
     text = str(info.value)
-    assert text.startswith("no server could be reached: ")
+    assert text.startswith("no server could be used: ")
     assert f"127.0.0.1:{a}: connection refused" in text
     assert f"127.0.0.1:{b}: connection refused" in text
+
+
+async def test_a_refusal_every_node_would_repeat_is_not_taken_to_the_next(
+    start_server: StartServer,
+) -> None:
+    one, two = await start_server(), await start_server()
+    c = await one.connect()
+    assert (await c.cmd("login alice pw")).startswith("OK welcome")
+    await c.close()
+    servers = [Endpoint(port=one.port), Endpoint(port=two.port)]
+    with pytest.raises(LoginError) as info:
+        await Session(servers, "alice", None, Recorder()).start()
+    assert info.value.code == "bad-password"
+    c = await two.connect()  # never tried: alice is still a new name there
+    assert (await c.cmd("login alice")).startswith("OK welcome alice (new account)")
+    await c.close()
 
 
 async def test_the_client_fails_over_to_the_second_server_and_shows_each_message_once(
