@@ -73,6 +73,28 @@ async def test_the_first_server_that_greets_is_used_and_a_drop_fails_over_at_onc
         await supervisor
 
 
+async def test_a_connection_that_did_not_last_waits_before_failing_over(
+    start_server: StartServer,
+) -> None:
+    """Two servers that each took the login and dropped it at once would otherwise be
+    tried in turn without a pause."""
+    one, two = await start_server(), await start_server()
+    rec = Recorder()
+    servers = [Endpoint(port=one.port), Endpoint(port=two.port)]
+    session = Session(servers, "alice", None, rec, retry_base=0.01, min_uptime=60)
+    await session.start()
+    supervisor = asyncio.create_task(session.run())
+    try:
+        await one.daemon.stop()
+        await rec.until(lambda e: len(logins(rec)) == 2)
+        after_drop = rec.events[rec.events.index(("offline",)) + 1 :]
+        assert after_drop[0] == ("retry", 0.01, None)  # waited first
+        assert session.endpoint.port == two.port
+    finally:
+        await session.close()
+        await supervisor
+
+
 async def test_when_no_server_answers_start_says_why_for_each() -> None:
     a, b = free_port(), free_port()
     session = Session([Endpoint(port=a), Endpoint(port=b)], "alice", None, Recorder())
