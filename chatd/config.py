@@ -31,6 +31,9 @@ class ServerSection:
     timezone: str = ""  # IANA name; empty means the system's zone
     uvloop: bool = True
     shutdown_timeout_s: float = 5.0
+    # Balancers whose connections start with a PROXY protocol header (v1 or v2) naming
+    # the client (HAProxy's send-proxy; plain doors only, not TLS): CIDR networks.
+    proxy_protocol_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,7 +452,7 @@ def _check_range(key: str, value: float) -> None:
         raise ConfigError(f"{key} must be a port number (0-65535), not {value!r}")
 
 
-_NETWORK_LISTS = {"limits.accounts_exempt_networks"}
+_NETWORK_LISTS = {"limits.accounts_exempt_networks", "server.proxy_protocol_from"}
 
 
 def _check_networks(key: str, value: list[str]) -> None:

@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import ipaddress
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 from chatd import logs
 from chatd.config import Config
+from chatd.server.passed import behind_proxy, hand_over
 
 log = logs.get_logger("chatd.cluster")
 
@@ -114,28 +116,6 @@ def split_address(address: str) -> tuple[str, int] | None:
 # The writer's side -------------------------------------------------------------------
 
 
-class PassedTransport:
-    """The link's transport as the door sees it: the client's address, and no socket
-    of its own (what the link's TCP acknowledged says nothing of the client's, so
-    `chat.received = "acknowledged"` counts such a session as `written`)."""
-
-    __slots__ = ("_peername", "_transport")
-
-    def __init__(self, transport: asyncio.Transport, peername: tuple[str, int]) -> None:
-        self._transport = transport
-        self._peername = peername
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        if name == "peername":
-            return self._peername
-        if name == "socket":
-            return default
-        return self._transport.get_extra_info(name, default)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._transport, name)
-
-
 class Handoff(asyncio.Protocol):
     """A connection to the writer's cluster port: reads the preamble, then hands the
     connection to the named door's own protocol, which serves it from then on."""
@@ -175,13 +155,7 @@ class Handoff(asyncio.Protocol):
             self._refuse(f"door {pre.door} is closed on this node")
             return
         self._cancel_timer()
-        door = factory()
-        transport.set_protocol(door)
-        door.connection_made(
-            cast(asyncio.Transport, PassedTransport(transport, (pre.ip, pre.port)))
-        )
-        if rest and not transport.is_closing():
-            door.data_received(rest)
+        hand_over(transport, factory(), (pre.ip, pre.port), rest)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
@@ -365,9 +339,12 @@ class Standby:
             tls = self._tls if door.endswith("tls") else None
             if door.endswith("tls") and tls is None:
                 continue  # the writer's TLS doors need its certificate here too
+            relay: Callable[[], asyncio.Protocol] = functools.partial(Relay, door, self)
+            if tls is None:  # a balancer's PROXY header is read here, like on the writer
+                relay = behind_proxy(relay, self.config.server.proxy_protocol_from)
             try:
                 server = await loop.create_server(
-                    lambda door=door: Relay(door, self),
+                    relay,
                     host,
                     port,
                     ssl=tls,

@@ -22,6 +22,7 @@ from chatd.config import Config, ConfigError
 from chatd.server.counters import ServerMetrics
 from chatd.server.metrics import LoopLagProbe
 from chatd.server.metrics import start_metrics_server as _start_metrics_server
+from chatd.server.passed import behind_proxy
 from chatd.server.systemd import ListenSocket, Notifier, Watchdog, listen_fds
 from chatd.server.tls import load_certificate, server_context
 
@@ -61,10 +62,12 @@ class Operations:
         # Each open door's protocol factory by name ("line", "tls", "http", "irc-tls",
         # ...): connections passed on by other nodes are served by them (cluster/forward.py).
         self.factories: dict[str, Callable[[], asyncio.Protocol]] = {}
+        self._proxy_from: tuple[str, ...] = ()  # server.proxy_protocol_from
 
     def prepare(self, config: Config) -> None:
         """Reads systemd's environment and builds the TLS context. Raises ConfigError."""
         self.notifier = Notifier.from_env(self._environ)
+        self._proxy_from = config.server.proxy_protocol_from
         try:
             self._inherited = listen_fds(self._environ)
         except ValueError as e:
@@ -98,11 +101,12 @@ class Operations:
         and binds the configured address of each listener that got no socket."""
         loop = asyncio.get_running_loop()
         plain = [s for s in self._inherited if s.name not in NOT_LINE_SOCKETS]
+        proxied = behind_proxy(factory, self._proxy_from)
         servers = [
-            await loop.create_server(factory, sock=s.sock, backlog=BACKLOG) for s in plain
+            await loop.create_server(proxied, sock=s.sock, backlog=BACKLOG) for s in plain
         ] or [
             await loop.create_server(
-                factory, config.server.host, config.server.port, backlog=BACKLOG
+                proxied, config.server.host, config.server.port, backlog=BACKLOG
             )
         ]
         self.port = _port(servers[0])
@@ -183,13 +187,15 @@ class Operations:
                 }
             elif label.endswith("-tls") and (want or named):
                 raise ConfigError(f"{label} needs tls.cert and tls.key")
+            # A PROXY header comes before TLS's own bytes: only plain doors read one.
+            made = factory if ssl_ctx is not None else behind_proxy(factory, self._proxy_from)
             if named:
                 got = [
-                    await loop.create_server(factory, sock=s.sock, backlog=BACKLOG, **extra)
+                    await loop.create_server(made, sock=s.sock, backlog=BACKLOG, **extra)
                     for s in named
                 ]
             elif want:
-                got = [await loop.create_server(factory, host, want, backlog=BACKLOG, **extra)]
+                got = [await loop.create_server(made, host, want, backlog=BACKLOG, **extra)]
             else:
                 continue
             for server in got:

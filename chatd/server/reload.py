@@ -28,6 +28,8 @@ RESTART_KEYS = frozenset(
         "server.data_dir",
         "server.timezone",
         "server.uvloop",
+        "server.proxy_protocol_from",  # read by the listeners' factories
+        "files.dir",  # the blob store is opened once
         "log.format",
         "chat.recent_bytes",  # the window is sized when the core is built
     }

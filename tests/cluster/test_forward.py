@@ -480,3 +480,35 @@ async def http_json(
     value = json.loads(payload)
     assert isinstance(value, dict)
     return value
+
+
+@pytest.mark.parametrize(
+    "cluster",
+    [
+        {
+            "server": '[server]\nproxy_protocol_from = ["127.0.0.2/32"]\n',
+            "limits": "[limits]\nmax_connections_per_ip = 1\n",
+        }
+    ],
+    indirect=True,
+)
+async def test_a_relay_passes_on_the_address_a_balancer_named(cluster: Cluster) -> None:
+    """A balancer (here: connections from 127.0.0.2) sends PROXY headers to node2; the
+    writer counts each client by the address in it, not by the balancer's."""
+    relay = cluster.nodes[1].line
+
+    async def via_balancer(client_ip: str) -> Client:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", relay, local_addr=("127.0.0.2", 0)
+        )
+        writer.write(f"PROXY TCP4 {client_ip} 127.0.0.1 4000 {relay}\r\n".encode())
+        c = Client(reader, writer)
+        cluster.clients.append(c)
+        return c
+
+    first, second = await via_balancer("203.0.113.1"), await via_balancer("203.0.113.2")
+    for c in (first, second):  # one balancer, one relay, two clients: both admitted
+        assert (await c.line()).startswith("* chatd")
+    third = await via_balancer("203.0.113.1")
+    refused = await third.line()
+    assert refused.startswith("ERR server-busy") and "203.0.113.1" in refused

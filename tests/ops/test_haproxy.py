@@ -107,9 +107,11 @@ def cluster(
     nodes = []
     for name in ("node1", "node2"):
         config = tmp_path / f"{name}.toml"
-        node = Node(name, *(free_port() for _ in range(5)), config)
+        line, http, irc, tls, cluster_port = (free_port() for _ in range(5))
+        node = Node(name, line, http, irc, tls, cluster_port, config)
         config.write_text(
             f'[store]\nbackend = "postgres"\ndsn = "{pg_dsn}"\n'
+            '[server]\nproxy_protocol_from = ["127.0.0.0/8"]\n'
             f'[cluster]\nnode_id = "{name}"\nport = {node.cluster}\n'
             "[limits]\nmax_connections_per_ip = 1000\n"
             f"[http]\nport = {node.http}\nmax_connections_per_ip = 1000\n"
@@ -184,8 +186,12 @@ async def test_both_nodes_serve_and_a_killed_writer_is_replaced(
     bob, _, _ = await jlogin(line, "bob")
     sent = await alice.jcmd("send bob through haproxy")
     assert (await bob.obj())["text"] == "through haproxy"
-    # Straight to node2 (not the writer) works as well as through the balancer.
-    dave = await Client.connect(nodes[1].line)
+    # Straight to node2 (not the writer) works as well as through the balancer (with
+    # the PROXY header HAProxy would send: 127.0.0.1 is the balancer's address here).
+    r, w = await asyncio.open_connection("127.0.0.1", nodes[1].line)
+    w.write(b"PROXY TCP4 192.0.2.4 127.0.0.1 5000 8000\r\n")
+    dave = Client(r, w)
+    assert (await dave.line()).startswith("* chatd")
     assert (await dave.cmd("login dave")).startswith("OK welcome")
     assert (await alice.jcmd("send dave on the other node"))["type"] == "ok"
     assert (await dave.until(lambda s: "on the other node" in s)).endswith("on the other node")
