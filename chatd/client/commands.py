@@ -111,7 +111,11 @@ SLASH: tuple[Slash, ...] = (
     Slash("cancel", "/cancel <schedule_id>", "cancel a scheduled message"),
     Slash("upload", "/upload <path> [target]", "send a file (to the current chat)"),
     Slash("download", "/download <file_id> [dest]", "save a file (here, by its name)"),
-    Slash("room", "/room create|invite|link|unlink|approve|deny|leave|kick|members ...", "rooms"),
+    Slash(
+        "room",
+        "/room create|invite|accept|decline|link|unlink|approve|deny|leave|kick|members ...",
+        "rooms",
+    ),
     Slash("rooms", "/rooms", "the rooms you belong to"),
     Slash("passwd", "/passwd", "set or change your password (asked without echo)"),
     Slash("raw", "/raw <protocol command>", "send a protocol line as is"),
