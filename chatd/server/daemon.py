@@ -291,14 +291,7 @@ class Daemon:
         configured shutdown timeout."""
         if self._stopping:
             return
-        self._stopping = True
-        self.ops.stopping()
-        for server in self._servers:
-            server.close()
-        for timer in self._timers:
-            timer.cancel()
-        if self._wake_handle is not None:
-            self._wake_handle.cancel()
+        self._stop_accepting()
         notice = Shutdown()
         for conn in list(self._connections):
             if conn.peer is not None:
@@ -309,9 +302,7 @@ class Daemon:
             await asyncio.wait_for(self._drain_all(), deadline)
         except TimeoutError:
             log.warning("server.shutdown_timeout", connections=len(self._connections))
-            for conn in list(self._connections):
-                if conn.peer is not None and conn.peer.transport is not None:
-                    conn.peer.transport.abort()
+            self._abort_all()
             await asyncio.wait_for(self.hub.drain(), deadline)
         self.hub.close()
         self.files.close()
@@ -330,17 +321,27 @@ class Daemon:
         if self._stopping:
             return
         log.error("store.lease_lost", error=str(error))
-        self._stopping = True
         self._lost = error
+        self._stop_accepting()
+        self._abort_all()
+        self._stopped.set()
+
+    def _stop_accepting(self) -> None:
+        """The first step of every stop: no new connections, no more timed work."""
+        self._stopping = True
         self.ops.stopping()
         for server in self._servers:
             server.close()
         for timer in self._timers:
             timer.cancel()
+        if self._wake_handle is not None:
+            self._wake_handle.cancel()
+
+    def _abort_all(self) -> None:
+        """Cuts every connection at once, whatever it still had to send."""
         for conn in list(self._connections):
             if conn.peer is not None and conn.peer.transport is not None:
                 conn.peer.transport.abort()
-        self._stopped.set()
 
     async def _drain_all(self) -> None:
         await self.hub.drain()

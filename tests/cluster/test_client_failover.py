@@ -5,13 +5,11 @@ everything after the last message it showed, and a cluster's ids are one sequenc
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 from chatd.store import postgres as pg_store
-from tests.helpers.nodes import listening, spawn_node
+from tests.helpers.nodes import listening, spawn_node, wait_for
 from tests.helpers.server import Client, free_port
 from tests.helpers.tty import Tty
 
@@ -27,14 +25,6 @@ def node_config(tmp_path: Path, name: str, dsn: str, cluster_port: int) -> Path:
         f'[cluster]\nnode_id = "{name}"\nport = {cluster_port}\nsecret = "{SECRET}"\n'
     )
     return path
-
-
-async def wait_for(ok: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not ok():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def login(port: int, name: str) -> Client:

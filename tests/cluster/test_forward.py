@@ -31,7 +31,7 @@ from chatd.cluster.forward import (
 )
 from chatd.config import Config
 from chatd.store import postgres as pg_store
-from tests.helpers.nodes import listening
+from tests.helpers.nodes import listening, wait_for
 from tests.helpers.server import Client, free_port, launch
 
 if TYPE_CHECKING:
@@ -343,14 +343,6 @@ async def read_until(reader: asyncio.StreamReader, marker: bytes) -> bytes:
         assert line, f"closed before {marker!r}: {got!r}"
         got += line
     return got
-
-
-async def wait_for(ok: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not ok():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def test_postgres_restarted_under_the_nodes_they_carry_on(

@@ -4,8 +4,10 @@ database's lease."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.helpers.server import launch
@@ -24,3 +26,12 @@ def listening(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+async def wait_for(ok: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    """Until `ok()` (a node listening, a writer elected), at most `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not ok():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)

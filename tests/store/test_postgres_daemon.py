@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chatd.store import postgres as pg_store
-from tests.helpers.nodes import listening, spawn_node
+from tests.helpers.nodes import listening, spawn_node, wait_for
 from tests.helpers.server import Child, Client, StartServer, free_port
 
 if TYPE_CHECKING:
@@ -217,11 +217,3 @@ async def test_a_standby_takes_over_a_node_killed_in_a_burst_and_has_every_ack(
         for node in nodes:
             node.kill()
             node.wait(10)
-
-
-async def wait_for(ok: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not ok():
-        assert loop.time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
