@@ -445,6 +445,8 @@ class IrcRenderer:
             return render("INVITE", (ME, str(f["room"])), *by(str(f["by"]))) + render(
                 "JOIN", (str(f["room"]),), *by(ME)
             )
+        if event == "invitation":  # an offer (rooms.invite_consent): JOIN accepts it
+            return render("INVITE", (ME, str(f["room"])), *by(str(f["by"])))
         if event == "removed":
             return render("KICK", (str(f["room"]), ME, "removed by the owner"), *by(str(f["by"])))
         from chatd.protocol.render import notice_text  # render imports this module

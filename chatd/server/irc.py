@@ -1176,6 +1176,8 @@ class IrcConnection(asyncio.Protocol):
             return
         if room is None:  # IRC's way: joining a channel that does not exist creates it
             cmd: c.Command = c.Room("create", chan, None, verb="room")
+        elif acct.key in room.invites:  # an invitation waiting (rooms.invite_consent)
+            cmd = c.Room("accept", chan, None, verb="room")
         elif link:
             cmd = c.Join(link, verb="join")
         else:
@@ -1455,10 +1457,9 @@ class IrcConnection(asyncio.Protocol):
                     return Rendered(
                         self._bytes([self._num(irc.ERR_USERONCHANNEL, user, room, text)], label)
                     )
-                lines = [
-                    self._num(irc.RPL_INVITING, user, room),
-                    IrcMessage("JOIN", (room,), self._user_mask(user)),
-                ]
+                lines = [self._num(irc.RPL_INVITING, user, room)]
+                if event.fields.get("status") != "invited":  # not an offer: in the room now
+                    lines.append(IrcMessage("JOIN", (room,), self._user_mask(user)))
                 return Rendered(self._bytes(lines, label))
             if isinstance(event, Error):
                 return Rendered(self._bytes([self._room_refusal(event, chan, nick, True)], label))

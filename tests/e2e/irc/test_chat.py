@@ -203,3 +203,26 @@ async def test_message_to_oneself_is_delivered_and_markread_answers(
     await a.send("MARKREAD #general *")
     fail = (await a.until("FAIL"))[-1]
     assert fail.params[:2] == ("MARKREAD", "INVALID_PARAMS")
+
+
+async def test_with_invite_consent_an_invite_is_an_offer_that_join_accepts(
+    start_server: StartServer,
+) -> None:
+    _, port = await start_irc(start_server, rooms__invite_consent=True)
+    a = await joined_client(port, "owner")
+    b = await joined_client(port, "guest")
+    await a.send("JOIN #club")
+    await a.until("366")
+    await a.send("INVITE guest #club")
+    assert (await a.until("341"))[-1].params[1:] == ("guest", "#club")
+    offer = (await b.until("INVITE"))[-1]  # an offer: no JOIN until the guest says so
+    assert offer.params == ("guest", "#club") and str(offer.source).startswith("owner!")
+    await a.send("PING :mark")
+    assert not any(m.command == "JOIN" for m in await a.until("PONG"))
+    await b.send("JOIN #club")  # accepting the offer
+    names = await b.until("366")
+    assert names[0].command == "JOIN" and names[0].params == ("#club",)
+    joined = (await a.until("JOIN"))[-1]
+    assert str(joined.source).startswith("guest!")
+    await b.send("PRIVMSG #club :thanks")
+    assert (await a.until("PRIVMSG"))[-1].params == ("#club", "thanks")
