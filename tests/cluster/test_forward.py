@@ -356,13 +356,25 @@ async def read_until(reader: asyncio.StreamReader, marker: bytes) -> bytes:
 async def test_postgres_restarted_under_the_nodes_they_carry_on(
     cluster: Cluster, postgres: PostgresServer
 ) -> None:
-    """The writer refuses writes while PostgreSQL is down and recovers by itself; the
-    standbys connect again and keep passing clients on, and one still takes over."""
+    """Under load: the writer refuses writes while PostgreSQL is down and recovers by
+    itself, every OK it gave is stored; the standbys connect again and keep passing
+    clients on, and one still takes over."""
     node1, node2, node3 = cluster.nodes
     alice = await cluster.login(0, "alice")
     bob = await cluster.login(1, "bob")
-    postgres.restart()
-    sent = await alice.jcmd("send bob after the restart")
+    carol = await cluster.login(2, "carol", mode="text")  # sends through a relay
+    assert (await (await cluster.login(0, "dave")).jcmd("quit"))["cmd"] == "quit"
+    running = asyncio.Event()
+    load = asyncio.create_task(send_steadily(carol, "dave", 400, running))
+    await running.wait()  # the first sends were acknowledged: restart under the load
+    await asyncio.to_thread(postgres.restart)
+    acked, refused = await load
+    assert len(acked) + refused == 400 and acked  # an answer to every send, none lost
+    for _ in range(100):  # `unavailable` until the writer has its lease back
+        sent = await alice.jcmd("send bob after the restart")
+        if sent.get("code") != "unavailable":
+            break
+        await asyncio.sleep(0.1)
     assert sent["type"] == "ok", sent  # committed once PostgreSQL was back
     assert (await bob.obj())["id"] == sent["id"]
     node1.kill9()
@@ -374,6 +386,33 @@ async def test_postgres_restarted_under_the_nodes_they_carry_on(
     assert (await back.obj())["mode"] == "json"
     assert (await back.obj())["cmd"] == "login"
     assert (await back.jcmd("send alice still here"))["type"] == "ok"
+    dave = await cluster.connect(other)
+    await dave.send("mode json\nlogin dave\n")
+    assert (await dave.obj())["mode"] == "json"
+    ok = await dave.obj()
+    replay = [(await dave.obj())["id"] for _ in range(ok["unread"])]
+    assert set(acked) <= set(replay)  # every OK given around the restart is stored
+
+
+async def send_steadily(
+    client: Client, to: str, n: int, running: asyncio.Event
+) -> tuple[list[int], int]:
+    """`n` sends, ten in flight at a time; the ids acknowledged and how many refused
+    (`ERR unavailable` while the store is away). `running` is set at the first OK."""
+    acked: list[int] = []
+    refused = 0
+    for start in range(0, n, 10):
+        await client.send("".join(f"send {to} m{i}\n" for i in range(start, start + 10)))
+        for _ in range(10):
+            line = await client.line(15)
+            m = OK_ID.match(line)
+            if m:
+                acked.append(int(m.group(1)))
+                running.set()
+            else:
+                assert line.startswith("ERR unavailable"), line
+                refused += 1
+    return acked, refused
 
 
 async def test_a_writer_whose_lease_went_to_another_node_stops(
