@@ -405,9 +405,7 @@ async def probe_client(port: int, name: str) -> ProbeClient:
 
 
 def percentile(sorted_ms: Sequence[float], p: float) -> float:
-    """Nearest rank, as the loadgen's histogram reads it."""
-    if not sorted_ms:
-        return float("nan")
+    """Nearest rank, as the loadgen's histogram reads it (`sorted_ms` not empty)."""
     return sorted_ms[min(len(sorted_ms) - 1, int(p / 100 * len(sorted_ms)))]
 
 
@@ -426,8 +424,8 @@ class ProbeResult:
             "sent": self.sent,
             "received": len(v),
             "lost": self.sent - len(v),
-            "p50_ms": round(percentile(v, 50), 3),
-            "p99_ms": round(percentile(v, 99), 3),
+            "p50_ms": round(percentile(v, 50), 3) if v else None,
+            "p99_ms": round(percentile(v, 99), 3) if v else None,
             "max_ms": round(v[-1], 3) if v else None,
         }
 
@@ -566,10 +564,28 @@ def summarize(records: Sequence[dict[str, Any]], s: Settings) -> dict[str, Any]:
             "other_cpu_pct": [f["other_cpu_pct"] for f in fan],
             "postgres_cpu_pct": [f["postgres_cpu_pct"] for f in fan if "postgres_cpu_pct" in f],
             "ksoftirqd_cpu_pct": [f.get("ksoftirqd_cpu_pct", 0.0) for f in fan],
+            # CPU per delivery moves far less with a busy machine than deliveries/s do.
+            "ns_per_delivery": [
+                round(
+                    1e7
+                    * (
+                        sum(f.get("server_cpu_pct_each", [f["server_cpu_pct"]]))
+                        + f.get("postgres_cpu_pct", 0.0)
+                    )
+                    / f["deliveries_per_s"]
+                )
+                for f in fan
+                if f["deliveries_per_s"]
+            ],
             "probe": {},
+            "probe_lost": [
+                sum(p["lost"] for p in r["latency"]["pairs"]) for r in mine if r["latency"]
+            ],
         }
         for r in mine:
             for p in (r["latency"] or {}).get("pairs", []):
+                if p["p99_ms"] is None:
+                    continue  # nothing arrived: counted as lost below
                 slot = row["probe"].setdefault(p["pair"], {"p50_ms": [], "p99_ms": [], "lost": []})
                 slot["p50_ms"].append(p["p50_ms"])
                 slot["p99_ms"].append(p["p99_ms"])
@@ -611,10 +627,10 @@ def targets(records: Sequence[dict[str, Any]], summary: dict[str, Any]) -> dict[
     for r in records:
         pairs = (r["latency"] or {}).get("pairs", []) if r["error"] is None else []
         base = next((p for p in pairs if p["pair"] == "writer -> writer"), None)
-        if base is None:
+        if base is None or base["p99_ms"] is None:
             continue
         for p in pairs:
-            if p is not base:
+            if p is not base and p["p99_ms"] is not None:
                 key = f"{r['config']} nodes: {p['pair']}"
                 added.setdefault(key, []).append(round(p["p99_ms"] - base["p99_ms"], 3))
                 added_p50.setdefault(key, []).append(round(p["p50_ms"] - base["p50_ms"], 3))
@@ -662,6 +678,7 @@ def table(summary: dict[str, Any], s: Settings) -> str:
                 for c in counts
             ],
         )
+    add("runs complete", [f"{summary[c]['complete']} of {summary[c]['runs']}" for c in counts])
     add("lost deliveries", [spread(summary[c]["lost"]) for c in counts])
     add("fan-out delivery p99 ms", [spread(summary[c]["delivery_p99_ms"]) for c in counts])
     add(
@@ -669,6 +686,10 @@ def table(summary: dict[str, Any], s: Settings) -> str:
         [_per_node_median(summary[c]["node_cpu_pct"]) for c in counts],
     )
     add("PostgreSQL CPU %", [spread(summary[c]["postgres_cpu_pct"]) for c in counts])
+    add(
+        "CPU ns per delivery, nodes + PostgreSQL",
+        [spread(summary[c].get("ns_per_delivery", [])) for c in counts],
+    )
     add("loadgen CPU %", [spread(summary[c]["gen_cpu_pct"]) for c in counts])
     add(
         "all other CPU % (PostgreSQL, kernel threads, other work)",
@@ -682,6 +703,7 @@ def table(summary: dict[str, Any], s: Settings) -> str:
                 slot = summary[c]["probe"].get(label)
                 cells.append(spread(slot[key]) if slot else "")
             add(f"{label}: delivery {name} ms", cells)
+    add("timed messages lost", [spread(summary[c]["probe_lost"]) for c in counts])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
