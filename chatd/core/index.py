@@ -300,5 +300,6 @@ class RecentWindow:
 
 
 def _cost(m: Message) -> int:
-    """Bytes a held message is counted for: its text and a fixed overhead."""
-    return len(m.text) + 200
+    """Bytes a held message is counted for: its text, its client tags (IRC; usually
+    none) and a fixed overhead."""
+    return len(m.text) + len(m.tags) + 200

@@ -20,25 +20,28 @@ class MessagingCommands(ChatState):
         acct = account_of(s)
         self._check_not_banned(acct, now)
         self._count_general(acct, now)
-        msg = self._post(GENERAL, acct.name, cmd.text, now)
+        msg = self._post(GENERAL, acct.name, cmd.text, now, tags=cmd.tags, kind=cmd.kind)
         return self._sent(r.SendAllOk(cmd.verb, msg.id, msg.ts), s, msg, broadcast=True)
 
     def cmd_send(self, s: Session, cmd: c.Send, now: float) -> Outcome:
         """send <user|@user|#room> <text>: a private message, or to a room."""
         acct = account_of(s)
         if cmd.target.lower() == GENERAL:
-            return self.cmd_send_all(s, c.SendAll(cmd.text, verb=cmd.verb), now)
+            general = c.SendAll(cmd.text, cmd.tags, cmd.kind, verb=cmd.verb)
+            return self.cmd_send_all(s, general, now)
         if cmd.target.startswith("#"):
             room = self._member_room(acct, cmd.target)
             self._check_not_banned(acct, now)
             self._limit(acct.key, "room", now)
-            msg = self._post(room.key, acct.name, cmd.text, now)
+            msg = self._post(room.key, acct.name, cmd.text, now, tags=cmd.tags, kind=cmd.kind)
             return self._sent(r.SentOk(cmd.verb, msg.id, msg.ts), s, msg, broadcast=True)
         other = self._user(cmd.target.removeprefix("@"))
         self._check_not_banned(acct, now)
         self._limit(acct.key, "private", now)
         chat = dm_key(acct.key, other.key)
-        msg = self._post(chat, acct.name, cmd.text, now, to=other.name)
+        msg = self._post(
+            chat, acct.name, cmd.text, now, to=other.name, tags=cmd.tags, kind=cmd.kind
+        )
         out = self._sent(r.SentOk(cmd.verb, msg.id, msg.ts), s, msg, broadcast=False)
         if other is not acct:
             out.pushes.append((Push(msg, other.key), tuple(other.sessions)))

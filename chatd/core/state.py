@@ -23,7 +23,7 @@ from chatd.core.outcome import Deferred, Outcome
 from chatd.core.parts import FileIndex, ScheduleBook, SweepState
 from chatd.core.snapshot import MessageRow, Snapshot
 from chatd.protocol import commands as c
-from chatd.protocol.events import GENERAL, Code, FileInfo, Message, Notice, Ok
+from chatd.protocol.events import GENERAL, MAX_CLIENT_TAGS, Code, FileInfo, Message, Notice, Ok
 from chatd.protocol.timefmt import rfc3339
 
 log = logs.get_logger("chatd.core")
@@ -154,8 +154,12 @@ class ChatState:
         to: str | None = None,
         reply_to: int | None = None,
         file: FileInfo | None = None,
+        tags: str = "",
+        kind: str = "",
     ) -> Message:
-        msg = Message(self.next_id, chat, sender, text, now, reply_to, to, file)
+        if tags and len(tags.encode()) > MAX_CLIENT_TAGS:  # the IRC door refuses first (417)
+            raise Refused(Code.TOO_LARGE, f"client tags over {MAX_CLIENT_TAGS} bytes")
+        msg = Message(self.next_id, chat, sender, text, now, reply_to, to, file, tags, kind)
         self.next_id += 1
         self._index_message(MessageRow(msg.id, chat, key(sender), now, reply_to, file))
         self.recent.add(msg)

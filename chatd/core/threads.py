@@ -34,7 +34,9 @@ class ThreadCommands(ChatState):
             other_key = b if a == acct.key else a
             other = self.accounts.get(other_key)
             to = other.name if other is not None else other_key
-        msg = self._post(chat, acct.name, cmd.text, now, to=to, reply_to=root.id)
+        msg = self._post(
+            chat, acct.name, cmd.text, now, to=to, reply_to=root.id, tags=cmd.tags, kind=cmd.kind
+        )
         out = reply(r.CommentOk(cmd.verb, msg.id, msg.ts, root.id))
         out.changes.append(PutMessage(msg))
         out.acked = msg.id

@@ -61,12 +61,16 @@ class Passwd(Command):
 @dataclass(frozen=True, slots=True)
 class SendAll(Command):
     text: str
+    tags: str = ""  # IRC's client-only tags and NOTICE kind (Message.tags/.kind): doors only
+    kind: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Send(Command):
     target: str
     text: str
+    tags: str = ""  # as SendAll's
+    kind: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,8 @@ class History(Command):
 class Comment(Command):
     message_id: int
     text: str
+    tags: str = ""  # as SendAll's
+    kind: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,12 @@ class Message(NamedTuple):
     same pair always shares one key. `to` is the recipient's display name for private
     messages; how the chat reads for a given viewer is decided at render time.
 
+    `tags` and `kind` come from the IRC door only (docs/irc.md): `tags` are the client-
+    only tags sent with it, in IRC's message-tags form (`+name=escaped value`, `;`
+    between them, at most MAX_CLIENT_TAGS bytes), `kind` is NOTICE_KIND for an IRC
+    NOTICE. Both are "" for every other message: IRC renders them (tags only for
+    clients with message-tags); the line protocol and HTTP show neither.
+
     A NamedTuple, not a frozen dataclass like the other values: one is built for every
     message sent, and a frozen dataclass's `__init__` costs three times as much.
     """
@@ -83,6 +89,15 @@ class Message(NamedTuple):
     reply_to: int | None = None
     to: str | None = None
     file: FileInfo | None = None
+    tags: str = ""
+    kind: str = ""
+
+
+#: `Message.kind` of an IRC NOTICE ("" is an ordinary message).
+NOTICE_KIND = "notice"
+#: The most client-only tag data a message may carry, in bytes (IRCv3 message-tags: a
+#: client's tags, without the `@` and the space, are at most 4094 bytes).
+MAX_CLIENT_TAGS = 4094
 
 
 class Event:

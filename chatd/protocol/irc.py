@@ -17,14 +17,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from chatd.protocol.events import Event, Message, Mode, Notice, Push
+from chatd.protocol.events import MAX_CLIENT_TAGS, Event, Message, Mode, Notice, Push
 from chatd.protocol.relay import Relayed
 from chatd.protocol.timefmt import rfc3339
 
 MAX_BODY = 512  # the message without tags, CR LF included (RFC 1459)
 MAX_TAGS = 8191  # the tags, `@` and trailing space included (IRCv3 message-tags)
 MAX_LINE = MAX_BODY + MAX_TAGS
-MAX_CLIENT_TAGS = 4094  # a client's tag data, without the `@` and the space
 
 
 def client_tags_too_long(line: str) -> bool:
@@ -176,6 +175,32 @@ def render_tags(tags: Mapping[str, str]) -> str:
         return ""
     parts = [f"{k}={escape_tag(v)}" if v else k for k, v in tags.items()]
     return "@" + ";".join(parts) + " "
+
+
+#: The client-only tag that makes a PRIVMSG a comment (chatd keeps it as `reply_to`).
+REPLY_TAG = "+draft/reply"
+
+
+def client_tags(tags: Mapping[str, str]) -> str:
+    """A message's client-only tags as `Message.tags` keeps them: the `+` tags but
+    `+draft/reply` (a comment's `reply_to`), in message-tags form (`+a=b;+c`), "" when
+    there are none."""
+    parts = [
+        f"{k}={escape_tag(v)}" if v else k
+        for k, v in tags.items()
+        if k.startswith("+") and k != REPLY_TAG
+    ]
+    return ";".join(parts)
+
+
+def parse_client_tags(raw: str) -> dict[str, str]:
+    """`Message.tags` back to names and unescaped values (the inverse of client_tags)."""
+    out: dict[str, str] = {}
+    for item in raw.split(";"):
+        name, _, value = item.partition("=")
+        if name:
+            out[name] = unescape_tag(value)
+    return out
 
 
 # Parsing and rendering -------------------------------------------------------------------
@@ -389,7 +414,9 @@ class IrcRenderer:
             tags["msgid"] = str(m.id)
             tags["account"] = m.sender
             if m.reply_to is not None:
-                tags["+draft/reply"] = str(m.reply_to)
+                tags[REPLY_TAG] = str(m.reply_to)
+            if m.tags:  # client-only tags, for message-tags clients only (IRCv3)
+                tags.update(parse_client_tags(m.tags))
         return tags
 
     def target(self, m: Message) -> str:
@@ -408,9 +435,9 @@ class IrcRenderer:
         return text
 
     def push(self, push: Push, mode: Mode, prefix: str = "", batch: str | None = None) -> bytes:
-        """PRIVMSG lines of one message, split to fit 512 bytes; `prefix` goes before
-        the text (the `[HH:MM:SS]` of replay for clients without server-time), `batch`
-        is the reference of the batch the lines belong to."""
+        """PRIVMSG lines of one message (NOTICE for an IRC NOTICE's), split to fit 512
+        bytes; `prefix` goes before the text (the `[HH:MM:SS]` of replay for clients
+        without server-time), `batch` is the reference of the batch the lines belong to."""
         m = push.message
         source = hostmask(m.sender, self.host)
         target = self.target(m)
@@ -418,15 +445,16 @@ class IrcRenderer:
         if batch is not None:
             tags["batch"] = batch
         text = prefix + self.text(m)
+        command = "NOTICE" if m.kind else "PRIVMSG"  # NOTICE_KIND: the only other kind
         # Split what an IRC client could not have sent in one line (nc allows 4 KiB);
         # the source prefix may take a relayed line past 512 bytes, as elsewhere.
         # (`PRIVMSG nick word`: a client's longest text has no colon before it)
-        room = MAX_BODY - len(f"PRIVMSG {target} \r\n".encode())
+        room = MAX_BODY - len(f"{command} {target} \r\n".encode())
         if len(text) * 4 <= room:  # the common case: surely one line, rendered inline
             head = render_tags(tags) if tags else ""
-            return f"{head}:{source} PRIVMSG {target} :{text}\r\n".encode()
+            return f"{head}:{source} {command} {target} :{text}\r\n".encode()
         return b"".join(
-            render("PRIVMSG", (target, piece), source, tags) for piece in split_text(text, room)
+            render(command, (target, piece), source, tags) for piece in split_text(text, room)
         )
 
     def notice(self, notice: Notice, mode: Mode) -> bytes:

@@ -39,7 +39,18 @@ from chatd.core.outcome import Outcome
 from chatd.core.state import Refused
 from chatd.protocol import commands as c
 from chatd.protocol import irc
-from chatd.protocol.events import GENERAL, Code, Error, Event, Message, Mode, Notice, Ok, Push
+from chatd.protocol.events import (
+    GENERAL,
+    NOTICE_KIND,
+    Code,
+    Error,
+    Event,
+    Message,
+    Mode,
+    Notice,
+    Ok,
+    Push,
+)
 from chatd.protocol.irc import IrcFrameError, IrcMessage, IrcParseError
 from chatd.protocol.render import Rendered, Renderer
 from chatd.protocol.timefmt import rfc3339
@@ -984,14 +995,18 @@ class IrcConnection(asyncio.Protocol):
             if not notice:  # a NOTICE never gets an automatic answer (RFC 2812)
                 self._service(text, label)
             return
-        reply_to = msg.tags.get("+draft/reply", "")
+        reply_to = msg.tags.get(irc.REPLY_TAG, "")
+        # Kept with the message (Message.tags/.kind): its client-only tags, and that it
+        # is a NOTICE, so that it is delivered, echoed and replayed as it was sent.
+        tags = irc.client_tags(msg.tags) if msg.tags else ""
+        kind = NOTICE_KIND if notice else ""
         cmd: c.Command
         if reply_to.isdigit():
-            cmd = c.Comment(int(reply_to), text, verb="comment")
+            cmd = c.Comment(int(reply_to), text, tags, kind, verb="comment")
         elif target.lower() == GENERAL:
-            cmd = c.SendAll(text, verb="send_all")
+            cmd = c.SendAll(text, tags, kind, verb="send_all")
         else:
-            cmd = c.Send(target, text, verb="send")
+            cmd = c.Send(target, text, tags, kind, verb="send")
         command = msg.command
         to_self = key(target) == key(self.nick)
 
@@ -999,10 +1014,10 @@ class IrcConnection(asyncio.Protocol):
             if isinstance(event, Ok):
                 echo: list[IrcMessage] = []
                 if "echo-message" in self.caps:
-                    echo = self._echo(command, target, text, event)
+                    echo = self._echo(command, target, text, event, tags)
                 # To oneself: the delivery too, after the echo and without the label
                 # (labeled-response labels the echo only).
-                own = self._echo(command, target, text, event) if to_self else []
+                own = self._echo(command, target, text, event, tags) if to_self else []
                 if not echo:
                     echo, own = own, []
                 away = self.door.away.get(key(target)) if self.door.away else None
@@ -1060,7 +1075,11 @@ class IrcConnection(asyncio.Protocol):
 
         self._submit(cmd, reply)
 
-    def _echo(self, command: str, target: str, text: str, ok: Ok) -> list[IrcMessage]:
+    def _echo(
+        self, command: str, target: str, text: str, ok: Ok, client: str = ""
+    ) -> list[IrcMessage]:
+        """The sender's copy of its message, tagged as the others get it (`client`:
+        the client-only tags kept with it)."""
         mode = self._mode()
         tags: dict[str, str] = {}
         if mode is not Mode.IRC:
@@ -1069,7 +1088,9 @@ class IrcConnection(asyncio.Protocol):
             tags["msgid"] = str(ok.fields.get("id", ""))
             tags["account"] = self.nick
             if "reply_to" in ok.fields:
-                tags["+draft/reply"] = str(ok.fields["reply_to"])
+                tags[irc.REPLY_TAG] = str(ok.fields["reply_to"])
+            if client:
+                tags.update(irc.parse_client_tags(client))
         if ok.name == "comment":
             m = self.ctx.chat.recent.get(int(ok.fields["id"]))  # just sent: in the window
             if m is not None:

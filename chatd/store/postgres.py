@@ -78,7 +78,14 @@ from chatd.core.snapshot import (
 )
 from chatd.protocol.events import FileInfo, Message
 from chatd.store.base import LeaseLost, StoreError
-from chatd.store.rows import COUNTERS, PARAMS, message_row, strikes_of
+from chatd.store.rows import (
+    COUNTERS,
+    MESSAGE_COLUMNS,
+    PARAMS,
+    message_of,
+    message_row,
+    strikes_of,
+)
 
 #: The advisory lock `migrate` holds (any constant; "chatd" in ASCII).
 MIGRATE_LOCK = 0x6368617464
@@ -161,19 +168,25 @@ MIGRATIONS: tuple[str, ...] = (
                           ts double precision NOT NULL, expires double precision NOT NULL,
                           PRIMARY KEY (room, user_key));
     """,
+    # 4: an IRC message's client-only tags and kind (NOTICE); SQLite's version 5.
+    """
+    ALTER TABLE messages ADD COLUMN tags text;
+    ALTER TABLE messages ADD COLUMN kind text;
+    """,
 )
 
-_COLUMNS = "id, chat, sender, text, ts, reply_to, recipient, file_id"
+_COLUMNS = MESSAGE_COLUMNS
 _SELECT_MESSAGES = f"SELECT {_COLUMNS} FROM messages"
 _MESSAGE = (
-    f"INSERT INTO messages ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+    f"INSERT INTO messages ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
     "ON CONFLICT (id) DO NOTHING"
 )
 # A run of messages as one statement over column arrays: one INSERT for a batch's
 # messages instead of one each (a batch of 100: p50 2.5 -> 1.8 ms here).
 _MESSAGES = (
     f"INSERT INTO messages ({_COLUMNS}) SELECT * FROM unnest(%s::bigint[], %s::text[], "
-    "%s::text[], %s::text[], %s::float8[], %s::bigint[], %s::text[], %s::bigint[]) "
+    "%s::text[], %s::text[], %s::float8[], %s::bigint[], %s::text[], %s::bigint[], "
+    "%s::text[], %s::text[]) "
     "ON CONFLICT (id) DO NOTHING"
 )
 
@@ -584,13 +597,13 @@ class PostgresStore:
                     self._reader_dbs.remove(db)
 
     def _message(self, row: tuple[Any, ...]) -> Message:
-        i, chat, sender, text, ts, reply_to, to, fid = row
+        fid = row[7]
         file = None
         if fid is not None:
             file = self._files.get(fid)
             if file is None:  # uploaded after start-up: read its row
                 file = self._file_info(fid)
-        return Message(i, chat, sender, text, ts, reply_to, to, file)
+        return message_of(row, file)
 
     def _file_info(self, fid: int) -> FileInfo | None:
         row = (

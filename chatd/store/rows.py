@@ -31,7 +31,7 @@ from chatd.core.outcome import (
     SetCursor,
     SetStrikes,
 )
-from chatd.protocol.events import Message
+from chatd.protocol.events import FileInfo, Message
 
 #: Change type -> its statement's parameters (messages have their own, `message_row`).
 PARAMS: dict[type, Callable[[Any], Sequence[Any]]] = {
@@ -68,9 +68,30 @@ COUNTERS: dict[type, tuple[str, Callable[[Any], int]]] = {
 
 def message_row(m: Message) -> tuple[Any, ...]:
     """A message's parameters for the full INSERT (id, chat, sender, text, ts, reply_to,
-    recipient, file_id)."""
+    recipient, file_id, tags, kind); NULL for no client tags and an ordinary kind."""
     file_id = m.file.id if m.file is not None else None
-    return (m.id, m.chat, m.sender, m.text, m.ts, m.reply_to, m.to, file_id)
+    return (
+        m.id,
+        m.chat,
+        m.sender,
+        m.text,
+        m.ts,
+        m.reply_to,
+        m.to,
+        file_id,
+        m.tags or None,
+        m.kind or None,
+    )
+
+
+def message_of(row: Sequence[Any], file: FileInfo | None) -> Message:
+    """A message back from a row of MESSAGE_COLUMNS (its file looked up by the store)."""
+    i, chat, sender, text, ts, reply_to, to, _fid, tags, kind = row
+    return Message(i, chat, sender, text, ts, reply_to, to, file, tags or "", kind or "")
+
+
+#: The message columns every full INSERT and SELECT names, in `message_row`'s order.
+MESSAGE_COLUMNS = "id, chat, sender, text, ts, reply_to, recipient, file_id, tags, kind"
 
 
 def strikes_of(raw: str) -> tuple[tuple[str, float], ...]:

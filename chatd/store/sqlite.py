@@ -57,7 +57,14 @@ from chatd.core.snapshot import (
 )
 from chatd.protocol.events import FileInfo, Message
 from chatd.store.base import StoreError
-from chatd.store.rows import COUNTERS, PARAMS, message_row, strikes_of
+from chatd.store.rows import (
+    COUNTERS,
+    MESSAGE_COLUMNS,
+    PARAMS,
+    message_of,
+    message_row,
+    strikes_of,
+)
 
 DB_NAME = "chatd.sqlite3"
 
@@ -114,17 +121,20 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE invites (room TEXT NOT NULL, user TEXT NOT NULL, by_user TEXT NOT NULL,
                           ts REAL NOT NULL, expires REAL NOT NULL, PRIMARY KEY (room, user));
     """,
+    # 5: an IRC message's client-only tags and kind (NOTICE); NULL for every other
+    # message, so adding them rewrites no row (docs/irc.md).
+    """
+    ALTER TABLE messages ADD COLUMN tags TEXT;
+    ALTER TABLE messages ADD COLUMN kind TEXT;
+    """,
 )
 
 # Messages, the hot path, have their own two statements: most are plain (no reply, not
 # private, no file), and binding three NULLs doubled the cost of each insert.
 _PLAIN_MESSAGE = "INSERT INTO messages (id, chat, sender, text, ts) VALUES (?, ?, ?, ?, ?)"
-_MESSAGE = (
-    "INSERT INTO messages (id, chat, sender, text, ts, reply_to, recipient, file_id) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_MESSAGE = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
-_SELECT_MESSAGES = "SELECT id, chat, sender, text, ts, reply_to, recipient, file_id FROM messages"
+_SELECT_MESSAGES = f"SELECT {MESSAGE_COLUMNS} FROM messages"
 _READ_CHUNK = 500  # ids per SELECT (SQLite allows 32766 variables; smaller is kinder)
 
 #: One statement per other change type; the parameters are chatd/store/rows.py's.
@@ -162,7 +172,6 @@ _SQL: dict[type, str] = {
     DeleteTokensOf: "DELETE FROM tokens WHERE user = ?",
 }
 _WRITES = {kind: (sql, PARAMS[kind]) for kind, sql in _SQL.items()}
-
 
 #: How often the checkpointer copies the WAL back into the database file.
 CHECKPOINT_INTERVAL_S = 0.1
@@ -363,13 +372,13 @@ class SqliteStore:
         return db
 
     def _message(self, row: tuple[Any, ...]) -> Message:
-        i, chat, sender, text, ts, reply_to, to, fid = row
+        fid = row[7]
         file = None
         if fid is not None:
             file = self._files.get(fid)
             if file is None:  # uploaded after start-up: read its row
                 file = self._file_info(fid)
-        return Message(i, chat, sender, text, ts, reply_to, to, file)
+        return message_of(row, file)
 
     def _file_info(self, fid: int) -> FileInfo | None:
         row = (
@@ -402,7 +411,12 @@ class SqliteStore:
                 row: Sequence[Any]
                 if type(ch) is PutMessage:
                     m = ch.message
-                    if m.reply_to is None and m.to is None and m.file is None:
+                    if (
+                        m.reply_to is None
+                        and m.to is None
+                        and m.file is None
+                        and not (m.tags or m.kind)
+                    ):
                         this, row = _PLAIN_MESSAGE, (m.id, m.chat, m.sender, m.text, m.ts)
                     else:
                         this, row = _MESSAGE, message_row(m)
@@ -448,7 +462,7 @@ class SqliteStore:
         """A batch of one message (a lone sender, the common case of a quiet server):
         one autocommitted INSERT is its own transaction, without BEGIN, executemany
         and COMMIT around it (16-19 -> 13 us a commit in isolation)."""
-        plain = m.reply_to is None and m.to is None and m.file is None
+        plain = m.reply_to is None and m.to is None and m.file is None and not (m.tags or m.kind)
         try:
             if plain:
                 self._db.execute(_PLAIN_MESSAGE, (m.id, m.chat, m.sender, m.text, m.ts))

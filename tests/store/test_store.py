@@ -164,7 +164,7 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
     )
     db.close()
     store = SqliteStore(tmp_path)
-    assert store.schema_version == len(MIGRATIONS) == 4
+    assert store.schema_version == len(MIGRATIONS) == 5
     indexes = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "messages_by_chat" not in indexes
     assert [m.id for m in store.load().messages] == [7]
