@@ -35,7 +35,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +72,7 @@ class Settings:
     background_rate: float = 200.0  # send_all per second: ~20,000 deliveries/s
     synchronous: str = "normal"  # as the `chatd` column of the single-node table
     sqlite: bool = False  # also one node on SQLite (the single-node table's store)
+    pin_writer: bool = False  # the writer alone on CPU 0, everything else on the others
     wait_quiet_s: float = 0.0
     setup_timeout_s: float = 120.0
 
@@ -168,10 +169,68 @@ class Node:
 
 @contextlib.contextmanager
 def running_cluster(
-    pg: PostgresServer | None, count: int, workdir: Path, synchronous: str
+    pg: PostgresServer | None,
+    count: int,
+    workdir: Path,
+    synchronous: str,
+    *,
+    pin_writer: bool = False,
 ) -> Iterator[list[Node]]:
     """`count` nodes on a fresh, migrated database; the first one is the writer.
-    Without `pg`, one node on SQLite."""
+    Without `pg`, one node on SQLite. `pin_writer`: see `pinned`."""
+    with (
+        pinned(pg if pin_writer else None, pin_writer) as start_writer,
+        _nodes(pg, count, workdir, synchronous, start_writer) as nodes,
+    ):
+        yield nodes
+
+
+@contextlib.contextmanager
+def pinned(pg: PostgresServer | None, pin: bool) -> Iterator[Callable[[Node, str, str], None]]:
+    """With `pin`, the writer gets CPU 0 to itself and everything else (PostgreSQL,
+    the other nodes, the loadgen, this process) the other CPUs, as if the writer had
+    its own machine; yields how to start the writer (its threads inherit CPU 0).
+    The rest of the machine (other people's work) still runs anywhere."""
+    everything = os.sched_getaffinity(0)
+    rest = everything - {0}
+    if not pin or not rest or 0 not in everything:
+
+        def start(node: Node, dsn: str, synchronous: str) -> None:
+            node.start(dsn, synchronous)
+
+        yield start
+        return
+
+    def start_alone(node: Node, dsn: str, synchronous: str) -> None:
+        os.sched_setaffinity(0, {0})  # the child inherits the mask of the thread forking
+        try:
+            node.start(dsn, synchronous)
+        finally:
+            os.sched_setaffinity(0, rest)
+
+    moved = [] if pg is None or pg.proc is None else _groups(pg.proc.pid)["postgres"]
+    try:
+        os.sched_setaffinity(0, rest)
+        for pid in moved:  # new backends fork from the postmaster: they follow it
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(pid, rest)
+        yield start_alone
+    finally:
+        os.sched_setaffinity(0, everything)
+        for pid in moved:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(pid, everything)
+
+
+@contextlib.contextmanager
+def _nodes(
+    pg: PostgresServer | None,
+    count: int,
+    workdir: Path,
+    synchronous: str,
+    start_writer: Callable[[Node, str, str], None],
+) -> Iterator[list[Node]]:
+    """The nodes of `running_cluster`, stopped on the way out."""
     from chatd.store import postgres as pg_store
 
     dsn = ""
@@ -184,7 +243,7 @@ def running_cluster(
     ]
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
-        nodes[0].start(dsn, synchronous)
+        start_writer(nodes[0], dsn, synchronous)
         if dsn:
             nodes[0].wait_listening(nodes[0].cluster, deadline)  # it holds the lease
         nodes[0].wait_listening(nodes[0].line, deadline)
@@ -519,7 +578,8 @@ def measure(
     t0 = time.monotonic()
     try:
         on = None if config == "sqlite" else pg
-        with running_cluster(on, count, workdir / f"r{run}-{config}", s.synchronous) as nodes:
+        where = workdir / f"r{run}-{config}"
+        with running_cluster(on, count, where, s.synchronous, pin_writer=s.pin_writer) as nodes:
             record["fanout"] = throughput(nodes, s, pg.proc.pid if pg.proc else None)
             record["latency"] = asyncio.run(probe(nodes, s))
             record["node_exit_codes"] = [n.proc.poll() if n.proc else None for n in nodes]
@@ -792,6 +852,11 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, Path]:
     p.add_argument("--background-rate", type=float, default=d.background_rate)
     p.add_argument("--synchronous", choices=("normal", "full"), default=d.synchronous)
     p.add_argument("--sqlite", action="store_true", help="also one node on SQLite")
+    p.add_argument(
+        "--pin-writer",
+        action="store_true",
+        help="the writer alone on CPU 0, the rest on the other CPUs (as if on its own machine)",
+    )
     p.add_argument("--wait-quiet", type=float, default=d.wait_quiet_s, metavar="SECONDS")
     p.add_argument("--out", type=Path, default=RESULTS, help="directory for the JSON file")
     a = p.parse_args(argv)
@@ -814,6 +879,7 @@ def parse_args(argv: Sequence[str]) -> tuple[Settings, Path]:
         background_rate=a.background_rate,
         synchronous=a.synchronous,
         sqlite=a.sqlite,
+        pin_writer=a.pin_writer,
         wait_quiet_s=a.wait_quiet,
     )
     return s, a.out
