@@ -367,7 +367,10 @@ async def test_postgres_restarted_under_the_nodes_they_carry_on(
     running = asyncio.Event()
     load = asyncio.create_task(send_steadily(carol, "dave", 400, running))
     await running.wait()  # the first sends were acknowledged: restart under the load
-    await asyncio.to_thread(postgres.restart)
+    # Stopped off the loop (the load goes on meanwhile), started on the test's own
+    # thread: the server dies with the thread that started it (PR_SET_PDEATHSIG).
+    await asyncio.to_thread(postgres.stop)
+    postgres.start()
     acked, refused = await load
     assert len(acked) + refused == 400 and acked  # an answer to every send, none lost
     for _ in range(100):  # `unavailable` until the writer has its lease back

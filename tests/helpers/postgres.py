@@ -145,7 +145,9 @@ class PostgresServer:
     def start(self) -> None:
         """Starts the server (a new session, so SIGKILL takes every process of it) and
         waits until it accepts connections. Right after a SIGKILL the old processes may
-        still hold the shared memory for a moment: then it tries again."""
+        still hold the shared memory for a moment: then it tries again. Call it on the
+        test's own thread: the server gets SIGKILL when the *thread* that started it
+        ends (PR_SET_PDEATHSIG), so started from a worker thread it would die with it."""
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             mark = self.log.stat().st_size if self.log.exists() else 0
