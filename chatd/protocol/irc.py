@@ -445,18 +445,14 @@ class IrcRenderer:
         if batch is not None:
             tags["batch"] = batch
         text = prefix + self.text(m)
-        command = "PRIVMSG"
-        if m.kind:  # NOTICE_KIND, the only other kind (rare: the general path below)
-            command = "NOTICE"
-        else:
-            # Split what an IRC client could not have sent in one line (nc allows 4
-            # KiB); the source prefix may take a relayed line past 512 bytes, as
-            # elsewhere. (`PRIVMSG nick word`: a client's longest text has no colon)
-            room = MAX_BODY - len(f"PRIVMSG {target} \r\n".encode())
-            if len(text) * 4 <= room:  # the common case: surely one line, rendered inline
-                head = render_tags(tags) if tags else ""
-                return f"{head}:{source} PRIVMSG {target} :{text}\r\n".encode()
+        command = "NOTICE" if m.kind else "PRIVMSG"  # NOTICE_KIND: the only other kind
+        # Split what an IRC client could not have sent in one line (nc allows 4 KiB);
+        # the source prefix may take a relayed line past 512 bytes, as elsewhere.
+        # (`PRIVMSG nick word`: a client's longest text has no colon before it)
         room = MAX_BODY - len(f"{command} {target} \r\n".encode())
+        if len(text) * 4 <= room:  # the common case: surely one line, rendered inline
+            head = render_tags(tags) if tags else ""
+            return f"{head}:{source} {command} {target} :{text}\r\n".encode()
         return b"".join(
             render(command, (target, piece), source, tags) for piece in split_text(text, room)
         )
