@@ -1028,11 +1028,7 @@ class IrcConnection(asyncio.Protocol):
                 data = self._bytes(echo, label)
                 return Rendered(data + b"".join(m.render() for m in own) if own else data)
             if isinstance(event, Error) and not notice:
-                if event.code == Code.NOT_A_MEMBER:  # IRC's +n: not on it, cannot send to it
-                    why = f"Cannot send to channel: {event.message}"
-                    err = self._num(irc.ERR_CANNOTSENDTOCHAN, target, why)
-                    return Rendered(self._bytes([err], label))
-                return Rendered(self._bytes([self._error(event, target)], label))
+                return Rendered(self._bytes([self._send_refusal(event, target)], label))
             return None
 
         self._submit(cmd, reply)
@@ -1066,11 +1062,7 @@ class IrcConnection(asyncio.Protocol):
                 data = self._bytes(echo, label)
                 return Rendered(data + b"".join(m.render() for m in own) if own else data)
             if isinstance(event, Error):
-                if event.code == Code.NOT_A_MEMBER:
-                    why = f"Cannot send to channel: {event.message}"
-                    err = self._num(irc.ERR_CANNOTSENDTOCHAN, target, why)
-                    return Rendered(self._bytes([err], label))
-                return Rendered(self._bytes([self._error(event, target)], label))
+                return Rendered(self._bytes([self._send_refusal(event, target)], label))
             return None
 
         self._submit(cmd, reply)
@@ -1096,6 +1088,14 @@ class IrcConnection(asyncio.Protocol):
             if m is not None:
                 target = self.door.renderer.irc.target(m)
         return [IrcMessage(command, (target, text), self._user_mask(self.nick), tags)]
+
+    def _send_refusal(self, err: Error, target: str) -> IrcMessage:
+        """A refused PRIVMSG or TAGMSG: IRC's +n (not on it, cannot send to it) for a
+        room one is not in, else the refusal's own numeric."""
+        if err.code == Code.NOT_A_MEMBER:
+            why = f"Cannot send to channel: {err.message}"
+            return self._num(irc.ERR_CANNOTSENDTOCHAN, target, why)
+        return self._error(err, target)
 
     def _error(self, err: Error, subject: str) -> IrcMessage:
         """A refused command as its numeric, or as a standard FAIL reply."""

@@ -40,6 +40,13 @@ class IrcClient:
         assert data.endswith(b"\r\n"), data
         return data[:-2].decode()
 
+    async def line(self) -> str:
+        """The next line the server sends, its PINGs aside."""
+        while True:
+            line = await self.raw()
+            if not line.startswith("PING"):
+                return line
+
     async def msg(self, timeout: float = TIMEOUT) -> IrcMessage:
         return parse(await self.raw(timeout))
 
@@ -100,6 +107,10 @@ class IrcClient:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
+
+
+#: The caps a client needs for tags, echoes, labels and history.
+TAGS = ("message-tags", "echo-message", "batch", "labeled-response", "draft/chathistory")
 
 
 async def joined_client(

@@ -5,19 +5,10 @@ NOTICE; nc sees both as ordinary messages."""
 
 from __future__ import annotations
 
-from tests.helpers.irc import IrcClient, joined_client, start_irc
+from tests.helpers.irc import TAGS, IrcClient, joined_client, start_irc
 from tests.helpers.server import StartServer, free_port
 
-TAGS = ("message-tags", "echo-message", "batch", "labeled-response", "draft/chathistory")
 ECHO = ("echo-message", "batch", "labeled-response")
-
-
-async def next_line(c: IrcClient) -> str:
-    """The client's next line, PINGs aside."""
-    while True:
-        line = await c.raw()
-        if not line.startswith("PING"):
-            return line
 
 
 async def test_privmsg_tags_reach_message_tags_clients_and_the_echo_only(
@@ -41,8 +32,8 @@ async def test_privmsg_tags_reach_message_tags_clients_and_the_echo_only(
         k: v for k, v in echo.tags.items() if k != "label"
     }
     assert "label" not in got.tags
-    assert await next_line(carol) == ":alice!alice@chatd PRIVMSG #general :hello"
-    assert "+" not in (await next_line(dave)).split(" ", 1)[0]
+    assert await carol.line() == ":alice!alice@chatd PRIVMSG #general :hello"
+    assert "+" not in (await dave.line()).split(" ", 1)[0]
     assert (await erin.until("PRIVMSG"))[-1].tags == {"account": "alice"}
     assert "[1] #general <alice> hello" in await nc.line()
     # Privately: the recipient and the sender's echo, the same msgid.

@@ -4,18 +4,8 @@ nothing of them is stored (no history, no message id)."""
 
 from __future__ import annotations
 
-from tests.helpers.irc import IrcClient, joined_client, start_irc
+from tests.helpers.irc import TAGS, joined_client, start_irc
 from tests.helpers.server import StartServer
-
-TAGS = ("message-tags", "echo-message", "batch", "labeled-response", "draft/chathistory")
-
-
-async def next_line(c: IrcClient) -> str:
-    """The client's next line, PINGs aside."""
-    while True:
-        line = await c.raw()
-        if not line.startswith("PING"):
-            return line
 
 
 async def test_tagmsg_reaches_message_tags_members_only_and_is_not_stored(
@@ -41,7 +31,7 @@ async def test_tagmsg_reaches_message_tags_members_only_and_is_not_stored(
     # the relay used no message id.
     await alice.send("PRIVMSG #general :after the typing")
     for other in (carol, dave, erin):
-        line = await next_line(other)
+        line = await other.line()
         assert "PRIVMSG #general :after the typing" in line and "TAGMSG" not in line
     assert "[1] #general <alice> after the typing" in await nc.line()
     assert (await alice.until("PRIVMSG"))[-1].tags["msgid"] == "1"
