@@ -105,6 +105,8 @@ class ModerationSection:
     reserved_names: tuple[str, ...] = ("general", "chatd", "server", "admin", "root")
     # A complaint counts only from an account at least this old (0: any account).
     complaint_min_account_age_s: float = 0.0
+    # ... and only from one that has sent at least this many messages (0: any account).
+    complaint_min_messages: int = 0
     # Admins are provisioned, not claimed: a name in `admins` cannot be created by a
     # `login`; `chatd admin add NAME` creates it with the operator's password.
     provisioned_admins: bool = False

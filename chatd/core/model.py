@@ -57,6 +57,9 @@ class Account:
     # When the user was last known online (memory only: derived at start-up from the
     # stored messages and cursor, then kept by login and the retention sweep).
     last_seen: float = 0.0
+    # Messages the user sent that the server holds or sent since it started (memory
+    # only: counted at start-up from the stored messages): complaint_min_messages.
+    sent: int = 0
 
     def add_private_chat(self, chat: str) -> None:
         if chat not in self.private_chats:

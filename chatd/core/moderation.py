@@ -63,6 +63,13 @@ class ModerationCommands(ChatState):
                     f"your account is too new to report others; it can in "
                     f"{retry_after(acct.created + min_age - now)}s",
                 )
+            min_sent = mod.complaint_min_messages
+            if acct.sent < min_sent:
+                raise Refused(
+                    Code.FORBIDDEN,
+                    f"take part before you report others: your complaints count once "
+                    f"you have sent {min_sent} messages ({acct.sent} so far)",
+                )
             self._strike(acct, target, cmd.rest, now, out)
         strikes = len(target.strikes)
         until = target.banned_until if target.banned_until > now else None

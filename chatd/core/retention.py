@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import Counter
 from collections.abc import Iterable
 
 from chatd.core.model import Account
@@ -67,7 +68,8 @@ def due_frontier(marks: list[Mark], now: float, ttl: float) -> int:
 class Retention(ChatState):
     def derive_last_seen(self) -> None:
         """Start-up: when each user was last online, as a lower bound from what is
-        stored (not persisted itself): account creation, the newest message they sent,
+        stored (not persisted itself), and how many stored messages each sent
+        (`Account.sent`): account creation, the newest message they sent,
         and the newest message of their chats at or below their cursor (they were
         online to receive it). From the message index, so that loading keeps no list of
         every message. Errs towards "idle"; the cost is that a user who was online for a
@@ -77,7 +79,9 @@ class Retention(ChatState):
         for acct in accounts.values():
             acct.last_seen = max(acct.last_seen, acct.created)
         chats = self.index.chats
+        sent: Counter[str] = Counter()
         for chat_log in chats.values():
+            sent.update(chat_log.senders)
             latest: dict[str, float] = {}
             for sender, ts in zip(chat_log.senders, chat_log.times, strict=True):
                 if ts > latest.get(sender, 0.0):
@@ -86,6 +90,10 @@ class Retention(ChatState):
                 author = accounts.get(sender)
                 if author is not None and ts > author.last_seen:
                     author.last_seen = ts
+        for sender, n in sent.items():  # how active each was, for complaints
+            author = accounts.get(sender)
+            if author is not None:
+                author.sent = n
         for acct in accounts.values():
             for chat in self.chats_of(acct):
                 found = chats.get(chat)

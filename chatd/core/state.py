@@ -161,7 +161,11 @@ class ChatState:
             raise Refused(Code.TOO_LARGE, f"client tags over {MAX_CLIENT_TAGS} bytes")
         msg = Message(self.next_id, chat, sender, text, now, reply_to, to, file, tags, kind)
         self.next_id += 1
-        self._index_message(MessageRow(msg.id, chat, key(sender), now, reply_to, file))
+        sender_key = key(sender)
+        author = self.accounts.get(sender_key)
+        if author is not None:
+            author.sent += 1
+        self._index_message(MessageRow(msg.id, chat, sender_key, now, reply_to, file))
         self.recent.add(msg)
         return msg
 
