@@ -64,15 +64,6 @@ from chatd.core.outcome import (
     SetStrikes,
 )
 from chatd.core.snapshot import (
-    AccountRow,
-    FileRow,
-    InviteRow,
-    JoinRequestRow,
-    LinkRow,
-    MemberRow,
-    MessageRow,
-    RoomRow,
-    ScheduleRow,
     Snapshot,
     TokenRow,
 )
@@ -82,9 +73,9 @@ from chatd.store.rows import (
     COUNTERS,
     MESSAGE_COLUMNS,
     PARAMS,
+    load_snapshot,
     message_of,
     message_row,
-    strikes_of,
 )
 
 #: The advisory lock `migrate` holds (any constant; "chatd" in ASCII).
@@ -496,65 +487,20 @@ class PostgresStore:
             raise StoreError(f"cannot load from PostgreSQL: {_reason(e)}") from e
 
     def _load(self, db: psycopg.Connection[Any], recent: int) -> Snapshot:
-        accounts = tuple(
-            AccountRow(key, name, pw, created, cursor, banned, strikes_of(strikes))
-            for key, name, pw, created, cursor, banned, strikes in db.execute(
-                "SELECT key, name, pw_hash, created, cursor, banned_until, strikes FROM accounts"
-            )
-        )
-        files = tuple(
-            FileRow(*row)
-            for row in db.execute("SELECT id, sha256, name, size, owner, created FROM files")
-        )
-        info = {f.id: FileInfo(f.id, f.name, f.size, f.sha256) for f in files}
-        self._files = info
-        messages = tuple(
-            MessageRow(i, chat, sender, ts, reply_to, info.get(fid) if fid else None)
-            for i, chat, sender, ts, reply_to, fid in db.execute(
-                "SELECT id, chat, sender, ts, reply_to, file_id FROM messages ORDER BY id"
-            )
-        )
-        newest = (
-            db.execute(f"{_SELECT_MESSAGES} ORDER BY id DESC LIMIT %s", (recent,)).fetchall()
-            if recent > 0
-            else []
-        )
-        meta: dict[str, int] = {k: int(v) for k, v in db.execute("SELECT key, value FROM meta")}
-        next_id = meta["next_id"]
-        if messages:
-            next_id = max(next_id, messages[-1].id + 1)
-        self._next_id = next_id
-        self._batch = meta.get("batch", 0)
-        return Snapshot(
-            accounts=accounts,
-            messages=messages,
-            recent=tuple(self._message(row) for row in reversed(newest)),
-            next_id=next_id,
-            rooms=tuple(
-                RoomRow(*r) for r in db.execute("SELECT key, name, owner, created FROM rooms")
-            ),
-            members=tuple(
-                MemberRow(*r) for r in db.execute("SELECT room, user_key, since FROM members")
-            ),
-            links=tuple(LinkRow(*r) for r in db.execute("SELECT token, room, expires FROM links")),
-            requests=tuple(
-                JoinRequestRow(*r)
-                for r in db.execute("SELECT room, user_key, ts FROM join_requests")
-            ),
-            schedules=tuple(
-                ScheduleRow(*r)
-                for r in db.execute(
-                    "SELECT id, user_key, at, command, created FROM schedules ORDER BY at, id"
-                )
-            ),
-            next_schedule_id=meta["next_schedule_id"],
-            files=files,
-            next_file_id=meta["next_file_id"],
-            invites=tuple(
-                InviteRow(*r)
-                for r in db.execute("SELECT room, user_key, by_user, ts, expires FROM invites")
-            ),
-        )
+        def newest() -> tuple[Message, ...]:
+            if recent <= 0:
+                return ()
+            rows = db.execute(f"{_SELECT_MESSAGES} ORDER BY id DESC LIMIT %s", (recent,))
+            return tuple(self._message(row) for row in reversed(rows.fetchall()))
+
+        snapshot = load_snapshot(db.execute, user="user_key", files_known=self._know, newest=newest)
+        self._next_id = snapshot.next_id
+        row = db.execute("SELECT value FROM meta WHERE key = 'batch'").fetchone()
+        self._batch = int(row[0]) if row else 0
+        return snapshot
+
+    def _know(self, files: dict[int, FileInfo]) -> None:
+        self._files = files
 
     def load_tokens(self) -> tuple[TokenRow, ...]:
         """The HTTP door's bearer tokens (read once, when the door starts)."""

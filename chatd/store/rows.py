@@ -5,7 +5,7 @@ to a change is added once."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from chatd.core.outcome import (
@@ -30,6 +30,18 @@ from chatd.core.outcome import (
     SetBan,
     SetCursor,
     SetStrikes,
+)
+from chatd.core.snapshot import (
+    AccountRow,
+    FileRow,
+    InviteRow,
+    JoinRequestRow,
+    LinkRow,
+    MemberRow,
+    MessageRow,
+    RoomRow,
+    ScheduleRow,
+    Snapshot,
 )
 from chatd.protocol.events import FileInfo, Message
 
@@ -97,3 +109,60 @@ MESSAGE_COLUMNS = "id, chat, sender, text, ts, reply_to, recipient, file_id, tag
 def strikes_of(raw: str) -> tuple[tuple[str, float], ...]:
     """A strike set as stored (`SetStrikes`' JSON) back to (reporter, when) pairs."""
     return tuple((str(r), float(t)) for r, t in json.loads(raw))
+
+
+def load_snapshot(
+    query: Callable[[str], Iterable[Sequence[Any]]],
+    *,
+    user: str,
+    files_known: Callable[[dict[int, FileInfo]], None],
+    newest: Callable[[], tuple[Message, ...]],
+) -> Snapshot:
+    """Everything but message text, by the SQL both stores share (`query` runs one
+    statement; `user` is the user-key column's name). The message rows come as a
+    generator: the core indexes them as they come, with no list of them all. The
+    store hears the file rows (`files_known`) before it reads the `newest` whole."""
+    accounts = tuple(
+        AccountRow(key, name, pw, created, cursor, banned, strikes_of(strikes))
+        for key, name, pw, created, cursor, banned, strikes in query(
+            "SELECT key, name, pw_hash, created, cursor, banned_until, strikes FROM accounts"
+        )
+    )
+    files = tuple(
+        FileRow(*row) for row in query("SELECT id, sha256, name, size, owner, created FROM files")
+    )
+    info = {f.id: FileInfo(f.id, f.name, f.size, f.sha256) for f in files}
+    files_known(info)
+    messages = (
+        MessageRow(i, chat, sender, ts, reply_to, info.get(fid) if fid else None)
+        for i, chat, sender, ts, reply_to, fid in query(
+            "SELECT id, chat, sender, ts, reply_to, file_id FROM messages ORDER BY id"
+        )
+    )
+    ((top,),) = query("SELECT max(id) FROM messages")
+    meta = {str(k): int(v) for k, v in query("SELECT key, value FROM meta")}
+    next_id = meta["next_id"] if top is None else max(meta["next_id"], int(top) + 1)
+    return Snapshot(
+        accounts=accounts,
+        messages=messages,
+        recent=newest(),
+        next_id=next_id,
+        rooms=tuple(RoomRow(*r) for r in query("SELECT key, name, owner, created FROM rooms")),
+        members=tuple(MemberRow(*r) for r in query(f"SELECT room, {user}, since FROM members")),
+        links=tuple(LinkRow(*r) for r in query("SELECT token, room, expires FROM links")),
+        requests=tuple(
+            JoinRequestRow(*r) for r in query(f"SELECT room, {user}, ts FROM join_requests")
+        ),
+        schedules=tuple(
+            ScheduleRow(*r)
+            for r in query(
+                f"SELECT id, {user}, at, command, created FROM schedules ORDER BY at, id"
+            )
+        ),
+        next_schedule_id=meta["next_schedule_id"],
+        files=files,
+        next_file_id=meta["next_file_id"],
+        invites=tuple(
+            InviteRow(*r) for r in query(f"SELECT room, {user}, by_user, ts, expires FROM invites")
+        ),
+    )

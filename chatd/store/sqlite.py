@@ -43,15 +43,6 @@ from chatd.core.outcome import (
     SetStrikes,
 )
 from chatd.core.snapshot import (
-    AccountRow,
-    FileRow,
-    InviteRow,
-    JoinRequestRow,
-    LinkRow,
-    MemberRow,
-    MessageRow,
-    RoomRow,
-    ScheduleRow,
     Snapshot,
     TokenRow,
 )
@@ -61,9 +52,9 @@ from chatd.store.rows import (
     COUNTERS,
     MESSAGE_COLUMNS,
     PARAMS,
+    load_snapshot,
     message_of,
     message_row,
-    strikes_of,
 )
 
 DB_NAME = "chatd.sqlite3"
@@ -285,65 +276,19 @@ class SqliteStore:
     def load(self, recent: int = 0) -> Snapshot:
         """Everything but message text; the newest `recent` messages whole."""
         db = self._db
-        accounts = tuple(
-            AccountRow(key, name, pw, created, cursor, banned, strikes_of(strikes))
-            for key, name, pw, created, cursor, banned, strikes in db.execute(
-                "SELECT key, name, pw_hash, created, cursor, banned_until, strikes FROM accounts"
-            )
-        )
-        files = tuple(
-            FileRow(*row)
-            for row in db.execute("SELECT id, sha256, name, size, owner, created FROM files")
-        )
-        info = {f.id: FileInfo(f.id, f.name, f.size, f.sha256) for f in files}
-        self._files = info
-        # A generator: the core indexes the rows as they come (no list of them all).
-        messages = (
-            MessageRow(i, chat, sender, ts, reply_to, info.get(fid) if fid else None)
-            for i, chat, sender, ts, reply_to, fid in db.execute(
-                "SELECT id, chat, sender, ts, reply_to, file_id FROM messages ORDER BY id"
-            )
-        )
-        top = db.execute("SELECT max(id) FROM messages").fetchone()[0]
-        newest = (
-            db.execute(f"{_SELECT_MESSAGES} ORDER BY id DESC LIMIT ?", (recent,)).fetchall()
-            if recent > 0
-            else []
-        )
-        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        next_id = meta["next_id"]
-        if top is not None:
-            next_id = max(next_id, top + 1)
-        self._next_id = next_id
-        return Snapshot(
-            accounts=accounts,
-            messages=messages,
-            recent=tuple(self._message(row) for row in reversed(newest)),
-            next_id=next_id,
-            rooms=tuple(
-                RoomRow(*r) for r in db.execute("SELECT key, name, owner, created FROM rooms")
-            ),
-            members=tuple(
-                MemberRow(*r) for r in db.execute("SELECT room, user, since FROM members")
-            ),
-            links=tuple(LinkRow(*r) for r in db.execute("SELECT token, room, expires FROM links")),
-            requests=tuple(
-                JoinRequestRow(*r) for r in db.execute("SELECT room, user, ts FROM join_requests")
-            ),
-            schedules=tuple(
-                ScheduleRow(*r)
-                for r in db.execute(
-                    "SELECT id, user, at, command, created FROM schedules ORDER BY at, id"
-                )
-            ),
-            next_schedule_id=meta["next_schedule_id"],
-            files=files,
-            next_file_id=meta["next_file_id"],
-            invites=tuple(
-                InviteRow(*r)
-                for r in db.execute("SELECT room, user, by_user, ts, expires FROM invites")
-            ),
-        )
+
+        def newest() -> tuple[Message, ...]:
+            if recent <= 0:
+                return ()
+            rows = db.execute(f"{_SELECT_MESSAGES} ORDER BY id DESC LIMIT ?", (recent,))
+            return tuple(self._message(row) for row in reversed(rows.fetchall()))
+
+        snapshot = load_snapshot(db.execute, user="user", files_known=self._know, newest=newest)
+        self._next_id = snapshot.next_id
+        return snapshot
+
+    def _know(self, files: dict[int, FileInfo]) -> None:
+        self._files = files
 
     def read(self, ids: Sequence[int]) -> list[Message]:
         """Messages by id, on a connection of the calling thread's own (WAL readers never

@@ -148,7 +148,7 @@ def test_big_batches_reload_like_memory(pg_dsn: str) -> None:
     store.commit(changes)
     mem.commit(changes)
     got = store.load()
-    assert got.messages == mem.load().messages and got.next_id == 342
+    assert tuple(got.messages) == tuple(mem.load().messages) and got.next_id == 342
     assert {a.key: a.name for a in got.accounts}["u7"] == "Seven"
     store.close()
 
