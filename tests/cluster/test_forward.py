@@ -11,7 +11,6 @@ import asyncio
 import base64
 import json
 import os
-import re
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from chatd.cluster.forward import (
 )
 from chatd.config import Config
 from chatd.store import postgres as pg_store
-from tests.helpers.nodes import listening, wait_for
+from tests.helpers.nodes import OK_ID, burst, listening, wait_for
 from tests.helpers.server import Client, free_port, launch
 
 if TYPE_CHECKING:
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
 
 pytest_plugins = ["tests.helpers.postgres"]
 
-OK_ID = re.compile(r"^OK .*\[(\d+)\]")
 SENDS = 2000  # per sender, pipelined: the writer dies with many still in flight
 SECRET = "s3cret words"
 
@@ -313,14 +311,7 @@ async def test_the_writer_killed_in_a_burst_a_standby_takes_over_with_every_ack(
     bob = await cluster.login(2, "bob")
     assert (await bob.jcmd("quit"))["cmd"] == "quit"
     senders = [await cluster.login(n % 3, f"sender{n}", mode="text") for n in range(3)]
-    for n, c in enumerate(senders):
-        await c.send("".join(f"send bob s{n}-{i}\n" for i in range(SENDS)))
-    acked: list[int] = []
-    for c in senders:
-        for _ in range(100):
-            m = OK_ID.match(await c.line())
-            assert m
-            acked.append(int(m.group(1)))
+    acked = await burst(senders, "bob", SENDS, 100)
     node1.kill9()  # in the middle of the burst
     for c in senders:  # every passed-on connection ends with the writer: its last OKs
         while True:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chatd.store import postgres as pg_store
-from tests.helpers.nodes import listening, spawn_node, wait_for
+from tests.helpers.nodes import burst, listening, spawn_node, wait_for
 from tests.helpers.server import Child, Client, StartServer, free_port
 
 if TYPE_CHECKING:
@@ -24,7 +23,6 @@ if TYPE_CHECKING:
 pytest_plugins = ["tests.helpers.postgres"]
 
 SpawnServer = Callable[..., Child]
-OK_ID = re.compile(r"^OK .*\[(\d+)\]")
 
 
 def settings(dsn: str) -> dict[str, object]:
@@ -83,14 +81,7 @@ async def test_kill9_in_a_burst_of_pipelined_sends_keeps_every_acknowledged_mess
     alices = [await Client.connect(child.port) for _ in range(3)]
     for n, c in enumerate(alices):
         assert (await c.cmd(f"login alice{n}")).startswith("OK welcome")
-    for n, c in enumerate(alices):
-        await c.send("".join(f"send bob a{n}-{i}\n" for i in range(200)))
-    acked: list[int] = []
-    for c in alices:
-        for _ in range(100):  # kill in the middle of the stream of OKs
-            m = OK_ID.match(await c.line())
-            assert m
-            acked.append(int(m.group(1)))
+    acked = await burst(alices, "bob", 200, 100)  # kill in the middle of the OKs
     child.kill9()
 
     child2 = spawn_server("--config", str(config))
@@ -195,14 +186,7 @@ async def test_a_standby_takes_over_a_node_killed_in_a_burst_and_has_every_ack(
         for n, c in enumerate(senders):
             assert (await c.cmd(f"login alice{n}")).startswith("OK welcome")
         assert not listening(ports[1])  # the standby opens no port
-        for n, c in enumerate(senders):
-            await c.send("".join(f"send bob s{n}-{i}\n" for i in range(300)))
-        acked: list[int] = []
-        for c in senders:
-            for _ in range(100):
-                m = OK_ID.match(await c.line())
-                assert m
-                acked.append(int(m.group(1)))
+        acked = await burst(senders, "bob", 300, 100)
         nodes[0].kill()
         nodes[0].wait(10)
         killed = asyncio.get_running_loop().time()
