@@ -24,11 +24,15 @@ class PassedTransport:
     (what the balancer's or the link's TCP acknowledged says nothing of the client's,
     so `chat.received = "acknowledged"` counts such a session as `written`)."""
 
-    __slots__ = ("_peername", "_transport")
+    __slots__ = ("_peername", "_transport", "get_write_buffer_size", "write")
 
     def __init__(self, transport: asyncio.Transport, peername: tuple[str, int]) -> None:
         self._transport = transport
         self._peername = peername
+        # What the hub calls per write and per recipient, bound once: not through
+        # __getattr__ on the fan-out path.
+        self.write = transport.write
+        self.get_write_buffer_size = transport.get_write_buffer_size
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "peername":
